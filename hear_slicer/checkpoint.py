@@ -1,0 +1,184 @@
+"""The project's one checkpoint format, shared by the plugin, the trainer and the suites.
+
+A checkpoint is a plain dict saved with `torch.save` and read with
+`torch.load(weights_only=True)`, so an untrusted file cannot run code: it holds only
+tensors, dicts, lists, tuples, strings, numbers, booleans and None.
+
+    {
+      "format": "hear-slicer-checkpoint", "format_version": 1,
+      "frontend": {...FrontendConfig...}, "encoder": {...EncoderConfig...},
+      "norm_mean": float, "norm_std": float,
+      "student": encoder state_dict, "teacher": encoder state_dict | None,
+      "use": "student" | "teacher",          # which encoder the plugin embeds with
+      "train_config": dict, "provenance": dict,
+      "training_state": dict | None,         # what a trainer needs to resume
+    }
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .encoder import AudioNTT2020, EncoderConfig
+from .frontend import FrontendConfig, LogMelFrontend
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "save_checkpoint",
+    "load_checkpoint",
+    "build_encoder",
+    "build_frontend",
+]
+
+FORMAT_NAME = "hear-slicer-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, of another format, or inconsistent."""
+
+
+@dataclass
+class Checkpoint:
+    frontend: FrontendConfig
+    encoder: EncoderConfig
+    norm_mean: float
+    norm_std: float
+    student: dict[str, torch.Tensor]
+    teacher: dict[str, torch.Tensor] | None = None
+    use: str = "student"
+    train_config: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    training_state: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.use not in ("student", "teacher"):
+            raise CheckpointError(f"'use' must be 'student' or 'teacher', got {self.use!r}")
+        if self.use == "teacher" and self.teacher is None:
+            raise CheckpointError("'use' is 'teacher' but the checkpoint holds no teacher weights")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "frontend": dataclasses.asdict(self.frontend),
+            "encoder": dataclasses.asdict(self.encoder),
+            "norm_mean": float(self.norm_mean),
+            "norm_std": float(self.norm_std),
+            "student": self.student,
+            "teacher": self.teacher,
+            "use": self.use,
+            "train_config": self.train_config,
+            "provenance": self.provenance,
+            "training_state": self.training_state,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "checkpoint") -> "Checkpoint":
+        if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
+            raise CheckpointError(
+                f"{source} is not a hear-slicer checkpoint (no 'format': {FORMAT_NAME!r} entry); "
+                "checkpoints are written by `python -m pretrain` or hear_slicer.checkpoint.save_checkpoint"
+            )
+        version = d.get("format_version")
+        if version != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source} has checkpoint format version {version!r}; this hear-slicer reads version "
+                f"{FORMAT_VERSION}. Upgrade hear-slicer or re-export the checkpoint."
+            )
+        missing = [k for k in ("frontend", "encoder", "norm_mean", "norm_std", "student") if k not in d]
+        if missing:
+            raise CheckpointError(f"{source} lacks required entries: {', '.join(missing)}")
+        try:
+            frontend = FrontendConfig(**d["frontend"])
+            encoder = EncoderConfig(**d["encoder"])
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"{source} has an invalid frontend or encoder config: {e}") from e
+        return cls(
+            frontend=frontend,
+            encoder=encoder,
+            norm_mean=float(d["norm_mean"]),
+            norm_std=float(d["norm_std"]),
+            student=d["student"],
+            teacher=d.get("teacher"),
+            use=d.get("use", "student"),
+            train_config=d.get("train_config") or {},
+            provenance=d.get("provenance") or {},
+            training_state=d.get("training_state"),
+        )
+
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """The state dict of the encoder the plugin uses (`use`)."""
+        return self.teacher if self.use == "teacher" else self.student
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+    """Write `ckpt` to `path` atomically: a temporary file in the same folder, then rename.
+
+    A crash mid-write leaves the previous file (if any) intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt.to_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint with `weights_only=True`; every failure is a `CheckpointError`."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path is not a file: {path}")
+    try:
+        d = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle errors, zip errors, disallowed globals...
+        raise CheckpointError(
+            f"could not read {path} as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "It is not a hear-slicer checkpoint, is corrupt, or holds objects that cannot be loaded safely."
+        ) from e
+    return Checkpoint.from_dict(d, source=str(path))
+
+
+def _load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()
+        raise CheckpointError(
+            f"the {what} weights do not match the encoder config in the checkpoint: {' '.join(first[:3])}"
+        ) from e
+
+
+def build_encoder(ckpt: Checkpoint) -> AudioNTT2020:
+    """The encoder selected by `ckpt.use`, with its weights loaded, in eval mode."""
+    encoder = AudioNTT2020(ckpt.encoder)
+    _load_weights(encoder, ckpt.encoder_state(), ckpt.use)
+    return encoder.eval()
+
+
+def build_frontend(ckpt: Checkpoint) -> LogMelFrontend:
+    """The log-mel frontend with the checkpoint's normalisation statistics."""
+    try:
+        return LogMelFrontend(ckpt.frontend, mean=ckpt.norm_mean, std=ckpt.norm_std)
+    except ValueError as e:
+        raise CheckpointError(f"invalid normalisation statistics in checkpoint: {e}") from e
