@@ -197,10 +197,11 @@ def load_model(model_file_path: str = "", **options: Any) -> SlicerHearModel:
 
 def _check_audio(audio: Any, model: SlicerHearModel) -> torch.Tensor:
     """Validate HEAR input and return float32 (n, N) on the model's device."""
+    device = next(model.parameters()).device
     if isinstance(audio, np.ndarray):
-        if not (np.issubdtype(audio.dtype, np.floating)):
+        if not np.issubdtype(audio.dtype, np.floating):
             raise TypeError(f"expected floating-point audio in [-1, 1], got a numpy array of dtype {audio.dtype}")
-        audio = torch.from_numpy(np.ascontiguousarray(audio))
+        audio = torch.from_numpy(np.ascontiguousarray(audio)).to(device)
     if not isinstance(audio, torch.Tensor):
         raise TypeError(f"expected audio as a torch.Tensor or numpy array of shape (n_sounds, n_samples), got {type(audio).__name__}")
     if not audio.is_floating_point():
@@ -209,11 +210,9 @@ def _check_audio(audio: Any, model: SlicerHearModel) -> torch.Tensor:
         raise ValueError(f"expected audio of shape (n_sounds, n_samples), got {tuple(audio.shape)}")
     if audio.shape[1] == 0:
         raise ValueError("expected at least one sample per sound, got n_samples = 0")
-    device = next(model.parameters()).device
-    if isinstance(audio, torch.Tensor) and audio.device != device and not (audio.device.type == "cpu" and audio.numel() == 0):
-        if audio.device.type != "cpu" or device.type != "cpu":
-            raise ValueError(f"audio is on {audio.device} but the model is on {device}; move one of them (audio.to({str(device)!r}))")
-    audio = audio.to(device=device, dtype=torch.float32)
+    if audio.device != device:
+        raise ValueError(f"audio is on {audio.device} but the model is on {device}; move one of them (e.g. audio.to({str(device)!r}))")
+    audio = audio.to(torch.float32)
     if not torch.isfinite(audio).all():
         raise ValueError("audio contains NaN or Inf values")
     return audio

@@ -1,0 +1,174 @@
+"""HEAR 2021 API: contract, invariants (hear-baseline style) and input errors."""
+import numpy as np
+import pytest
+import torch
+
+import hear_slicer
+from hear_slicer import get_scene_embeddings, get_timestamp_embeddings, load_model
+
+SR = 16000
+TOL = dict(atol=1e-5, rtol=1e-4)  # float32 convs differ at rounding level across batch sizes
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(123)  # must not matter: the default model has its own fixed seed
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def audio():
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(3 * SR) / SR
+    tones = torch.stack([torch.sin(2 * np.pi * f * t) for f in (220.0, 880.0, 3000.0)]) * 0.3
+    return (tones + 0.05 * torch.randn(3, 3 * SR, generator=g)).float()
+
+
+def test_model_attributes(model):
+    assert isinstance(model, torch.nn.Module)
+    assert model.sample_rate == 16000
+    assert model.scene_embedding_size == model.timestamp_embedding_size == 2048
+    assert model.is_random_init  # no trained default shipped yet: say so
+    assert load_model().is_random_init
+
+
+def test_default_model_is_deterministic(audio):
+    a = get_scene_embeddings(audio, load_model())
+    b = get_scene_embeddings(audio, load_model())
+    assert torch.equal(a, b)
+
+
+def test_shapes_dtypes_and_same_input_same_output(model, audio):
+    emb = get_scene_embeddings(audio, model)
+    assert emb.shape == (3, 2048) and emb.dtype == torch.float32
+    assert torch.equal(emb, get_scene_embeddings(audio, model))
+    temb, ts = get_timestamp_embeddings(audio, model)
+    assert temb.shape[:2] == ts.shape and temb.shape[0] == 3 and temb.shape[2] == 2048
+    assert temb.dtype == ts.dtype == torch.float32
+    # different sounds give different embeddings
+    assert not torch.allclose(emb[0], emb[1], **TOL)
+
+
+def test_batched_equals_one_by_one_and_slices(model, audio):
+    emb = get_scene_embeddings(audio, model)
+    for i in range(3):
+        assert torch.allclose(get_scene_embeddings(audio[i:i + 1], model), emb[i:i + 1], **TOL)
+    assert torch.allclose(get_scene_embeddings(audio[1:], model), emb[1:], **TOL)
+    temb, ts = get_timestamp_embeddings(audio, model)
+    temb1, ts1 = get_timestamp_embeddings(audio[2:3], model)
+    assert torch.allclose(temb1, temb[2:3], **TOL) and torch.equal(ts1, ts[2:3])
+
+
+def test_embedding_does_not_depend_on_other_clips(model, audio):
+    loud = torch.cat([audio[:1], 0.99 * torch.ones(1, audio.shape[1])])
+    assert torch.allclose(get_scene_embeddings(loud, model)[0], get_scene_embeddings(audio[:1], model)[0], **TOL)
+
+
+@pytest.mark.parametrize("seconds", [1.07, 1.98, 2.74, 4.0, 13.3])
+def test_timestamps_contract(model, seconds):
+    n = int(seconds * SR)
+    temb, ts = get_timestamp_embeddings(torch.zeros(2, n), model)
+    length_ms = 1000 * n / SR
+    diffs = torch.diff(ts[0].double())
+    assert torch.all((diffs - model.timestamp_hop_ms).abs() <= 1e-3)  # regular
+    assert model.timestamp_hop_ms <= 50  # HEAR's recommendation
+    assert ts[0, 0] == 0 and ts[0, -1] <= length_ms and length_ms - ts[0, -1] < model.timestamp_hop_ms
+    assert torch.equal(ts[0], ts[1])
+
+
+def test_timestamps_are_computed_from_the_index_not_accumulated():
+    model = load_model(timestamp_hop_ms=25.0 / 3)  # a hop with no exact float representation
+    ts = model.timestamps_ms(20 * 60 * SR)  # 20 minutes
+    k = torch.arange(len(ts), dtype=torch.float64)
+    assert torch.equal(ts, k * (25.0 / 3))
+    assert abs(float(ts[-1]) - 1_200_000.0) < 1e-6
+
+
+def test_timestamp_embeddings_interpolate_encoder_frames(model, audio):
+    frames = model.frames(audio)  # (n, T', D) at 80 ms
+    centres = model.frame_times_ms(frames.shape[1])
+    temb, ts = get_timestamp_embeddings(audio, model)
+    # a timestamp that falls on a frame centre returns that frame exactly
+    model_hop = load_model(timestamp_hop_ms=5.0)
+    temb5, ts5 = get_timestamp_embeddings(audio, model_hop)
+    i = 3
+    k = int(torch.nonzero(ts5[0].double() == centres[i])[0])
+    assert torch.allclose(temb5[:, k], frames[:, i], **TOL)
+    # halfway between two centres: their mean
+    k = int(torch.nonzero(ts5[0].double() == (centres[i] + centres[i + 1]) / 2)[0])
+    assert torch.allclose(temb5[:, k], (frames[:, i] + frames[:, i + 1]) / 2, **TOL)
+    # scene embedding is max + mean of the frames
+    assert torch.allclose(get_scene_embeddings(audio, model), frames.amax(1) + frames.mean(1), **TOL)
+
+
+def test_chunked_equals_unchunked(audio):
+    long = audio.repeat(1, 4)  # 12 s
+    whole = load_model(chunk_seconds=1000.0)
+    chunked = load_model(chunk_seconds=1.0, max_batch_seconds=2.0)
+    assert torch.allclose(get_scene_embeddings(long, chunked), get_scene_embeddings(long, whole), **TOL)
+    a, ta = get_timestamp_embeddings(long, chunked)
+    b, tb = get_timestamp_embeddings(long, whole)
+    assert torch.equal(ta, tb) and torch.allclose(a, b, **TOL)
+
+
+def test_chunk_context_is_what_makes_chunks_exact(audio):
+    """The equality above is not vacuous: without context, chunk edges differ."""
+    long = audio.repeat(1, 4)
+    whole = load_model(chunk_seconds=1000.0)
+    no_context = load_model(chunk_seconds=1.0)
+    no_context.context_frames = 0  # bypasses the option check on purpose
+    assert not torch.allclose(no_context.frames(long), whole.frames(long), **TOL)
+
+
+def test_reasonable_input_is_accepted(model, audio):
+    emb = get_scene_embeddings(audio, model)
+    assert torch.allclose(get_scene_embeddings(audio.double(), model), emb, **TOL)
+    assert torch.allclose(get_scene_embeddings(audio.numpy(), model), emb, **TOL)
+    tiny = get_scene_embeddings(torch.zeros(2, 100), model)  # shorter than one STFT window
+    assert tiny.shape == (2, 2048) and torch.isfinite(tiny).all()
+    temb, ts = get_timestamp_embeddings(torch.zeros(1, 100), model)
+    assert ts.shape == (1, 1) and temb.shape == (1, 1, 2048)
+    assert get_scene_embeddings(torch.zeros(0, SR), model).shape == (0, 2048)
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (torch.zeros(SR), ValueError, r"shape \(n_sounds, n_samples\), got \(16000,\)"),
+        (torch.zeros(2, 1, SR), ValueError, r"got \(2, 1, 16000\)"),
+        (torch.zeros(2, SR, dtype=torch.int16), TypeError, "floating-point"),
+        (np.zeros((2, SR), dtype=np.int32), TypeError, "floating-point"),
+        (torch.full((1, SR), float("nan")), ValueError, "NaN or Inf"),
+        (torch.full((1, SR), float("inf")), ValueError, "NaN or Inf"),
+        (torch.zeros(2, 0), ValueError, "n_samples = 0"),
+        ([[0.0] * 10], TypeError, "torch.Tensor or numpy"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(model, bad, exc, match):
+    with pytest.raises(exc, match=match):
+        get_scene_embeddings(bad, model)
+    with pytest.raises(exc, match=match):
+        get_timestamp_embeddings(bad, model)
+
+
+def test_audio_on_another_device_than_the_model(model):
+    meta = torch.zeros(1, SR, device="meta")
+    with pytest.raises(ValueError, match="move one of them"):
+        get_scene_embeddings(meta, model)
+
+
+def test_bad_options():
+    with pytest.raises(TypeError, match="unknown load_model option"):
+        load_model(hop=10)
+    with pytest.raises(ValueError, match="timestamp_hop_ms"):
+        load_model(timestamp_hop_ms=0)
+
+
+def test_model_stays_in_eval_mode(model, audio):
+    model.train()
+    assert not model.training and not model.encoder.training
+    assert torch.equal(get_scene_embeddings(audio, model), get_scene_embeddings(audio, model))
+
+
+def test_package_exports():
+    assert set(hear_slicer.__all__) >= {"load_model", "get_scene_embeddings", "get_timestamp_embeddings"}
