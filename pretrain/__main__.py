@@ -1,0 +1,65 @@
+"""Command line: `python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/audio`.
+
+Multi-process (DDP): `torchrun --nproc_per_node=P -m pretrain ...`; multi-node adds torchrun's
+`--nnodes`, `--node_rank`, `--rdzv_endpoint` (or `--master_addr/--master_port`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, apply_overrides, config_from_dict, load_config
+from .data import DatasetError
+from .train import TrainingDiverged, config_of_checkpoint, latest_checkpoint, train
+
+EXAMPLES = """examples:
+  python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/fsd50k --out runs/fsd
+  python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=files.csv run.steps=5000 optim.lr=1e-3
+  python -m pretrain --resume runs/fsd                      # newest checkpoint in runs/fsd/checkpoints
+  python -m pretrain --resume runs/fsd/checkpoints/step_00010000.pt --set run.steps=40000
+  torchrun --nproc_per_node=4 -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/as
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m pretrain",
+        description="Self-supervised pretraining of the AudioNTT2020 encoder (SLICER and baselines). "
+                    "Checkpoints load with hear_slicer.load_model(path).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML config (e.g. pretrain/configs/slicer.yaml); defaults are used for "
+                                    "missing keys. Ignored with --resume (the checkpoint's config is used).")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override config values, e.g. optim.lr=1e-3 data.batch_size=64 objective.params.queue_size=4096")
+    p.add_argument("--out", help="output folder (same as --set run.out=...)")
+    p.add_argument("--resume", nargs="?", const="", metavar="PATH",
+                   help="resume from a checkpoint file, or from the newest checkpoint of a run folder "
+                        "(no PATH: the run folder given by --out / the config)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
+    try:
+        resume = None
+        if args.resume is not None:
+            target = Path(args.resume) if args.resume else Path(load_config(args.config, overrides).run.out)
+            resume = latest_checkpoint(target) if target.is_dir() else target
+            base = config_of_checkpoint(resume).to_dict()
+            cfg = config_from_dict(apply_overrides(base, overrides))
+        else:
+            cfg = load_config(args.config, overrides)
+        train(cfg, resume=resume)
+    except (ConfigError, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The run's one typed config: dataclasses loaded from YAML, overridable with `--set key.sub=value`.
+
+Every value is type-checked when loaded (ints are accepted where floats are expected,
+tuples from YAML lists); an unknown key is an error that lists the known ones. The
+objective's hyper-parameters (`objective.params`) are checked against the dataclass the
+selected objective declares (`Objective.Config`), so adding a method needs no change here.
+`to_dict` gives the plain dict saved into every checkpoint, and `from_dict` reads it back.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from hear_slicer.encoder import EncoderConfig
+from hear_slicer.frontend import FrontendConfig
+
+from .augment import AugmentConfig
+from .objectives import objective_class
+
+__all__ = ["DataConfig", "StatsConfig", "ObjectiveConfig", "OptimConfig", "RunConfig", "TrainConfig",
+           "ConfigError", "load_config", "config_from_dict", "apply_overrides", "parse_override"]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # folder (searched recursively) or a .csv/.txt manifest of audio files
+    extensions: tuple[str, ...] = ("wav", "flac", "ogg")
+    crop_seconds: float = 0.95  # RECIPE.md
+    batch_size: int = 128  # per process; released SLICER code: 128 x 4 GPUs
+    num_workers: int = 2
+    silence_peak: float = 1e-4  # files whose peak |x| is below this are skipped as silent
+    scan_headers: bool = True  # check every file's header before training (skips unreadable/empty ones early)
+
+
+@dataclass
+class StatsConfig:
+    fraction: float = 0.05  # of the files, for mean/std and k-means (released SLICER code: 5 %)
+    min_files: int = 64
+    max_files: int = 5000
+    kmeans_iters: int = 20  # released SLICER code
+    kmeans_init: int = 3  # k-means restarts (scikit-learn n_init)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "slicer"
+    params: Any = None  # the objective's Config dataclass (type-checked against it)
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["adamw", "sgd"] = "adamw"  # research snapshot: AdamW; released code: SGD
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9  # SGD only
+    warmup_steps: int = 500
+    min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
+    grad_clip: float = 3.0  # max global grad norm; 0 disables (not in the sources: a safety net)
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/slicer"
+    steps: int = 20000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bfloat16/float16 autocast on CUDA; ignored on CPU
+    checkpoint_every: int = 1000
+    keep_last: int = 3
+    log_every: int = 10
+    progress: bool = True  # tqdm bar on the main process
+    save_rank_states: bool = False  # debug: each process writes its final weights to out/rank{r}_final.pt
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _to_plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_to_plain(v) for v in x]
+    return x
+
+
+# ----------------------------------------------------------------------------- typed conversion
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """`value` checked/converted to type `tp`; `key` names it in errors."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError("; ".join(errors))
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key} must have {len(args)} elements, got {value!r}")
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        out = [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp}")
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    """Instance of dataclass `cls` from a mapping (missing keys keep their defaults)."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        where = prefix or "the top level"
+        raise ConfigError(f"unknown config key(s) {', '.join(repr(f'{prefix}.{u}'.lstrip('.')) for u in unknown)}; "
+                          f"known keys in {where}: {', '.join(names)}")
+    kwargs = {n: _convert(values[n], hints[n], f"{prefix}.{n}".lstrip(".")) for n in names if n in values}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"invalid {prefix or 'config'}: {e}") from e
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Typed TrainConfig from a plain dict (YAML or a checkpoint's `train_config`)."""
+    d = dict(d or {})
+    objective = dict(d.pop("objective", None) or {})
+    cfg = _build(TrainConfig, d, "")
+    name = objective.pop("name", "slicer")
+    params = objective.pop("params", None)
+    if objective:
+        raise ConfigError(f"unknown config key(s) {sorted('objective.' + k for k in objective)}; "
+                          "known keys in objective: name, params")
+    try:
+        cls = objective_class(name)
+    except ValueError as e:
+        raise ConfigError(f"objective.name: {e}") from e
+    cfg.objective = ObjectiveConfig(name=name, params=_build(cls.Config, params, "objective.params"))
+    return cfg
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'optim.lr=1e-3' -> (['optim', 'lr'], 0.001); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {text!r} has an empty key part")
+    return parts, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set each `key.sub=value` in the plain dict `d` (a copy); types are checked later."""
+    d = copy.deepcopy(d)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = d
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {p} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return d
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """TrainConfig from a YAML file (or the defaults) with `key.sub=value` overrides applied."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        with open(path) as f:
+            d = yaml.safe_load(f) or {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path} must hold a YAML mapping at the top level")
+    return config_from_dict(apply_overrides(d, list(overrides)))

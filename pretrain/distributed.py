@@ -1,0 +1,104 @@
+"""Data parallelism with torch.distributed: process context, all-gather, shuffle-BN.
+
+Legend: B per-process batch, P number of processes (world size), ... any trailing shape.
+
+`torchrun` sets RANK, WORLD_SIZE, LOCAL_RANK (and MASTER_ADDR/PORT); `init_distributed`
+reads them and starts the process group (NCCL on CUDA, gloo on CPU). Without them, the
+context describes a single process and every helper here is the identity, so objectives
+call the helpers unconditionally.
+
+Shuffle-BN (MoCo): the teacher's BatchNorm sees a batch made of samples from all
+processes in a random order, so its batch statistics cannot tie a key to its query. On a
+single process it reduces to a plain forward (a single process cannot shuffle BN
+statistics away; SyncBatchNorm is the CUDA alternative and is not used here).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_nograd", "all_reduce_mean",
+           "shuffled_forward"]
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process sits in the data-parallel job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes checkpoints and logs."""
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistContext:
+    """Start the process group if launched by torchrun (WORLD_SIZE > 1), else a 1-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistContext()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    if device_type == "cuda":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def shutdown_distributed(ctx: DistContext) -> None:
+    """Barrier, then destroy the group (without the barrier a gloo rank can abort at exit)."""
+    if ctx.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+@torch.no_grad()
+def all_gather_nograd(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """(B, ...) on each process -> (P * B, ...), rank order, same on every process. No gradient."""
+    if not ctx.enabled:
+        return x
+    parts = [torch.empty_like(x) for _ in range(ctx.world_size)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+@torch.no_grad()
+def all_reduce_mean(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Mean of `x` over processes (a new tensor)."""
+    if not ctx.enabled:
+        return x.clone()
+    y = x.detach().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y / ctx.world_size
+
+
+@torch.no_grad()
+def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """fn(x) computed with shuffle-BN across processes. x: (B, ...) -> fn's output (B, ...).
+
+    All inputs are gathered, permuted with one permutation drawn on rank 0 and broadcast,
+    each process runs `fn` on its slice of the shuffled batch, and the outputs are
+    gathered and un-shuffled. Requires the same B on every process. No gradient (keys only).
+    """
+    if not ctx.enabled:
+        return fn(x)
+    b = x.shape[0]
+    x_all = all_gather_nograd(x, ctx)  # (P*B, ...)
+    perm = torch.randperm(x_all.shape[0], device=x.device) if ctx.is_main else torch.empty(
+        x_all.shape[0], dtype=torch.long, device=x.device)
+    dist.broadcast(perm, src=0)
+    unperm = torch.argsort(perm)
+    mine = perm[ctx.rank * b:(ctx.rank + 1) * b]  # (B,)
+    y_all = all_gather_nograd(fn(x_all[mine]), ctx)  # (P*B, ...) in shuffled order
+    return y_all[unperm][ctx.rank * b:(ctx.rank + 1) * b]

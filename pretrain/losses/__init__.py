@@ -1,0 +1,1 @@
+"""Losses: pure functions of tensors, one per module; no state, no queue updates."""

@@ -1,0 +1,277 @@
+"""The pretraining loop: config -> init -> data -> statistics -> model -> optimiser -> loop.
+
+Legend: B per-process batch, N samples per crop, F mel bins, T frames.
+
+One step: waveforms (B, N) from the loader -> normalised log-mel x (B, F, T) on the device ->
+two augmented views -> objective loss -> backward, clip, optimiser step ->
+`objective.after_step` (EMA teacher, queue) -> logs and, every N steps, a checkpoint
+(hear_slicer.checkpoint format, written atomically, last K kept) whose `training_state`
+holds everything needed to resume exactly: objective state (student, teacher, heads,
+queue), augmentation memories, optimiser, AMP scaler, RNG states, step, data position,
+statistics, skipped files.
+
+Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -m pretrain`
+(DDP: gloo on CPU, NCCL on CUDA; only rank 0 writes).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from hear_slicer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from hear_slicer.frontend import LogMelFrontend
+
+from .augment import AugmentPipeline
+from .config import TrainConfig, config_from_dict
+from .data import AudioCrops, find_audio_files, make_loader, scan_files
+from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed
+from .objectives import objective_class
+from .optim import build_optimizer, lr_at
+from .rng import capture_rng, restore_rng, seed_everything
+from .runlog import RunLog, git_revision, plot_loss_curve
+from .stats import DataStats, compute_stats, load_or_compute_stats
+
+__all__ = ["TrainingDiverged", "train", "latest_checkpoint", "config_of_checkpoint"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf; the run stopped without overwriting good checkpoints."""
+
+
+def latest_checkpoint(out: str | Path) -> Path:
+    """The newest `step_*.pt` in `out/checkpoints`."""
+    found = sorted((Path(out) / "checkpoints").glob("step_*.pt"))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint to resume from in {Path(out) / 'checkpoints'}")
+    return found[-1]
+
+
+def config_of_checkpoint(path: str | Path) -> TrainConfig:
+    """The typed config a checkpoint was trained with."""
+    return config_from_dict(load_checkpoint(path).train_config)
+
+
+def _resolve_device(name: str, ctx: DistContext) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("run.device asks for CUDA but torch sees no GPU; use run.device=cpu")
+        if device.index is None:
+            device = torch.device("cuda", ctx.local_rank)
+    return device
+
+
+def _broadcast_object(obj, ctx: DistContext):
+    """Rank 0's `obj` on every process."""
+    if not ctx.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _gather_objects(obj, ctx: DistContext) -> list:
+    if not ctx.enabled:
+        return [obj]
+    out = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Run (or resume) pretraining as configured; returns the last checkpoint written."""
+    # ------------------------------------------------------------------ init
+    probe = torch.device("cuda" if (cfg.run.device == "auto" and torch.cuda.is_available())
+                         or cfg.run.device.startswith("cuda") else "cpu")
+    ctx = init_distributed(probe.type)
+    try:
+        return _train(cfg, resume, ctx)
+    finally:
+        shutdown_distributed(ctx)
+
+
+def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Path:
+    device = _resolve_device(cfg.run.device, ctx)
+    out = Path(cfg.run.out)
+    log = RunLog(out, enabled=ctx.is_main)
+    state = load_checkpoint(resume).training_state if resume else None
+    if resume and not state:
+        raise ValueError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
+    seed_everything(cfg.run.seed)  # same model init on every process
+    revision = git_revision()
+    log.text(f"pretrain: objective {cfg.objective.name}, code revision {revision}, {ctx.world_size} process(es), "
+             f"device {device}" + (f", resuming {resume} at step {state['step']}" if state else ""))
+    log.text("config:\n" + cfg.dump())
+
+    # ------------------------------------------------------------------ data
+    skipped: dict[str, str] = dict(state["skipped"]) if state else {}
+    if ctx.is_main:
+        files = find_audio_files(cfg.data.path, cfg.data.extensions)
+        if cfg.data.scan_headers:
+            files, bad = scan_files(files)
+            skipped.update(bad)
+        if not files:
+            raise ValueError(f"no usable audio under {cfg.data.path}: all {len(skipped)} files were skipped "
+                             f"(first: {list(skipped.items())[:3]})")
+    files = _broadcast_object(files if ctx.is_main else None, ctx)
+    crop_samples = round(cfg.data.crop_seconds * cfg.frontend.sample_rate)
+    n_frames = cfg.frontend.num_frames(crop_samples)
+    dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak)
+    log.text(f"data: {len(files)} files from {cfg.data.path}, crops of {crop_samples} samples ({n_frames} frames)")
+
+    # ------------------------------------------------------------------ statistics
+    n_centroids = cfg.augment.kmix.k if cfg.augment.kmix.enabled else 0
+    if state:
+        stats = DataStats.from_dict(state["stats"])
+    elif ctx.is_main:
+        s = cfg.stats
+        settings = dict(vars(s), k=n_centroids, seed=cfg.run.seed, crop_samples=crop_samples,
+                        silence_peak=cfg.data.silence_peak)
+        stats, cached = load_or_compute_stats(out / "stats.pt", files, cfg.frontend, settings, lambda: compute_stats(
+            dataset, cfg.frontend, n_centroids, s.fraction, s.min_files, s.max_files, s.kmeans_iters, s.kmeans_init,
+            cfg.run.seed, device))
+        skipped.update(dict(stats.skipped))
+        log.text(f"stats ({'cached' if cached else 'computed'} on {stats.n_files} files): log-mel mean "
+                 f"{stats.mean:.4f}, std {stats.std:.4f}" + (f", {n_centroids} k-mix centroids" if n_centroids else ""))
+    stats = _broadcast_object(stats if ctx.is_main or state else None, ctx)
+
+    # ------------------------------------------------------------------ model
+    frontend = LogMelFrontend(cfg.frontend, stats.mean, stats.std).to(device)
+    objective = objective_class(cfg.objective.name)(cfg.encoder, cfg.objective.params, ctx).to(device)
+    augment = AugmentPipeline(cfg.augment, cfg.frontend.n_mels, n_frames).to(device)
+    if augment.kmix is not None:
+        augment.kmix.set_centroids(stats.centroids)
+    n_params = sum(p.numel() for p in objective.encoder_for_export().parameters())
+    log.text(f"model: {type(objective).__name__}, encoder {n_params / 1e6:.2f} M parameters")
+
+    # ------------------------------------------------------------------ optimiser
+    params = objective.trainable_parameters()
+    optimizer = build_optimizer(params, cfg.optim)
+    use_amp = cfg.run.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    step = 0
+    if state:
+        objective.load_state_dict(state["objective"])
+        augment.load_state_dict(state["augment"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step = int(state["step"])
+        rng = state["rng"]
+        restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
+    else:
+        seed_everything(cfg.run.seed + 1000 * ctx.rank)  # different augmentations per process
+    model = objective
+    if ctx.enabled:
+        model = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
+                                        broadcast_buffers=False)
+
+    def checkpoint(step: int) -> Path:
+        """Write a checkpoint at `step` (collective: every process takes part)."""
+        rngs = _gather_objects(capture_rng(), ctx)
+        all_skipped = {k: v for part in _gather_objects(skipped, ctx) for k, v in part.items()}
+        path = out / "checkpoints" / f"step_{step:08d}.pt"
+        if ctx.is_main:
+            teacher = objective.teacher_for_export()
+            ckpt = Checkpoint(
+                frontend=cfg.frontend, encoder=cfg.encoder, norm_mean=stats.mean, norm_std=stats.std,
+                student=objective.encoder_for_export().state_dict(),
+                teacher=teacher.state_dict() if teacher is not None else None,
+                use=objective.export_use, train_config=cfg.to_dict(),
+                provenance={"objective": cfg.objective.name, "data": str(cfg.data.path), "files": len(files),
+                            "skipped_files": len(all_skipped), "steps": step, "processes": ctx.world_size,
+                            "code_revision": revision, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+                training_state={
+                    "step": step, "objective": objective.state_dict(), "augment": augment.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rngs,
+                    "stats": stats.to_dict(), "skipped": [list(kv) for kv in all_skipped.items()],
+                    "data_position": step * cfg.data.batch_size,
+                },
+            )
+            save_checkpoint(ckpt, path)
+            for old in sorted((out / "checkpoints").glob("step_*.pt"))[:-cfg.run.keep_last]:
+                old.unlink()
+            log.text(f"checkpoint: {path}")
+        return path
+
+    # ------------------------------------------------------------------ loop
+    loader = make_loader(dataset, cfg.data.batch_size, cfg.data.num_workers, ctx.rank, ctx.world_size,
+                         cfg.run.seed, start=step * cfg.data.batch_size)
+    batches = iter(loader)
+    total = cfg.run.steps
+    bar = tqdm(total=total, initial=step, disable=not (ctx.is_main and cfg.run.progress), dynamic_ncols=True)
+    last_path = latest_checkpoint(out) if (out / "checkpoints").is_dir() and any(
+        (out / "checkpoints").glob("step_*.pt")) else None
+    t_window, clips_window = time.perf_counter(), 0
+    objective.train()
+    while step < total:
+        batch = next(batches)
+        for path, reason in batch.skipped:
+            if path not in skipped:
+                skipped[path] = reason
+                log.text(f"skipped {path}: {reason}")
+        lr = lr_at(step, cfg.optim, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.no_grad():
+            x = frontend(batch.wave.to(device, non_blocking=True))  # (B, F, T) normalised log-mel
+            view_a, view_b = augment(x), augment(x)  # (B, F, T) each
+        augment.remember(x)
+        autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
+        with autocast:
+            out_step = model(view_a, view_b)
+        loss = out_step.loss
+        finite = all_reduce_mean(torch.isfinite(loss.detach()).float(), ctx)
+        if finite.item() < 1.0:
+            message = (f"loss became {loss.item()} at step {step + 1}; stopping. The last good checkpoint is "
+                       f"{last_path or 'none (no checkpoint was written yet)'}. Lower optim.lr, raise "
+                       "optim.warmup_steps, or set run.amp=false, then resume from it.")
+            log.text(message)
+            raise TrainingDiverged(message)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf)
+        scaler.step(optimizer)
+        scaler.update()
+        objective.after_step(step + 1, total)
+        step += 1
+        clips_window += cfg.data.batch_size * ctx.world_size
+        bar.update(1)
+
+        if step % cfg.run.log_every == 0 or step == total:
+            elapsed = time.perf_counter() - t_window
+            row = {"step": step, "lr": lr, "loss": float(all_reduce_mean(loss.detach().float(), ctx))}
+            row.update({k: float(all_reduce_mean(v.float(), ctx)) for k, v in out_step.metrics.items()})
+            row.update({"grad_norm": float(grad_norm), "clips_per_s": clips_window / max(elapsed, 1e-9)})
+            log.row(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}")
+            t_window, clips_window = time.perf_counter(), 0
+        if step % cfg.run.checkpoint_every == 0 or step == total:
+            last_path = checkpoint(step)
+    bar.close()
+
+    # ------------------------------------------------------------------ end
+    all_skipped = {k: v for part in _gather_objects(skipped, ctx) for k, v in part.items()}
+    if all_skipped:
+        log.text(f"{len(all_skipped)} file(s) skipped in total:\n" + "\n".join(
+            f"  {p}: {r}" for p, r in sorted(all_skipped.items())))
+    if cfg.run.save_rank_states:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({k: v.cpu() for k, v in objective.state_dict().items()}, out / f"rank{ctx.rank}_final.pt")
+    if ctx.is_main and plot_loss_curve(out / "log.csv", out / "loss.png"):
+        log.text(f"loss curve: {out / 'loss.png'}")
+    if last_path is None:
+        raise RuntimeError(f"run.steps={total} but the run was already at step {step}; nothing was trained")
+    log.text(f"done: {step} steps; model for hear_slicer.load_model: {last_path}")
+    return last_path
