@@ -1,0 +1,126 @@
+"""Command line: ``python -m eval_suites {run,list,report,prepare}``.
+
+    python -m eval_suites run MANIFEST [--models A B] [--tasks X Y] [--out DIR]
+                                       [--tasks-root DIR] [--device cpu|cuda]
+    python -m eval_suites list MANIFEST [--tasks-root DIR]
+    python -m eval_suites report RESULTS_DIR
+    python -m eval_suites prepare lape ... # LAPE converters (eval_suites.lape)
+
+Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
+2 for a bad manifest or command line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from eval_suites.manifest import ManifestError, check_inputs, load_manifest
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_manifest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="YAML manifest (see docs/readme_eval.md)")
+    p.add_argument("--tasks-root", default=None,
+                   help="folder holding the task folders (overrides the manifest's "
+                        "tasks_root and its tasks_root_env variable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval_suites",
+        description="Evaluate HEAR models on LAPE and HEAR tasks from one manifest.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="compute embeddings and score every unfinished cell")
+    _add_manifest_args(run)
+    run.add_argument("--models", nargs="+", default=None, help="only these model names")
+    run.add_argument("--tasks", nargs="+", default=None, help="only these task names")
+    run.add_argument("--out", type=Path, default=Path("eval_results"),
+                     help="results folder (default: ./eval_results); rerunning with the "
+                          "same folder resumes")
+    run.add_argument("--device", default=None,
+                     help="torch device for the models and the linear protocol "
+                          "(default: cuda if available, else cpu)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    lst = sub.add_parser("list", help="show the manifest's models, tasks and protocols")
+    _add_manifest_args(lst)
+
+    rep = sub.add_parser("report", help="rebuild results.csv/.md/.png from a results folder")
+    rep.add_argument("results_dir", type=Path)
+
+    try:  # the LAPE converters add `prepare lape`; the CLI works without them
+        from eval_suites.lape import add_prepare_parser
+    except ImportError:
+        add_prepare_parser = None
+    if add_prepare_parser is not None:
+        prep = sub.add_parser("prepare", help="convert datasets into HEAR task folders")
+        add_prepare_parser(prep.add_subparsers(dest="what", required=True))
+    return parser
+
+
+def _cmd_run(args) -> int:
+    from eval_suites.runner import run_manifest
+
+    manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
+    manifest = manifest.select(args.models, args.tasks)
+    if args.device is not None:
+        import dataclasses
+        manifest.linear = dataclasses.replace(manifest.linear, device=args.device)
+    results = run_manifest(manifest, args.out, progress=not args.no_progress, device=args.device)
+    selected = {(m.name, t.name, p) for m in manifest.models for t in manifest.tasks
+                for p in t.protocols}
+    mine = [r for r in results if (r.model, r.task, r.protocol) in selected]
+    print((Path(args.out) / "results.md").read_text())
+    failed = [r for r in mine if not r.ok]
+    print(f"{len(mine) - len(failed)} cell(s) ok, {len(failed)} failed; "
+          f"results in {args.out}/results.csv, results.md, results.png")
+    return 1 if failed else 0
+
+
+def _cmd_list(args) -> int:
+    manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
+    print(f"manifest {manifest.source}")
+    print(f"tasks root {manifest.tasks_root}")
+    print("models:")
+    for m in manifest.models:
+        ckpt = f" checkpoint={m.checkpoint}" if m.checkpoint else ""
+        opts = f" options={m.options}" if m.options else ""
+        print(f"  {m.name}: module={m.module}{ckpt}{opts}")
+    print("tasks:")
+    for t in manifest.tasks:
+        state = "ok" if (t.path / "task_metadata.json").is_file() else "MISSING"
+        print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state})")
+    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}")
+    problems = check_inputs(manifest)
+    for p in problems:
+        print(f"problem: {p}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from eval_suites.report import write_report
+
+    paths = write_report(args.results_dir)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report}
+    try:
+        if args.command in handlers:
+            return handlers[args.command](args)
+        return args.func(args)  # subcommands added by other packages (prepare)
+    except (ManifestError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,376 @@
+"""Embeddings of a HEAR task, computed through the HEAR API and cached on disk in
+exactly the layout heareval 2021.1.3's embedding runner writes.
+
+Legend: n clips in a batch, N samples, T timestamps of a clip, D embedding size,
+M rows of a split (clips for scene tasks, clips x timestamps for event tasks).
+
+Layout of one cached task (``<cache>/<model>-<key>/<task folder name>/``), identical to
+``python -m heareval.embeddings.runner MODULE --tasks-dir DIR`` so that
+``heareval.predictions.runner`` scores it directly::
+
+    task_metadata.json, labelvocabulary.csv, <split>.json      # copies from the task
+    <split>/<clip>.embedding.npy          # (D,) scene, (T, D) event; np.save
+    <split>/<clip>.target-labels.json     # scene: the clip's labels;
+                                          # event: labels active at each timestamp
+    <split>/<clip>.timestamps.json        # event only: (T,) in ms
+    <split>.embedding-dimensions.json     # [M, D]
+    <split>.embeddings.npy                # raw float32 np.memmap (M, D), NOT a .npy file
+    <split>.target-labels.pkl             # pickled list of M label lists
+    <split>.filename-timestamps.json      # event only: [[<split>/<clip> path, t ms], ...]
+    profile.embeddings.json, .done.embeddings
+    cache_key.json                        # ours: what the cache key was made of
+
+Rows of the memmap follow heareval's order: one ``random.Random(0)`` per task shuffles
+each split's clip list in turn (splits in metadata order). Clips are embedded in
+heareval's batches (its batch-size estimate from ``sample_duration``), so values match
+its runner to float precision. No TensorFlow is imported: only PyTorch HEAR modules
+are supported, as in heareval's runner.
+
+The cache key hashes the model's module name, the checkpoint's content (sha256), the
+``load_model`` options and the task (its metadata, vocabulary and label files, and the
+name and size of each audio file). A changed checkpoint or relabelled task gets a new
+folder; the old one is left alone. A folder is written under ``<name>.partial`` and
+renamed when complete, so an interrupted run never leaves a half-written cache entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pickle
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm.auto import tqdm
+
+from eval_suites.hear_task import load_task
+
+if TYPE_CHECKING:  # the manifest imports the protocols, which import this module
+    from eval_suites.manifest import ModelSpec
+
+__all__ = [
+    "DONE_FILE",
+    "HearModel",
+    "load_hear_model",
+    "file_sha256",
+    "cache_key",
+    "embedding_dir",
+    "heareval_batch_size",
+    "labels_at_timestamps",
+    "write_embeddings",
+    "ensure_embeddings",
+    "EmbeddingSplit",
+    "read_split",
+]
+
+DONE_FILE = ".done.embeddings"
+KEY_FILE = "cache_key.json"
+# Tolerance heareval's interval tree adds to an event's end so the end is included.
+_EVENT_END_TOLERANCE_MS = 0.0001
+
+
+@dataclass
+class HearModel:
+    """A loaded HEAR module and its model, placed on ``device``."""
+
+    spec: ModelSpec
+    module: Any
+    model: torch.nn.Module
+    device: torch.device
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    @torch.no_grad()
+    def scene(self, audio: np.ndarray) -> np.ndarray:
+        """``audio`` (n, N) float32 -> scene embeddings (n, D) as numpy."""
+        x = torch.as_tensor(audio, device=self.device)
+        return self.module.get_scene_embeddings(x, self.model).detach().cpu().numpy()
+
+    @torch.no_grad()
+    def timestamps(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``audio`` (n, N) -> timestamp embeddings (n, T, D) and timestamps (n, T) ms."""
+        x = torch.as_tensor(audio, device=self.device)
+        emb, ts = self.module.get_timestamp_embeddings(x, self.model)
+        return emb.detach().cpu().numpy(), ts.detach().cpu().numpy()
+
+
+def load_hear_model(spec: ModelSpec, device: str | torch.device | None = None) -> HearModel:
+    """Import ``spec.module`` and call its ``load_model`` as heareval does.
+
+    ``device`` defaults to CUDA when available, else CPU (heareval's choice).
+    """
+    module = importlib.import_module(spec.module)
+    for fn in ("load_model", "get_scene_embeddings", "get_timestamp_embeddings"):
+        if not callable(getattr(module, fn, None)):
+            raise TypeError(f"module {spec.module!r} (model {spec.name!r}) is not a HEAR 2021 "
+                            f"module: it has no function {fn}()")
+    if spec.checkpoint is not None:
+        model = module.load_model(str(spec.checkpoint), **spec.options)
+    else:
+        model = module.load_model(**spec.options)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{spec.module}.load_model returned {type(model).__name__}; only "
+                        f"PyTorch HEAR models (torch.nn.Module) are supported")
+    for attr in ("sample_rate", "scene_embedding_size", "timestamp_embedding_size"):
+        if not isinstance(getattr(model, attr, None), int):
+            raise TypeError(f"{spec.module}.load_model returned a model without the int "
+                            f"attribute {attr!r} the HEAR API requires")
+    dev = torch.device(device if device is not None
+                       else ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(dev)
+    return HearModel(spec=spec, module=module, model=model, device=dev)
+
+
+# --------------------------------------------------------------------------- cache key
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _task_fingerprint(task_dir: Path) -> str:
+    """sha256 over the task's metadata, vocabulary and label files, and the name and
+    size of every audio file (audio content is not read: it would cost a full pass)."""
+    h = hashlib.sha256()
+    for f in sorted(task_dir.glob("*.json")) + [task_dir / "labelvocabulary.csv"]:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    for wav in sorted(task_dir.glob("*/*/*.wav")):
+        h.update(f"{wav.relative_to(task_dir)}:{wav.stat().st_size}\0".encode())
+    return h.hexdigest()
+
+
+def cache_key(spec: ModelSpec, task_dir: str | Path) -> dict[str, Any]:
+    """What identifies a cached embedding folder; ``key["digest"]`` names it."""
+    task_dir = Path(task_dir)
+    parts = {
+        "module": spec.module,
+        "checkpoint_sha256": file_sha256(spec.checkpoint) if spec.checkpoint else None,
+        "options": spec.options,
+        "task": task_dir.name,
+        "task_sha256": _task_fingerprint(task_dir),
+    }
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return {**parts, "digest": hashlib.sha256(blob).hexdigest()[:16]}
+
+
+def embedding_dir(cache_root: str | Path, spec: ModelSpec, task_dir: str | Path,
+                  key: dict[str, Any] | None = None) -> Path:
+    """``<cache_root>/<model name>-<digest>/<task folder name>``."""
+    key = key or cache_key(spec, task_dir)
+    return Path(cache_root) / f"{spec.name}-{key['digest']}" / Path(task_dir).name
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def heareval_batch_size(sample_duration: float | None, sample_rate: int) -> int:
+    """heareval's batch size: clips of ``sample_duration`` s are batched so that a batch
+    holds about 84 s of 16 kHz audio; variable-length clips go one at a time."""
+    if sample_duration is None:
+        return 1
+    return max(1, int(0.7 * (120 / sample_duration) * (16000 / sample_rate)))
+
+
+def labels_at_timestamps(events: list[dict], timestamps: np.ndarray) -> list[list[str]]:
+    """Labels active at each timestamp (ms): ``start <= t < end + 0.0001``, each
+    distinct event counted once (heareval's interval-tree lookup).
+
+    events: [{"label", "start", "end"}] in ms; timestamps: (T,) -> T label lists.
+    """
+    intervals = sorted({(float(e["start"]), float(e["end"]) + _EVENT_END_TOLERANCE_MS,
+                         e["label"]) for e in events})
+    return [[lbl for start, end, lbl in intervals if start <= t < end] for t in timestamps]
+
+
+def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, embedding_type: str,
+                        prediction_type: str, split: str, embed_task_dir: Path,
+                        slug_dir: Path) -> None:
+    """Gather a split's per-clip files into ``<split>.embeddings.npy`` (memmap) and
+    ``<split>.target-labels.pkl`` in heareval's shuffled order. Event rows are named
+    ``<slug_dir>/<split>/<clip>`` (heareval keeps the path; only its last part is used)."""
+    files = [outdir / f"{name}.embedding.npy" for name in names]
+    prng.shuffle(files)
+    arrays = [np.load(f).astype(np.float32) for f in files]
+    expected_ndim = 1 if embedding_type == "scene" else 2
+    for f, a in zip(files, arrays):
+        if a.ndim != expected_ndim:
+            raise ValueError(f"{f}: expected a {expected_ndim}-d {embedding_type} embedding, "
+                             f"got shape {a.shape}")
+    rows = sum(1 if a.ndim == 1 else a.shape[0] for a in arrays)
+    dim = arrays[-1].shape[-1]
+    (embed_task_dir / f"{split}.embedding-dimensions.json").write_text(json.dumps((rows, dim)))
+    memmap = np.memmap(embed_task_dir / f"{split}.embeddings.npy", dtype=np.float32,
+                       mode="w+", shape=(rows, dim))  # (M, D)
+    labels: list = []
+    filename_timestamps: list = []
+    idx = 0
+    for f, emb in zip(files, arrays):
+        lbl = json.loads(Path(str(f).replace("embedding.npy", "target-labels.json")).read_text())
+        if embedding_type == "scene":
+            if prediction_type == "multiclass" and len(lbl) != 1:
+                raise ValueError(f"{f}: multiclass clip with labels {lbl!r}; expected exactly one")
+            memmap[idx] = emb
+            labels.append(lbl)
+            idx += 1
+        else:
+            ts = json.loads(Path(str(f).replace("embedding.npy", "timestamps.json")).read_text())
+            if not (emb.shape[0] == len(lbl) == len(ts)):
+                raise ValueError(f"{f}: {emb.shape[0]} embeddings, {len(ts)} timestamps and "
+                                 f"{len(lbl)} label lists; expected the same number")
+            memmap[idx: idx + emb.shape[0]] = emb
+            labels += lbl
+            slug = str(slug_dir / split / f.name).replace(".embedding.npy", "")
+            filename_timestamps += [(slug, t) for t in ts]
+            idx += emb.shape[0]
+    memmap.flush()
+    del memmap
+    with open(embed_task_dir / f"{split}.target-labels.pkl", "wb") as fh:
+        pickle.dump(labels, fh)
+    if embedding_type == "event":
+        (embed_task_dir / f"{split}.filename-timestamps.json").write_text(
+            json.dumps(filename_timestamps, indent=4))
+
+
+def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path,
+                     progress: bool = True, final_dir: str | Path | None = None) -> Path:
+    """Embed every clip of the task at ``task_dir`` into ``out_dir`` (heareval layout).
+
+    ``final_dir`` is where ``out_dir`` will be moved once complete (default: ``out_dir``);
+    the clip paths in ``<split>.filename-timestamps.json`` name it.
+
+    Clip names are checked by ``HearTask.audio_path``: a name leading outside the task
+    folder raises ``ValueError`` before anything is read.
+    """
+    task = load_task(task_dir)
+    meta = task.metadata
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(task_dir)
+    shutil.copy(root / "task_metadata.json", out)
+    shutil.copy(root / "labelvocabulary.csv", out)
+    sr = model.sample_rate
+    batch = heareval_batch_size(meta.sample_duration, sr)
+    prng = random.Random(0)
+    for split in meta.splits:
+        shutil.copy(root / f"{split}.json", out)
+        split_labels = task.labels[split]
+        names = list(split_labels)
+        paths = [task.audio_path(split, name, sample_rate=sr) for name in names]  # checks names
+        if not paths[0].parent.is_dir():
+            raise FileNotFoundError(f"task {root.name} has no audio at the model's sample rate "
+                                    f"{sr} Hz (expected folder {paths[0].parent})")
+        outdir = out / split
+        outdir.mkdir(exist_ok=True)
+        bar = tqdm(range(0, len(names), batch), desc=f"{root.name} {split}", unit="batch",
+                   leave=False, disable=not progress)
+        for start in bar:
+            chunk = names[start:start + batch]
+            audios = []
+            for name, path in zip(chunk, paths[start:start + batch]):
+                audio, file_sr = sf.read(str(path), dtype=np.float32)
+                if file_sr != sr:
+                    raise ValueError(f"{path}: sample rate {file_sr}, expected {sr}")
+                audios.append(audio)
+            lengths = {a.shape for a in audios}
+            if len(lengths) != 1:
+                raise ValueError(f"task {root.name} split {split}: clips of different lengths "
+                                 f"{sorted(lengths)} in one batch; sample_duration must be null "
+                                 f"for variable-length clips")
+            audio = np.stack(audios)  # (n, N)
+            if meta.embedding_type == "scene":
+                emb = model.scene(audio)  # (n, D)
+                for i, name in enumerate(chunk):
+                    np.save(outdir / f"{name}.embedding.npy", emb[i])
+                    (outdir / f"{name}.target-labels.json").write_text(
+                        json.dumps(split_labels[name]))
+            else:
+                emb, ts = model.timestamps(audio)  # (n, T, D), (n, T)
+                for i, name in enumerate(chunk):
+                    if ts[i].ndim != 1:
+                        raise ValueError(f"{model.spec.module}: timestamps of one clip must be "
+                                         f"1-d, got shape {ts[i].shape}")
+                    np.save(outdir / f"{name}.embedding.npy", emb[i])
+                    (outdir / f"{name}.timestamps.json").write_text(json.dumps(ts[i].tolist()))
+                    lbl = labels_at_timestamps(split_labels[name], ts[i])
+                    (outdir / f"{name}.target-labels.json").write_text(json.dumps(lbl, indent=4))
+        _write_split_memmap(outdir, names, prng, meta.embedding_type, meta.prediction_type,
+                            split, out, Path(final_dir) if final_dir is not None else out)
+    return out
+
+
+def ensure_embeddings(spec: ModelSpec, task_dir: str | Path, cache_root: str | Path,
+                      get_model: Callable[[], HearModel], progress: bool = True) -> Path:
+    """The cached embedding folder of (``spec``, ``task_dir``), computed if missing.
+
+    ``get_model()`` is called only on a cache miss (so a fully cached run never loads
+    a model).
+    """
+    key = cache_key(spec, task_dir)
+    final = embedding_dir(cache_root, spec, task_dir, key)
+    if (final / DONE_FILE).is_file():
+        return final
+    partial = final.with_name(final.name + ".partial")
+    for stale in (partial, final):
+        if stale.exists():
+            shutil.rmtree(stale)
+    model = get_model()
+    start = time.time()
+    write_embeddings(model, task_dir, partial, progress=progress, final_dir=final)
+    (partial / "profile.embeddings.json").write_text(json.dumps(
+        {"time_elapsed": time.time() - start, "gpu_max_mem": None,
+         "gpu_device_name": str(model.device)}, indent=4))
+    (partial / KEY_FILE).write_text(json.dumps(key, indent=1, default=str))
+    (partial / DONE_FILE).touch()
+    partial.rename(final)
+    return final
+
+
+# --------------------------------------------------------------------------- reader
+
+
+@dataclass
+class EmbeddingSplit:
+    """One split of a cached task as heareval reads it.
+
+    x: (M, D) float32; labels: M label lists; filename_timestamps: M (clip name, t ms)
+    pairs for event tasks (None for scene tasks).
+    """
+
+    x: np.ndarray
+    labels: list[list[str]]
+    filename_timestamps: list[tuple[str, float]] | None
+
+
+def read_split(embed_dir: str | Path, split: str) -> EmbeddingSplit:
+    """Read ``<split>.embeddings.npy`` (raw memmap), its labels and, for event tasks,
+    its (clip name, timestamp) rows from a cached task folder."""
+    d = Path(embed_dir)
+    rows, dim = json.loads((d / f"{split}.embedding-dimensions.json").read_text())
+    x = np.array(np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="r",
+                           shape=(rows, dim)))  # (M, D)
+    with open(d / f"{split}.target-labels.pkl", "rb") as fh:
+        labels = pickle.load(fh)
+    ft_path = d / f"{split}.filename-timestamps.json"
+    ft = None
+    if ft_path.is_file():
+        ft = [(Path(slug).name, float(t)) for slug, t in json.loads(ft_path.read_text())]
+    if len(labels) != rows or (ft is not None and len(ft) != rows):
+        raise ValueError(f"{d}: split {split!r} has {rows} embeddings but {len(labels)} label "
+                         f"rows; the cache is corrupt, delete the folder to recompute it")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{d}: split {split!r} has NaN or infinite embeddings")
+    return EmbeddingSplit(x=x, labels=labels, filename_timestamps=ft)

@@ -1,0 +1,134 @@
+"""heareval's own downstream evaluation: ``python -m heareval.predictions.runner`` on the
+cached embeddings, in a subprocess.
+
+The runner trains heareval's MLP over a random subset (``grid_points``) of one of its
+hyper-parameter grids (``grid``: "default", "fast" or "faster", heareval's names),
+selects on validation and writes ``test.predicted-scores.json``, which is parsed here.
+
+It writes its outputs next to the embeddings it reads, so each cell gets a work folder
+``<work>/embeddings/<task>/`` of symbolic links to the cached files: the shared cache
+stays clean and read-only for this protocol. Environment fixes from RECIPE.md:
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch >= 2.6 refuses heareval's checkpoint
+reload otherwise). The prediction runner does not import TensorFlow.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["HearevalConfig", "HEAREVAL_GRIDS", "run_heareval", "parse_predicted_scores",
+           "HearevalError"]
+
+HEAREVAL_GRIDS = ("default", "fast", "faster")
+"""Grid names accepted by heareval 2021.1.3's ``--grid`` option."""
+_LOG_TAIL_LINES = 25
+
+
+class HearevalError(RuntimeError):
+    """heareval's prediction runner failed; the message holds the end of its log."""
+
+
+@dataclass(frozen=True)
+class HearevalConfig:
+    """Settings of the ``heareval`` protocol (manifest key ``protocols.heareval``)."""
+
+    grid: str = "fast"
+    grid_points: int = 8
+    timeout_s: float | None = None
+    in_memory: bool = True
+    deterministic: bool = True
+
+    def __post_init__(self) -> None:
+        if self.grid not in HEAREVAL_GRIDS:
+            raise ValueError(f"setting 'grid': expected one of {HEAREVAL_GRIDS} (heareval's "
+                             f"--grid names), got {self.grid!r}")
+        if (not isinstance(self.grid_points, int) or isinstance(self.grid_points, bool)
+                or self.grid_points < 1):
+            raise ValueError(f"setting 'grid_points': expected an integer >= 1, "
+                             f"got {self.grid_points!r}")
+        if self.timeout_s is not None and (not isinstance(self.timeout_s, (int, float))
+                                           or self.timeout_s <= 0):
+            raise ValueError(f"setting 'timeout_s': expected seconds > 0 or null, "
+                             f"got {self.timeout_s!r}")
+        for key in ("in_memory", "deterministic"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"setting {key!r}: expected true or false, "
+                                 f"got {getattr(self, key)!r}")
+
+
+def _link_embeddings(embed_dir: Path, task_link_dir: Path) -> None:
+    """Fill ``task_link_dir`` with symbolic links to the files (not the per-clip split
+    folders, which the prediction runner does not read) of ``embed_dir``."""
+    task_link_dir.mkdir(parents=True)
+    for f in sorted(embed_dir.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            (task_link_dir / f.name).symlink_to(f.resolve())
+
+
+def parse_predicted_scores(path: str | Path, metadata: dict
+                           ) -> list[tuple[str, float, float | None, int]]:
+    """[(metric, mean over folds, std over folds or None, folds)] from heareval's
+    ``test.predicted-scores.json``, in the task's ``evaluation`` order."""
+    scores = json.loads(Path(path).read_text())
+    if metadata["split_mode"] == "trainvaltest":
+        fold_keys = ["test"]
+    else:
+        fold_keys = sorted(metadata["splits"])
+    missing = [k for k in fold_keys if k not in scores]
+    if missing:
+        raise HearevalError(f"{path}: no test results for {missing}; keys are {sorted(scores)}")
+    out = []
+    for metric in metadata["evaluation"]:
+        values = [float(scores[k][f"test_{metric}"]) for k in fold_keys]
+        mean = sum(values) / len(values)
+        std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+               if len(values) > 1 else None)
+        out.append((metric, mean, std, len(values)))
+    return out
+
+
+def run_heareval(embed_dir: str | Path, work_dir: str | Path, cfg: HearevalConfig,
+                 python: str | None = None) -> tuple[list[tuple[str, float, float | None, int]], dict]:
+    """Run heareval's prediction runner on a cached task; returns (metrics, details).
+
+    ``work_dir`` is emptied first. The runner's output goes to ``work_dir/heareval.log``.
+    Raises :class:`HearevalError` when it fails or times out.
+    """
+    embed_dir = Path(embed_dir).resolve()
+    work = Path(work_dir).resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    task_rel = Path("embeddings") / embed_dir.name
+    _link_embeddings(embed_dir, work / task_rel)
+    cmd = [python or sys.executable, "-m", "heareval.predictions.runner", str(task_rel),
+           "--grid", cfg.grid, "--grid-points", str(cfg.grid_points),
+           "--in-memory", str(cfg.in_memory), "--deterministic", str(cfg.deterministic)]
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONUNBUFFERED": "1"}
+    log = work / "heareval.log"
+    with open(log, "w") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        try:
+            proc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                  timeout=cfg.timeout_s)
+        except subprocess.TimeoutExpired:
+            raise HearevalError(f"heareval's prediction runner ran past timeout_s="
+                                f"{cfg.timeout_s} s; log: {log}") from None
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
+        raise HearevalError(f"heareval's prediction runner exited with {proc.returncode}; "
+                            f"log {log} ends with:\n{tail}")
+    scores_path = work / task_rel / "test.predicted-scores.json"
+    if not scores_path.is_file():
+        raise HearevalError(f"heareval's prediction runner wrote no {scores_path.name}; log: {log}")
+    metadata = json.loads((embed_dir / "task_metadata.json").read_text())
+    raw = json.loads(scores_path.read_text())
+    details = {"hparams": raw.get("hparams"), "postprocessing": raw.get("postprocessing"),
+               "scores_file": str(scores_path), "grid": cfg.grid, "grid_points": cfg.grid_points}
+    return parse_predicted_scores(scores_path, metadata), details

@@ -1,0 +1,151 @@
+"""Manifest loading: structure errors name the key and what was expected; safe YAML;
+tasks root resolution; the shipped HEAR 2021 manifest."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from eval_suites.manifest import ManifestError, check_inputs, load_manifest
+from eval_suites.protocols.heareval import HearevalConfig
+from eval_suites.protocols.linear import LinearConfig
+
+SHIPPED = Path(__file__).resolve().parents[1] / "eval_suites" / "manifests"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "m.yaml"
+    p.write_text(text)
+    return p
+
+
+GOOD = """
+suite: demo
+tasks_root: tasks
+models:
+  - {name: toy, module: hear_toy_module, options: {n_mels: 16}}
+  - {name: slicer, module: hear_slicer, checkpoint: ck/a.pt}
+tasks:
+  - {path: kw-v1-full, name: kw, protocols: [linear]}
+  - path: ev-v1-full
+    suite: other
+protocols:
+  linear: {epochs: 3}
+  heareval: {grid: faster, grid_points: 1}
+"""
+
+
+def test_good_manifest_resolves_paths_and_defaults(tmp_path):
+    m = load_manifest(write(tmp_path, GOOD))
+    assert [x.name for x in m.models] == ["toy", "slicer"]
+    assert m.models[0].options == {"n_mels": 16}
+    assert m.models[1].checkpoint == (tmp_path / "ck" / "a.pt").resolve()
+    assert m.tasks_root == (tmp_path / "tasks").resolve()
+    kw, ev = m.tasks
+    assert kw.path == m.tasks_root / "kw-v1-full" and kw.protocols == ("linear",)
+    assert ev.name == "ev-v1-full" and ev.suite == "other"
+    assert ev.protocols == ("linear", "heareval")  # every configured protocol
+    assert m.linear == LinearConfig(epochs=3)
+    assert m.heareval == HearevalConfig(grid="faster", grid_points=1)
+    assert [t.name for t in m.select(tasks=["kw"]).tasks] == ["kw"]
+    with pytest.raises(ManifestError, match="no task named 'nope'"):
+        m.select(tasks=["nope"])
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("models: []\ntasks: [a]\n", "key 'models': expected a non-empty list"),
+    ("models: [{name: a}]\ntasks: [a]\n", "key 'models[0].module': expected an importable module name"),
+    ("models: [{name: a, module: m, colour: red}]\ntasks: [a]\n",
+     "models[0]: unknown key 'colour'"),
+    ("models: [{name: 'a b', module: m}]\ntasks: [a]\n", "key 'models[0].name': expected a name"),
+    ("models: [{name: a, module: m}, {name: a, module: n}]\ntasks: [a]\n",
+     "name 'a' is used twice"),
+    ("models: [{name: a, module: m}]\ntasks: {a: 1}\n", "key 'tasks': expected a non-empty list"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, protocols: [knn]}]\n",
+     "protocol 'knn' is not configured"),
+    ("models: [{name: a, module: m}]\ntasks: [a]\nprotocols: {svm: {}}\n",
+     "unknown protocol 'svm'"),
+    ("models: [{name: a, module: m}]\ntasks: [a]\nprotocols: {linear: {lr: -1}}\n",
+     "setting 'lr': expected a number > 0"),
+    ("models: [{name: a, module: m}]\ntasks: [a]\nprotocols: {linear: {epoch: 3}}\n",
+     "key 'protocols.linear.epoch': unknown setting"),
+    ("models: [{name: a, module: m}]\ntasks: [a]\nprotocols: {heareval: {grid: huge}}\n",
+     "setting 'grid': expected one of ('default', 'fast', 'faster')"),
+    ("models: [{name: a, module: m, options: [1]}]\ntasks: [a]\n",
+     "key 'models[0].options': expected a mapping"),
+    ("- just a list\n", "expected a mapping with keys 'models' and 'tasks'"),
+    ("models: [\n", "not valid YAML"),
+])
+def test_structure_errors_name_key_and_expectation(tmp_path, text, expected):
+    with pytest.raises(ManifestError) as e:
+        load_manifest(write(tmp_path, text))
+    assert expected in str(e.value)
+
+
+def test_all_problems_listed_at_once(tmp_path):
+    text = "models: [{name: a}]\ntasks: [{name: x}]\nprotocols: {linear: {epochs: 0}}\n"
+    with pytest.raises(ManifestError) as e:
+        load_manifest(write(tmp_path, text))
+    assert len(e.value.problems) == 3, e.value.problems
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    marker = tmp_path / "pwned"
+    text = (f"models: !!python/object/apply:os.system ['touch {marker}']\n"
+            "tasks: [a]\n")
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        load_manifest(write(tmp_path, text))
+    assert not marker.exists()
+
+
+def test_tasks_root_precedence(tmp_path, monkeypatch):
+    text = "tasks_root_env: MY_TASKS\nmodels: [{name: a, module: m}]\ntasks: [t1]\n"
+    p = write(tmp_path, text)
+    monkeypatch.delenv("MY_TASKS", raising=False)
+    with pytest.raises(ManifestError, match="pass --tasks-root DIR or set the environment variable MY_TASKS"):
+        load_manifest(p)
+    monkeypatch.setenv("MY_TASKS", str(tmp_path / "env"))
+    assert load_manifest(p).tasks[0].path == (tmp_path / "env" / "t1").resolve()
+    cli = load_manifest(p, tasks_root=tmp_path / "cli")
+    assert cli.tasks[0].path == (tmp_path / "cli" / "t1").resolve()
+
+
+def test_check_inputs_reports_missing_module_checkpoint_and_task(tmp_path):
+    m = load_manifest(write(tmp_path, GOOD))
+    problems = "\n".join(check_inputs(m))
+    assert "module 'hear_toy_module'" not in problems  # on sys.path in the tests
+    assert "checkpoint" in problems and "a.pt does not exist" in problems
+    assert "task 'kw'" in problems and "task 'ev-v1-full'" in problems
+    bad = load_manifest(write(tmp_path, "models: [{name: a, module: no_such_hear_module}]\ntasks: [x]\n"))
+    assert any("module 'no_such_hear_module' cannot be imported" in q for q in check_inputs(bad))
+
+
+def test_task_with_escaping_clip_name_is_refused_before_work(tmp_path):
+    task = tmp_path / "tasks" / "evil-v1-full"
+    (task / "16000" / "train").mkdir(parents=True)
+    meta = {"task_name": "evil", "embedding_type": "scene", "prediction_type": "multiclass",
+            "split_mode": "trainvaltest", "sample_duration": None, "evaluation": ["top1_acc"],
+            "splits": ["train", "valid", "test"]}
+    (task / "task_metadata.json").write_text(json.dumps(meta))
+    (task / "labelvocabulary.csv").write_text("idx,label\n0,a\n")
+    for split in ("train", "valid", "test"):
+        (task / f"{split}.json").write_text(json.dumps({"../../../secret.wav": ["a"]}))
+    m = load_manifest(write(tmp_path, "tasks_root: tasks\nmodels: [{name: a, module: hear_toy_module}]\n"
+                                      "tasks: [evil-v1-full]\n"))
+    problems = check_inputs(m)
+    assert len(problems) == 1 and "../../../secret.wav" in problems[0]
+
+
+def test_shipped_hear2021_manifest(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEAR_TASKS_ROOT", str(tmp_path))
+    m = load_manifest(SHIPPED / "hear2021.yaml")
+    folders = [t.path.name for t in m.tasks]
+    assert all(t.path.parent == tmp_path.resolve() for t in m.tasks)
+    assert len(folders) == len(set(folders)) == 20  # 19 tasks, Beehive in two folds
+    families = {f.split("_fold")[0] for f in folders}
+    assert len(families) == 19
+    for f in ("esc50-v2.0.0-full", "dcase2016_task2-hear2021-full", "speech_commands-v0.0.2-5h",
+              "nsynth_pitch-v2.2.3-50h", "vox_lingua_top10-hear2021-full", "maestro-v3.0.0-5h"):
+        assert f in folders
+    assert {t.suite for t in m.tasks} == {"hear2021"}
