@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint, build_encoder, build_frontend, load_checkpoint
-from .encoder import TIME_REDUCTION, AudioNTT2020, EncoderConfig
+from .encoder import TIME_REDUCTION, AudioNTT2020, EncoderConfig, fuse_for_inference
 from .frontend import FrontendConfig, LogMelFrontend
 
 __all__ = ["SlicerHearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "DEFAULT_CHECKPOINT"]
@@ -72,6 +72,8 @@ class SlicerHearModel(nn.Module):
             raise ValueError(f"context_frames must be an int >= 4, got {context_frames!r}")
         self.frontend = frontend
         self.encoder = encoder.eval()
+        # Same function as `encoder`, BatchNorm folded in and channels-last: used for embedding.
+        self.fast_encoder = fuse_for_inference(self.encoder)
         self.sample_rate = int(frontend.cfg.sample_rate)
         self.scene_embedding_size = int(encoder.cfg.d)
         self.timestamp_embedding_size = int(encoder.cfg.d)
@@ -114,7 +116,7 @@ class SlicerHearModel(nn.Module):
     # -- encoding ---------------------------------------------------------------------
     def _encode(self, audio: torch.Tensor) -> torch.Tensor:
         """One pass over whole clips: (n, N) -> frames (n, T', D)."""
-        return self.encoder(self.frontend(audio))
+        return self.fast_encoder(self.frontend(audio))
 
     def frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Encoder frames of validated audio: (n, N) -> (n, T', D), chunked for long clips."""

@@ -92,3 +92,27 @@ def test_encoder_shapes_blocks_and_pool():
         enc(torch.randn(2, 32, 96))
     with pytest.raises(ValueError, match="n_mels"):
         EncoderConfig(n_mels=60)
+
+
+def test_fused_inference_encoder_computes_the_same_function():
+    from hear_slicer.encoder import fuse_for_inference
+
+    torch.manual_seed(0)
+    enc = AudioNTT2020(EncoderConfig())
+    # non-trivial BatchNorm statistics, as after training
+    with torch.no_grad():
+        for block in enc.blocks:
+            block[1].running_mean.uniform_(-1, 1)
+            block[1].running_var.uniform_(0.5, 2)
+            block[1].weight.uniform_(0.5, 1.5)
+            block[1].bias.uniform_(-0.5, 0.5)
+    enc.eval()
+    x = torch.randn(3, 64, 203)
+    fused = fuse_for_inference(enc)
+    with torch.no_grad():
+        ref = enc(x)
+        out = fused(x)
+    assert out.shape == ref.shape == (3, 25, 2048)
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_for_inference(AudioNTT2020(EncoderConfig()).train())
