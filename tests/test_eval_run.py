@@ -3,6 +3,7 @@ scene task and an event task made from real synthesised audio, both protocols;
 interrupt-and-resume; failing cells that do not stop or lose the others."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -46,7 +47,8 @@ def manifest_text(root: Path, protocols: str, models: str | None = None, extra_t
 def test_cli_runs_both_protocols_for_two_models(tasks_root, tmp_path):
     m = tmp_path / "demo.yaml"
     m.write_text(manifest_text(tasks_root, "  linear: {epochs: 20}\n"
-                                           "  heareval: {grid: faster, grid_points: 1}\n"))
+                                           "  heareval: {grid: faster, grid_points: 1,\n"
+                                           "             param_grid: {batch_size: [4], max_epochs: [40], hidden_layers: [0]}}\n"))
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
            "CUDA_VISIBLE_DEVICES": ""}
@@ -58,19 +60,27 @@ def test_cli_runs_both_protocols_for_two_models(tasks_root, tmp_path):
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns) == CSV_COLUMNS
     assert len(df) == 2 * 2 * 2 * 2  # models x tasks x protocols x metrics
-    assert (df.status == "ok").all() and df.value.notna().all()
+    assert (df.status == "ok").all()
+    # heareval's event scorer (sed_eval) gives NaN when a model predicts no event at all
+    # (precision 0/0); every other value must be a number.
+    heareval_events = (df.protocol == "heareval") & df.metric.isin(["event_onset_200ms_fms", "segment_1s_er"])
+    assert df[~heareval_events].value.notna().all()
     assert set(df.protocol) == {"linear", "heareval"} and set(df.model) == {"toy", "slicer"}
     for metric in ("top1_acc", "mAP", "event_onset_200ms_fms"):
-        v = df[df.metric == metric].value
+        v = df[df.metric == metric].value.dropna()
         assert ((v >= 0) & (v <= 1)).all(), (metric, v.tolist())
-    assert (df[df.metric == "segment_1s_er"].value >= 0).all()
+    assert (df[df.metric == "segment_1s_er"].value.dropna() >= 0).all()
     assert (df.folds == 1).all() and df["std"].isna().all() and (df.seconds > 0).all()
-    # The easy task is above chance (0.5) with the linear protocol. heareval's "faster"
-    # grid point (10 epochs of batch 1024 = 10 steps on 8 clips) is too short to learn
-    # it here; its values are only checked for validity.
+    # The easy task is above chance (0.5) with the linear protocol. heareval's scores are
+    # checked for validity only: on 8 training clips of the toy model's unstandardised
+    # features its MLP stays near chance (tests/test_hear_tools.py checks heareval above
+    # chance on hear_slicer). The manifest's param_grid must reach heareval's metadata.
     easy = df[(df.model == "toy") & (df.task == "instruments") & (df.metric == "top1_acc")
               & (df.protocol == "linear")]
     assert len(easy) == 1 and easy.value.iloc[0] >= 0.75, easy
+    task_meta = next((cell_dir(out, "toy", "instruments", "heareval") / "work").rglob("task_metadata.json"))
+    grid = json.loads(task_meta.read_text())["evaluation_params"]["task_specific_param_grid"]
+    assert grid == {"batch_size": [4], "max_epochs": [40], "hidden_layers": [0]}
 
     md = (out / "results.md").read_text()
     for s in ("## Protocol `linear`", "## Protocol `heareval`", "| model | events | instruments | mean demo |",

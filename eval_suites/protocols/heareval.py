@@ -4,6 +4,13 @@ cached embeddings, in a subprocess.
 The runner trains heareval's MLP over a random subset (``grid_points``) of one of its
 hyper-parameter grids (``grid``: "default", "fast" or "faster", heareval's names),
 selects on validation and writes ``test.predicted-scores.json``, which is parsed here.
+``param_grid`` overrides grid entries for every task of the manifest through heareval's
+own ``evaluation_params.task_specific_param_grid`` metadata key: heareval's grids assume
+thousands of clips (batch 1024, at most 10-500 epochs), so a small task gets only a handful
+of optimiser steps unless, e.g., ``param_grid: {batch_size: [32], max_epochs: [50]}``.
+Beware: heareval keeps the last, partial batch, and its hidden layers use BatchNorm, which
+fails on a batch of one; with a small batch size, pick one that leaves no single clip (or
+frame, for event tasks) over, or use ``hidden_layers: [0]``.
 
 It writes its outputs next to the embeddings it reads, so each cell gets a work folder
 ``<work>/embeddings/<task>/`` of symbolic links to the cached files: the shared cache
@@ -27,6 +34,9 @@ __all__ = ["HearevalConfig", "HEAREVAL_GRIDS", "run_heareval", "parse_predicted_
 
 HEAREVAL_GRIDS = ("default", "fast", "faster")
 """Grid names accepted by heareval 2021.1.3's ``--grid`` option."""
+PARAM_GRID_KEYS = ("hidden_layers", "hidden_dim", "dropout", "lr", "patience", "max_epochs",
+                   "check_val_every_n_epoch", "batch_size")
+"""Entries of heareval 2021.1.3's PARAM_GRID that take plain numbers (``param_grid``)."""
 _LOG_TAIL_LINES = 25
 
 
@@ -43,8 +53,21 @@ class HearevalConfig:
     timeout_s: float | None = None
     in_memory: bool = True
     deterministic: bool = True
+    param_grid: dict | None = None
 
     def __post_init__(self) -> None:
+        if self.param_grid is not None:
+            if not isinstance(self.param_grid, dict):
+                raise ValueError(f"setting 'param_grid': expected a mapping of grid entries to lists, "
+                                 f"got {self.param_grid!r}")
+            for key, values in self.param_grid.items():
+                if key not in PARAM_GRID_KEYS:
+                    raise ValueError(f"setting 'param_grid.{key}': not a heareval grid entry; "
+                                     f"expected one of {PARAM_GRID_KEYS}")
+                if (not isinstance(values, list) or not values or not all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)):
+                    raise ValueError(f"setting 'param_grid.{key}': expected a non-empty list of numbers >= 0, "
+                                     f"got {values!r}")
         if self.grid not in HEAREVAL_GRIDS:
             raise ValueError(f"setting 'grid': expected one of {HEAREVAL_GRIDS} (heareval's "
                              f"--grid names), got {self.grid!r}")
@@ -62,12 +85,20 @@ class HearevalConfig:
                                  f"got {getattr(self, key)!r}")
 
 
-def _link_embeddings(embed_dir: Path, task_link_dir: Path) -> None:
+def _link_embeddings(embed_dir: Path, task_link_dir: Path, param_grid: dict | None = None) -> None:
     """Fill ``task_link_dir`` with symbolic links to the files (not the per-clip split
-    folders, which the prediction runner does not read) of ``embed_dir``."""
+    folders, which the prediction runner does not read) of ``embed_dir``; with a
+    ``param_grid``, task_metadata.json is a copy that carries it."""
     task_link_dir.mkdir(parents=True)
     for f in sorted(embed_dir.iterdir()):
-        if f.is_file() and not f.name.startswith("."):
+        if not f.is_file() or f.name.startswith("."):
+            continue
+        if f.name == "task_metadata.json" and param_grid:
+            metadata = json.loads(f.read_text())
+            params = metadata.setdefault("evaluation_params", {})
+            params["task_specific_param_grid"] = {**params.get("task_specific_param_grid", {}), **param_grid}
+            (task_link_dir / f.name).write_text(json.dumps(metadata, indent=1))
+        else:
             (task_link_dir / f.name).symlink_to(f.resolve())
 
 
@@ -105,7 +136,7 @@ def run_heareval(embed_dir: str | Path, work_dir: str | Path, cfg: HearevalConfi
     if work.exists():
         shutil.rmtree(work)
     task_rel = Path("embeddings") / embed_dir.name
-    _link_embeddings(embed_dir, work / task_rel)
+    _link_embeddings(embed_dir, work / task_rel, cfg.param_grid)
     cmd = [python or sys.executable, "-m", "heareval.predictions.runner", str(task_rel),
            "--grid", cfg.grid, "--grid-points", str(cfg.grid_points),
            "--in-memory", str(cfg.in_memory), "--deterministic", str(cfg.deterministic)]
@@ -130,5 +161,6 @@ def run_heareval(embed_dir: str | Path, work_dir: str | Path, cfg: HearevalConfi
     metadata = json.loads((embed_dir / "task_metadata.json").read_text())
     raw = json.loads(scores_path.read_text())
     details = {"hparams": raw.get("hparams"), "postprocessing": raw.get("postprocessing"),
-               "scores_file": str(scores_path), "grid": cfg.grid, "grid_points": cfg.grid_points}
+               "scores_file": str(scores_path), "grid": cfg.grid, "grid_points": cfg.grid_points,
+               "param_grid": cfg.param_grid}
     return parse_predicted_scores(scores_path, metadata), details
