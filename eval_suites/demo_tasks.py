@@ -8,13 +8,26 @@ Three builders write complete task folders with :class:`eval_suites.hear_task.Ta
 - :func:`build_event_task`: event, multilabel — spoken words, piano and trumpet notes and
   drum hits at random onsets in noise; labels are the sounds' audible spans in ms.
 - :func:`build_instrument_task`: scene, multiclass — General MIDI instrument families
-  rendered by fluidsynth at varied pitch and velocity.
+  rendered by fluidsynth at varied pitch and velocity; with :data:`NSYNTH_FAMILIES` and
+  ``disjoint_programs=True`` it is NSynth's 11-family task with instruments (GM programs)
+  disjoint across splits.
+- :func:`build_speaker_task`: scene, multiclass — one class per voice (speaker
+  identification, like LibriSpeech/VoxCeleb), with different sentences in each split.
+- :func:`build_language_task`: scene, multiclass — one class per espeak-ng language
+  (like VoxForge), with voice variants and sentences disjoint across splits.
+- :func:`build_pitch_task`: scene, multiclass — the MIDI pitch of one note (like HEAR's
+  nsynth_pitch), several instruments per split, scored with pitch and chroma accuracy.
 
 Same arguments give byte-identical wav files and labels: every random choice comes
 from a ``numpy.random.Generator`` seeded by (seed, split, clip index), the engines are
 deterministic (see :mod:`eval_suites.synth`), and clips are written in a fixed order
 whatever the number of worker threads. Engines run as subprocesses, so a thread pool
 overlaps them without a process pool's start-up cost.
+
+Sizes per split are an ``int`` (the same for train, valid and test) or a mapping
+``{"train": n, "valid": n, "test": n}``; the count is per class, so labels are balanced
+within each split. Builders take an optional ``progress`` callable, called with 1 after
+each clip is written (e.g. ``tqdm.update``).
 
 A builder returns the task folder ``<out_dir>/<name>-v1-full``. Calling it again with
 the same arguments on a complete folder returns it untouched; an interrupted build
@@ -27,7 +40,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -47,7 +60,15 @@ __all__ = [
     "build_keyword_task",
     "build_event_task",
     "build_instrument_task",
+    "build_speaker_task",
+    "build_language_task",
+    "build_pitch_task",
     "split_voices",
+    "split_programs",
+    "silent_notes",
+    "NSYNTH_FAMILIES",
+    "NSYNTH_PITCH_RANGES",
+    "SplitSizes",
 ]
 
 SR = 16000
@@ -74,6 +95,32 @@ INSTRUMENT_FAMILIES: dict[str, tuple[int, ...]] = {
 _FAMILY_PITCH = {"piano": (48, 84), "guitar": (45, 76), "strings": (55, 84),
                  "brass": (52, 79), "flute": (60, 90)}
 
+# NSynth's 11 instrument families -> General MIDI programs (FluidR3_GM). The order
+# matters: split_programs() gives the last program to test and the one before it to
+# valid. Every (program, pitch) pair in NSYNTH_PITCH_RANGES was rendered and is audible
+# (tests/test_demo_tasks.py re-checks the ends of each range); dropped for silence in
+# FluidR3: 43 contrabass above MIDI 57, 67 baritone sax above 72. Piano (0) and trumpet
+# (56) are test programs because build_event_task uses them in its test split too.
+NSYNTH_FAMILIES: dict[str, tuple[int, ...]] = {
+    "bass": (32, 34, 35, 36, 37, 38, 39, 33),
+    "brass": (57, 58, 60, 61, 62, 63, 59, 56),
+    "flute": (72, 74, 75, 76, 77, 78, 79, 73),
+    "guitar": (24, 26, 27, 28, 29, 30, 25),
+    "keyboard": (1, 2, 3, 5, 6, 7, 4, 0),
+    "mallet": (8, 9, 10, 11, 13, 12),
+    "organ": (16, 17, 18, 20, 19),
+    "reed": (64, 65, 66, 68, 69, 70, 71),
+    "string": (41, 42, 44, 45, 46, 48, 49, 50, 40),
+    "synth_lead": (80, 82, 83, 84, 86, 87, 81),
+    "vocal": (53, 85, 54, 52),
+}
+NSYNTH_PITCH_RANGES: dict[str, tuple[int, int]] = {
+    "bass": (28, 55), "brass": (48, 72), "flute": (60, 84), "guitar": (40, 76),
+    "keyboard": (36, 84), "mallet": (60, 84), "organ": (36, 84), "reed": (50, 72),
+    "string": (48, 76), "synth_lead": (48, 84), "vocal": (48, 76),
+}
+"""Inclusive MIDI pitch range each family is played in (checked audible for every program)."""
+
 EVENT_LABELS = ("drums", "piano", "speech", "trumpet")
 _EVENT_WORDS = ("hello", "seven", "stop", "music", "window", "yellow")
 
@@ -93,16 +140,77 @@ def split_voices(voices: Sequence[str]) -> dict[str, list[str]]:
             "test": v[len(v) - k:]}
 
 
-def _speak(voice: str, text: str, rng: np.random.Generator) -> np.ndarray:
-    """Speak ``text`` with an "engine:voice" voice at a random speed and pitch."""
+SplitSizes = Union[int, Mapping[str, int]]
+"""Clips per class: one count for every split, or ``{"train": n, "valid": n, "test": n}``."""
+
+
+def _per_split(sizes: SplitSizes, what: str) -> dict[str, int]:
+    """``{"train": n, "valid": n, "test": n}`` from an int or a mapping; each n >= 1."""
+    if isinstance(sizes, int) and not isinstance(sizes, bool):
+        out = {s: sizes for s in SPLITS}
+    elif isinstance(sizes, Mapping) and set(sizes) == set(SPLITS):
+        out = {s: sizes[s] for s in SPLITS}
+    else:
+        raise ValueError(f"expected {what} as an int or a mapping with keys {SPLITS}, got {sizes!r}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in out.values()):
+        raise ValueError(f"expected {what} >= 1 in every split, got {sizes!r}")
+    return out
+
+
+def _speak(voice: str, text: str, rng: np.random.Generator,
+           speed: tuple[int, int] = (130, 221), pitch: tuple[int, int] = (25, 76),
+           stretch: tuple[float, float] = (0.85, 1.25)) -> np.ndarray:
+    """Speak ``text`` with an "engine:voice" voice at a random speed and pitch.
+
+    espeak-ng: words per minute in [speed[0], speed[1]) and base pitch in
+    [pitch[0], pitch[1]); flite: ``duration_stretch`` uniform in ``stretch``.
+    """
     engine, _, name = voice.partition(":")
     if engine == "espeak":
-        return synth.espeak(text, voice=name, speed=int(rng.integers(130, 221)),
-                            pitch=int(rng.integers(25, 76)), sample_rate=SR)
+        return synth.espeak(text, voice=name, speed=int(rng.integers(*speed)),
+                            pitch=int(rng.integers(*pitch)), sample_rate=SR)
     if engine == "flite":
         return synth.flite(text, voice=name, sample_rate=SR,
-                           duration_stretch=float(np.round(rng.uniform(0.85, 1.25), 3)))
+                           duration_stretch=float(np.round(rng.uniform(*stretch), 3)))
     raise ValueError(f"voice {voice!r}: expected 'espeak:<voice>' or 'flite:<voice>'")
+
+
+def _speech_clip(voice: str, text: str, n_total: int, rng: np.random.Generator,
+                 snr_db: tuple[float, float], peak: float | tuple[float, float] = 0.9,
+                 **speak_kw: Any) -> np.ndarray:
+    """(n_total,) clip: ``text`` spoken by ``voice``, silence-trimmed (cut if too long),
+    at a random offset, in coloured noise at a random SNR, scaled to ``peak`` (a range
+    draws a random gain)."""
+    speech = _trim(_speak(voice, text, rng, **speak_kw))[:n_total]
+    x = np.zeros(n_total, np.float32)
+    offset = int(rng.integers(0, n_total - len(speech) + 1))
+    x[offset: offset + len(speech)] = synth.normalize_peak(speech, 0.8)
+    x = _add_noise(x, rng, snr_db)
+    if not isinstance(peak, (int, float)):
+        peak = float(rng.uniform(*peak))
+    return synth.normalize_peak(x, peak)
+
+
+def split_programs(programs: Sequence[int]) -> dict[str, list[int]]:
+    """Disjoint instruments per split: the last program is test, the one before it
+    valid, the rest train (needs at least 3 programs)."""
+    p = list(programs)
+    if len(p) < 3 or len(set(p)) != len(p):
+        raise ValueError(f"expected at least 3 distinct programs to split, got {p}")
+    return {"train": p[:-2], "valid": [p[-2]], "test": [p[-1]]}
+
+
+def silent_notes(programs: Sequence[int], pitches: Sequence[int], min_peak: float = 0.01,
+                 velocity: int = 100) -> list[tuple[int, int]]:
+    """(program, pitch) pairs that FluidR3_GM renders (nearly) silent: peak < ``min_peak``.
+
+    Each pair is played as one 0.4 s note (all in one fluidsynth run); a soundfont
+    without a sample zone for a key renders silence there.
+    """
+    pairs = [(int(p), int(k)) for p in programs for k in pitches]
+    clips = [[synth.Note(p, k, velocity, 0.0, 0.4)] for p, k in pairs]
+    audio = synth.fluidsynth_render_many(clips, 0.5, SR, gap=1.0)
+    return [pair for pair, x in zip(pairs, audio) if float(np.abs(x).max()) < min_peak]
 
 
 def _active_span(x: np.ndarray, threshold_db: float = -40.0, frame: int = 160
@@ -132,13 +240,24 @@ def _add_noise(x: np.ndarray, rng: np.random.Generator, snr_range: tuple[float, 
     return synth.mix_at_snr(x, synth.noise(kind, len(x), rng), snr)
 
 
-def _map(fn: Callable[[Any], np.ndarray], items: list, workers: int | None) -> list:
-    """``[fn(i) for i in items]`` on a thread pool; results in input order."""
+def _map(fn: Callable[[Any], Any], items: list, workers: int | None) -> Iterator[Any]:
+    """``fn(i) for i in items`` on a thread pool; results yielded in input order as they
+    are ready (engines are subprocesses, so threads overlap them)."""
     workers = workers or min(4, os.cpu_count() or 1)
     if workers <= 1 or len(items) <= 1:
-        return [fn(i) for i in items]
+        yield from (fn(i) for i in items)
+        return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, items))
+        yield from pool.map(fn, items)
+
+
+def _render_notes(note_lists: list[list[synth.Note]], duration: float, workers: int | None,
+                  batch: int = 24) -> Iterator[np.ndarray]:
+    """fluidsynth renders of ``note_lists`` (one (N,) clip each, in order), in batches of
+    ``batch`` clips per fluidsynth run, runs spread over ``workers`` threads."""
+    batches = [note_lists[i: i + batch] for i in range(0, len(note_lists), batch)]
+    for audio in _map(lambda b: synth.fluidsynth_render_many(b, duration, SR), batches, workers):
+        yield from audio
 
 
 def _open_writer(out_dir: str | Path, metadata: TaskMetadata, overwrite: bool
@@ -164,12 +283,19 @@ class _Clip:
     seed: tuple[int, ...]
 
 
+Progress = Optional[Callable[[int], Any]]
+
+
 def _write(writer: TaskWriter, clips: list[_Clip], render: Callable[[_Clip], np.ndarray],
-           workers: int | None) -> Path:
+           workers: int | None, progress: Progress = None) -> Path:
+    """Render the clips ``writer`` lacks (thread pool) and add them in order; finalize."""
+    if progress is not None:
+        progress(len(clips) - sum(not writer.has_clip(c.split, c.name) for c in clips))
     todo = [c for c in clips if not writer.has_clip(c.split, c.name)]
-    audio = _map(render, todo, workers)
-    for clip, x in zip(todo, audio):
+    for clip, x in zip(todo, _map(render, todo, workers)):
         writer.add_clip(clip.split, clip.name, x, SR, clip.labels)
+        if progress is not None:
+            progress(1)
     return writer.finalize()
 
 
@@ -180,13 +306,14 @@ def build_keyword_task(
     out_dir: str | Path,
     words: Sequence[str] = DEFAULT_WORDS,
     voices: Sequence[str] = DEFAULT_VOICES,
-    clips_per_word_per_split: int = 3,
+    clips_per_word_per_split: SplitSizes = 3,
     seed: int = 0,
     sample_duration: float = 1.0,
     name: str = "demo-keywords",
     snr_db: tuple[float, float] = (5.0, 25.0),
     workers: int | None = None,
     overwrite: bool = False,
+    progress: Progress = None,
 ) -> Path:
     """Keyword spotting, like Speech Commands: one spoken word per clip.
 
@@ -194,17 +321,17 @@ def build_keyword_task(
     ``"flite:<voice>"``) at a random speed and pitch, silence-trimmed (cut if longer
     than the clip), placed at a random offset in a ``sample_duration`` s clip, in
     white/pink/brown noise at an SNR drawn from ``snr_db``. Labels are the words; every
-    split has ``clips_per_word_per_split`` clips of each word (balanced). Voices are split by :func:`split_voices`.
+    split has ``clips_per_word_per_split`` clips of each word (balanced; an int or a
+    per-split mapping). Voices are split by :func:`split_voices`.
     """
     if len(words) < 2 or len(set(words)) != len(words):
         raise ValueError(f"expected at least 2 distinct words, got {list(words)}")
-    if clips_per_word_per_split < 1:
-        raise ValueError(f"expected clips_per_word_per_split >= 1, got {clips_per_word_per_split}")
+    per_split = _per_split(clips_per_word_per_split, "clips_per_word_per_split")
     by_split = split_voices(voices)
     for v in voices:  # fail early, with the engine's message, on a bad voice
         _speak(v, "test", np.random.default_rng(0))
     args = dict(words=list(words), voices=list(voices), seed=seed,
-                clips_per_word_per_split=clips_per_word_per_split,
+                clips_per_word_per_split=_jsonable(clips_per_word_per_split),
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
@@ -219,7 +346,7 @@ def build_keyword_task(
     clips = []
     for si, split in enumerate(SPLITS):
         for wi, word in enumerate(words):
-            for k in range(clips_per_word_per_split):
+            for k in range(per_split[split]):
                 clips.append(_Clip(split, f"{split}-{word}-{k:03d}.wav", [word], (seed, si, wi, k)))
     n_total = int(round(sample_duration * SR))
 
@@ -227,13 +354,9 @@ def build_keyword_task(
         rng = np.random.default_rng(c.seed)
         split_vs = by_split[c.split]
         voice = split_vs[(c.seed[2] + c.seed[3]) % len(split_vs)]
-        speech = _trim(_speak(voice, c.labels[0], rng))[:n_total]
-        x = np.zeros(n_total, np.float32)
-        offset = int(rng.integers(0, n_total - len(speech) + 1))
-        x[offset: offset + len(speech)] = synth.normalize_peak(speech, 0.8)
-        return synth.normalize_peak(_add_noise(x, rng, snr_db), 0.9)
+        return _speech_clip(voice, c.labels[0], n_total, rng, snr_db, peak=0.9)
 
-    return _write(writer, clips, render, workers)
+    return _write(writer, clips, render, workers, progress)
 
 
 # --------------------------------------------------------------------------- instruments
@@ -242,43 +365,64 @@ def build_keyword_task(
 def build_instrument_task(
     out_dir: str | Path,
     families: Sequence[str] = ("piano", "guitar", "strings", "brass"),
-    clips_per_class_per_split: int = 3,
+    clips_per_class_per_split: SplitSizes = 3,
     seed: int = 0,
     sample_duration: float = 1.0,
     name: str = "demo-instruments",
     snr_db: tuple[float, float] = (20.0, 40.0),
     overwrite: bool = False,
+    family_programs: Mapping[str, Sequence[int]] | None = None,
+    pitch_ranges: Mapping[str, tuple[int, int]] | None = None,
+    disjoint_programs: bool = False,
+    workers: int | None = None,
+    progress: Progress = None,
 ) -> Path:
     """Instrument family recognition, like NSynth's: one family per clip.
 
     Each clip: one to three notes (sequential, random pitch in the family's range,
-    velocity 50-120, random GM program of the family from :data:`INSTRUMENT_FAMILIES`)
-    rendered by fluidsynth, in light noise. All clips are rendered in one fluidsynth run
-    (:func:`eval_suites.synth.fluidsynth_render_many`).
+    velocity 50-120, random GM program of the family) rendered by fluidsynth, in light
+    noise. Programs and pitch ranges come from ``family_programs`` and ``pitch_ranges``
+    (default :data:`INSTRUMENT_FAMILIES` and its ranges; pass :data:`NSYNTH_FAMILIES`
+    and :data:`NSYNTH_PITCH_RANGES` for NSynth's 11 families). With
+    ``disjoint_programs`` each split plays its own programs (:func:`split_programs`),
+    as NSynth's splits hold different instruments. Clips are rendered in batches of
+    one fluidsynth run each (:func:`eval_suites.synth.fluidsynth_render_many`).
     """
-    unknown = [f for f in families if f not in INSTRUMENT_FAMILIES]
-    if unknown or len(families) < 2:
-        raise ValueError(f"expected at least 2 families from {sorted(INSTRUMENT_FAMILIES)}, "
-                         f"got {list(families)}")
-    args = dict(families=list(families), clips_per_class_per_split=clips_per_class_per_split,
+    if family_programs is None:
+        family_programs, pitch_ranges = INSTRUMENT_FAMILIES, pitch_ranges or _FAMILY_PITCH
+    unknown = [f for f in families if f not in family_programs
+               or f not in (pitch_ranges or {})]
+    if unknown or len(families) < 2 or len(set(families)) != len(families):
+        raise ValueError(f"expected at least 2 distinct families among those with programs "
+                         f"and pitch ranges {sorted(family_programs)}, got {list(families)}")
+    per_split = _per_split(clips_per_class_per_split, "clips_per_class_per_split")
+    programs = {f: ({s: [int(p) for p in family_programs[f]] for s in SPLITS}
+                    if not disjoint_programs else split_programs(family_programs[f]))
+                for f in families}
+    args = dict(families=list(families),
+                clips_per_class_per_split=_jsonable(clips_per_class_per_split),
                 seed=seed, sample_duration=sample_duration, snr_db=list(snr_db))
-    metadata = TaskMetadata.scene(
-        name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_instrument_task", "build_args": args,
-               "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments",
-               "programs": {f: list(INSTRUMENT_FAMILIES[f]) for f in families}},
-    )
+    if family_programs is not INSTRUMENT_FAMILIES or disjoint_programs:
+        args.update(pitch_ranges={f: list(pitch_ranges[f]) for f in families},
+                    disjoint_programs=disjoint_programs)
+    notes_meta = {"builder": "eval_suites.demo_tasks.build_instrument_task", "build_args": args,
+                  "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments",
+                  "programs": {f: [int(p) for p in family_programs[f]] for f in families}}
+    if disjoint_programs:
+        notes_meta["programs_by_split"] = {s: {f: programs[f][s] for f in families} for s in SPLITS}
+    metadata = TaskMetadata.scene(name, sample_duration=sample_duration,
+                                  evaluation=["top1_acc", "mAP"], notes=notes_meta)
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
     if writer is None:
         return task_dir
     clips, notes = [], []
     for si, split in enumerate(SPLITS):
         for fi, fam in enumerate(families):
-            for k in range(clips_per_class_per_split):
+            for k in range(per_split[split]):
                 c = _Clip(split, f"{split}-{fam}-{k:03d}.wav", [fam], (seed, si, fi, k))
                 rng = np.random.default_rng(c.seed)
-                program = int(rng.choice(INSTRUMENT_FAMILIES[fam]))
-                lo, hi = _FAMILY_PITCH[fam]
+                program = int(rng.choice(programs[fam][split]))
+                lo, hi = pitch_ranges[fam]
                 n_notes = int(rng.integers(1, 4))
                 t, clip_notes = float(rng.uniform(0.0, 0.1)), []
                 for _ in range(n_notes):
@@ -289,16 +433,234 @@ def build_instrument_task(
                     t += dur * 0.8
                 clips.append(c)
                 notes.append(clip_notes)
+    return _write_rendered(writer, clips, notes, sample_duration, snr_db, workers, progress)
+
+
+def _write_rendered(writer: TaskWriter, clips: list[_Clip], notes: list[list[synth.Note]],
+                    duration: float, snr_db: tuple[float, float], workers: int | None,
+                    progress: Progress, peak: float | tuple[float, float] = 0.9) -> Path:
+    """Render ``notes[i]`` for each clip the writer lacks, add light noise, write, finalize."""
+    if progress is not None:
+        progress(sum(writer.has_clip(c.split, c.name) for c in clips))
     todo = [i for i, c in enumerate(clips) if not writer.has_clip(c.split, c.name)]
-    audio = synth.fluidsynth_render_many([notes[i] for i in todo], sample_duration, SR)
-    for i, x in zip(todo, audio):
+    for i, x in zip(todo, _render_notes([notes[i] for i in todo], duration, workers)):
         rng = np.random.default_rng(clips[i].seed + (1,))
-        if not np.any(x):
-            raise RuntimeError(f"fluidsynth rendered silence for {clips[i].name}: {notes[i]}")
-        writer.add_clip(clips[i].split, clips[i].name,
-                        synth.normalize_peak(_add_noise(x, rng, snr_db), 0.9), SR,
+        if float(np.abs(x).max()) < 1e-3:
+            raise RuntimeError(f"fluidsynth rendered silence for {clips[i].name}: {notes[i]}; "
+                               f"the soundfont has no sample there, choose another program "
+                               f"or pitch range (see silent_notes())")
+        x = _add_noise(x, rng, snr_db)
+        gain = peak if isinstance(peak, (int, float)) else float(rng.uniform(*peak))
+        writer.add_clip(clips[i].split, clips[i].name, synth.normalize_peak(x, gain), SR,
                         clips[i].labels)
+        if progress is not None:
+            progress(1)
     return writer.finalize()
+
+
+# --------------------------------------------------------------------------- speakers
+
+
+def _check_sentences(sentences: Mapping[str, Sequence[str]], what: str) -> dict[str, list[str]]:
+    """Per-split sentence lists: keys train/valid/test, non-empty, disjoint across splits."""
+    if not isinstance(sentences, Mapping) or set(sentences) != set(SPLITS):
+        raise ValueError(f"expected {what} as a mapping with keys {SPLITS}, got {sentences!r}")
+    out = {s: [str(t) for t in sentences[s]] for s in SPLITS}
+    problems = [f"split {s!r} has no sentences" for s in SPLITS if not out[s]]
+    problems += [f"splits {a!r} and {b!r} share sentences {sorted(set(out[a]) & set(out[b]))}"
+                 for i, a in enumerate(SPLITS) for b in SPLITS[i + 1:] if set(out[a]) & set(out[b])]
+    if problems:
+        raise ValueError(f"{what}: " + "; ".join(problems))
+    return out
+
+
+def build_speaker_task(
+    out_dir: str | Path,
+    voices: Sequence[str],
+    sentences: Mapping[str, Sequence[str]],
+    clips_per_speaker_per_split: SplitSizes = 3,
+    seed: int = 0,
+    sample_duration: float = 3.0,
+    name: str = "demo-speakers",
+    snr_db: tuple[float, float] = (10.0, 30.0),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Progress = None,
+) -> Path:
+    """Speaker identification, like LibriSpeech/VoxCeleb: one class per voice.
+
+    Labels are the voices themselves (``"espeak:en-us+m3"``, ``"flite:slt"``). Each clip:
+    a sentence of its split (``sentences["train"]`` etc., disjoint across splits, so
+    the text never gives the speaker away) spoken by the class's voice at a random
+    speed and a small pitch jitter (espeak-ng pitch 40-60, flite stretch 0.9-1.15),
+    placed at a random offset, in noise at a random SNR and a random gain (peak
+    0.3-0.95). Sentences rotate with the clip index, so each speaker says each sentence
+    of its split about equally often.
+    """
+    if len(voices) < 2 or len(set(voices)) != len(voices):
+        raise ValueError(f"expected at least 2 distinct voices, got {list(voices)}")
+    texts = _check_sentences(sentences, "sentences")
+    per_split = _per_split(clips_per_speaker_per_split, "clips_per_speaker_per_split")
+    for v in voices:  # fail early, with the engine's message, on a bad voice
+        _speak(v, "test", np.random.default_rng(0))
+    args = dict(voices=list(voices), sentences=texts, seed=seed,
+                clips_per_speaker_per_split=_jsonable(clips_per_speaker_per_split),
+                sample_duration=sample_duration, snr_db=list(snr_db))
+    metadata = TaskMetadata.scene(
+        name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
+        notes={"builder": "eval_suites.demo_tasks.build_speaker_task", "build_args": args,
+               "source": "espeak-ng / flite speech in synthetic noise",
+               "sentences_disjoint": True},
+    )
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    if writer is None:
+        return task_dir
+    clips = [_Clip(split, f"{split}-spk{vi:02d}-{k:03d}.wav", [voice], (seed, si, vi, k))
+             for si, split in enumerate(SPLITS) for vi, voice in enumerate(voices)
+             for k in range(per_split[split])]
+    n_total = int(round(sample_duration * SR))
+
+    def render(c: _Clip) -> np.ndarray:
+        rng = np.random.default_rng(c.seed)
+        split_texts = texts[c.split]
+        text = split_texts[(c.seed[3] + c.seed[2]) % len(split_texts)]
+        return _speech_clip(c.labels[0], text, n_total, rng, snr_db, peak=(0.3, 0.95),
+                            speed=(140, 201), pitch=(40, 61), stretch=(0.9, 1.15))
+
+    return _write(writer, clips, render, workers, progress)
+
+
+# --------------------------------------------------------------------------- languages
+
+
+def build_language_task(
+    out_dir: str | Path,
+    sentences: Mapping[str, Mapping[str, Sequence[str]]],
+    variants: Mapping[str, Sequence[str]],
+    clips_per_language_per_split: SplitSizes = 3,
+    seed: int = 0,
+    sample_duration: float = 3.0,
+    name: str = "demo-languages",
+    snr_db: tuple[float, float] = (10.0, 30.0),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Progress = None,
+) -> Path:
+    """Spoken language identification, like VoxForge: one class per espeak-ng language.
+
+    Args:
+        sentences: ``{language: {"train": [...], "valid": [...], "test": [...]}}``, e.g.
+            ``{"de": {...}}``; the language codes are espeak-ng voices and the labels.
+        variants: espeak-ng voice variants per split (``{"train": ["m1", ...], ...}``),
+            disjoint across splits: test speakers are never heard in training.
+
+    Each clip: a sentence of its language and split, spoken by ``<language>+<variant>``
+    (the variant rotating with the clip index) at a random speed and pitch, at a random
+    offset, in noise at a random SNR and gain.
+    """
+    if len(sentences) < 2:
+        raise ValueError(f"expected at least 2 languages, got {list(sentences)}")
+    texts = {lang: _check_sentences(sentences[lang], f"sentences[{lang!r}]") for lang in sentences}
+    if not isinstance(variants, Mapping) or set(variants) != set(SPLITS) or not all(variants.values()):
+        raise ValueError(f"expected variants as a mapping {SPLITS} -> non-empty lists, got {variants!r}")
+    vs = {s: list(variants[s]) for s in SPLITS}
+    shared = {(a, b): set(vs[a]) & set(vs[b]) for i, a in enumerate(SPLITS) for b in SPLITS[i + 1:]}
+    if any(shared.values()):
+        raise ValueError(f"voice variants must be disjoint across splits, shared: "
+                         f"{ {f'{a}/{b}': sorted(x) for (a, b), x in shared.items() if x} }")
+    langs = list(texts)
+    for lang in langs:
+        for s in SPLITS:
+            for v in vs[s]:
+                synth._check_espeak_voice(f"{lang}+{v}")  # ValueError naming the bad one
+    per_split = _per_split(clips_per_language_per_split, "clips_per_language_per_split")
+    args = dict(sentences=texts, variants=vs, seed=seed,
+                clips_per_language_per_split=_jsonable(clips_per_language_per_split),
+                sample_duration=sample_duration, snr_db=list(snr_db))
+    metadata = TaskMetadata.scene(
+        name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
+        notes={"builder": "eval_suites.demo_tasks.build_language_task", "build_args": args,
+               "source": "espeak-ng speech in synthetic noise",
+               "speakers_disjoint": True, "sentences_disjoint": True},
+    )
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    if writer is None:
+        return task_dir
+    clips = [_Clip(split, f"{split}-{lang}-{k:03d}.wav", [lang], (seed, si, li, k))
+             for si, split in enumerate(SPLITS) for li, lang in enumerate(langs)
+             for k in range(per_split[split])]
+    n_total = int(round(sample_duration * SR))
+
+    def render(c: _Clip) -> np.ndarray:
+        rng = np.random.default_rng(c.seed)
+        lang, k = c.labels[0], c.seed[3]
+        split_texts, split_vs = texts[lang][c.split], vs[c.split]
+        voice = f"espeak:{lang}+{split_vs[k % len(split_vs)]}"
+        text = split_texts[(k // len(split_vs) + k) % len(split_texts)]
+        return _speech_clip(voice, text, n_total, rng, snr_db, peak=(0.3, 0.95))
+
+    return _write(writer, clips, render, workers, progress)
+
+
+# --------------------------------------------------------------------------- pitch
+
+
+def build_pitch_task(
+    out_dir: str | Path,
+    programs: Mapping[str, Sequence[int]],
+    pitches: Sequence[int] = tuple(range(48, 72)),
+    clips_per_pitch_per_split: SplitSizes = 2,
+    seed: int = 0,
+    sample_duration: float = 1.0,
+    name: str = "demo-pitch",
+    snr_db: tuple[float, float] = (20.0, 40.0),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Progress = None,
+) -> Path:
+    """Pitch estimation, like HEAR's nsynth_pitch: the MIDI pitch of one note.
+
+    ``programs`` gives the GM programs each split plays (``{"train": [...], ...}``; use
+    disjoint ones so test instruments are unseen). Each clip: one note of its pitch
+    (label ``str(pitch)``), a random program of its split, velocity 40-127, starting at
+    0-100 ms and held 0.4-0.9 s, in light noise, at a random gain. Scored with
+    ``pitch_acc`` and ``chroma_acc``: heareval's chroma accuracy compares label indices
+    modulo 12, so the pitches must be consecutive semitones whose labels sort as the
+    numbers do (two digits, 10-99).
+    """
+    ps = [int(p) for p in pitches]
+    if len(ps) < 2 or ps != list(range(ps[0], ps[0] + len(ps))) or ps[0] < 10 or ps[-1] > 99:
+        raise ValueError(f"expected at least 2 consecutive MIDI pitches within 10-99 (their "
+                         f"labels must sort as numbers for chroma_acc), got {ps}")
+    if not isinstance(programs, Mapping) or set(programs) != set(SPLITS) or not all(programs.values()):
+        raise ValueError(f"expected programs as a mapping {SPLITS} -> non-empty lists of GM "
+                         f"programs, got {programs!r}")
+    progs = {s: [int(p) for p in programs[s]] for s in SPLITS}
+    per_split = _per_split(clips_per_pitch_per_split, "clips_per_pitch_per_split")
+    args = dict(programs=progs, pitches=ps, seed=seed,
+                clips_per_pitch_per_split=_jsonable(clips_per_pitch_per_split),
+                sample_duration=sample_duration, snr_db=list(snr_db))
+    metadata = TaskMetadata.scene(
+        name, sample_duration=sample_duration, evaluation=["pitch_acc", "chroma_acc"],
+        notes={"builder": "eval_suites.demo_tasks.build_pitch_task", "build_args": args,
+               "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments"},
+    )
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    if writer is None:
+        return task_dir
+    clips, notes = [], []
+    for si, split in enumerate(SPLITS):
+        for pi, pitch in enumerate(ps):
+            for k in range(per_split[split]):
+                c = _Clip(split, f"{split}-p{pitch}-{k:03d}.wav", [str(pitch)], (seed, si, pi, k))
+                rng = np.random.default_rng(c.seed)
+                program = int(progs[split][(k + pi) % len(progs[split])])
+                clips.append(c)
+                notes.append([synth.Note(program, pitch, int(rng.integers(40, 128)),
+                                         round(float(rng.uniform(0.0, 0.1)), 3),
+                                         round(float(rng.uniform(0.4, 0.9)), 3))])
+    return _write_rendered(writer, clips, notes, sample_duration, snr_db, workers, progress,
+                           peak=(0.3, 0.95))
 
 
 # --------------------------------------------------------------------------- events
@@ -327,13 +689,14 @@ def _event_sounds(label: str, n: int, seed: int) -> list[np.ndarray]:
 
 def build_event_task(
     out_dir: str | Path,
-    n_clips_per_split: int = 4,
+    n_clips_per_split: SplitSizes = 4,
     clip_seconds: float = 4.0,
     seed: int = 0,
     name: str = "demo-events",
     events_per_clip: tuple[int, int] = (2, 3),
     snr_db: tuple[float, float] = (10.0, 25.0),
     overwrite: bool = False,
+    progress: Progress = None,
 ) -> Path:
     """Sound event detection, like DCASE 2016 task 2: events with onsets and offsets.
 
@@ -349,7 +712,8 @@ def build_event_task(
     if not 1 <= lo_ev <= hi_ev or clip_seconds < 1.0 * hi_ev:
         raise ValueError(f"expected 1 <= events_per_clip[0] <= events_per_clip[1] and "
                          f"clip_seconds >= 1 s per event, got {events_per_clip}, {clip_seconds}")
-    args = dict(n_clips_per_split=n_clips_per_split, clip_seconds=clip_seconds, seed=seed,
+    per_split = _per_split(n_clips_per_split, "n_clips_per_split")
+    args = dict(n_clips_per_split=_jsonable(n_clips_per_split), clip_seconds=clip_seconds, seed=seed,
                 events_per_clip=list(events_per_clip), snr_db=list(snr_db))
     metadata = TaskMetadata.event(
         name, sample_duration=clip_seconds,
@@ -360,12 +724,14 @@ def build_event_task(
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
     if writer is None:
         return task_dir
-    n_variants = max(4, n_clips_per_split)
+    n_variants = max(4, *per_split.values())
     sounds = {lbl: _event_sounds(lbl, n_variants, seed) for lbl in EVENT_LABELS}
     n_total = int(round(clip_seconds * SR))
     for si, split in enumerate(SPLITS):
-        for k in range(n_clips_per_split):
+        for k in range(per_split[split]):
             name_k = f"{split}-{k:03d}.wav"
+            if progress is not None:
+                progress(1)
             if writer.has_clip(split, name_k):
                 continue
             rng = np.random.default_rng([seed, si, k, 7])
@@ -387,3 +753,8 @@ def build_event_task(
             x = synth.normalize_peak(_add_noise(x, rng, snr_db), 0.9)
             writer.add_clip(split, name_k, x, SR, events)
     return writer.finalize()
+
+
+def _jsonable(sizes: SplitSizes) -> int | dict[str, int]:
+    """A split size as it is recorded in the task notes (JSON)."""
+    return sizes if isinstance(sizes, int) else {k: int(sizes[k]) for k in SPLITS}

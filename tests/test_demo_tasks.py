@@ -160,3 +160,105 @@ def test_heareval_reads_the_tasks(built):
     score = available_scores["event_onset_200ms_fms"](
         label_to_idx=label_vocab_as_dict(vocab, key="label", value="idx"))
     assert dict(score(test, test))["f_measure"] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- NSynth families, pitch, speakers, languages
+
+
+def test_nsynth_programs_sound_at_both_ends_of_their_range():
+    """Every program of every NSynth family is audible at the lowest and highest pitch
+    of its family's range in FluidR3_GM (the whole grid was checked when choosing them)."""
+    for fam, programs in demo_tasks.NSYNTH_FAMILIES.items():
+        lo, hi = demo_tasks.NSYNTH_PITCH_RANGES[fam]
+        assert demo_tasks.silent_notes(programs, [lo, hi]) == [], fam
+
+
+def test_silent_notes_finds_a_known_gap():
+    # FluidR3_GM's contrabass (43) has no samples above about MIDI 57
+    assert demo_tasks.silent_notes([43, 40], [50, 70]) == [(43, 70)]
+
+
+def test_nsynth_family_programs_are_distinct_and_split_disjointly():
+    all_programs = [p for ps in demo_tasks.NSYNTH_FAMILIES.values() for p in ps]
+    assert len(demo_tasks.NSYNTH_FAMILIES) == 11 and len(set(all_programs)) == len(all_programs)
+    for ps in demo_tasks.NSYNTH_FAMILIES.values():
+        s = demo_tasks.split_programs(ps)
+        assert sorted(s["train"] + s["valid"] + s["test"]) == sorted(ps)
+        assert not set(s["train"]) & (set(s["valid"]) | set(s["test"]))
+    with pytest.raises(ValueError, match="at least 3"):
+        demo_tasks.split_programs([0, 1])
+
+
+def _f0_midi(x: np.ndarray, sr: int = SR) -> float:
+    """MIDI pitch of the loudest 200 ms of ``x`` by autocorrelation (55-1000 Hz)."""
+    a, _ = demo_tasks._active_span(x)
+    seg = x[a + 800: a + 800 + 3200].astype(np.float64)
+    seg = seg - seg.mean()
+    ac = np.correlate(seg, seg, "full")[len(seg) - 1:]
+    lo, hi = int(sr / 1000), int(sr / 55)
+    lag = lo + int(np.argmax(ac[lo:hi]))
+    return 69 + 12 * np.log2(sr / lag / 440.0)
+
+
+def test_pitch_task_labels_are_the_pitch_heard(tmp_path):
+    root = demo_tasks.build_pitch_task(
+        tmp_path, programs={"train": [0], "valid": [24], "test": [40]},
+        pitches=range(55, 67), clips_per_pitch_per_split=1, snr_db=(30.0, 40.0))
+    task = validate_task(root)
+    assert task.vocabulary == [str(p) for p in range(55, 67)]
+    hits = total = 0
+    for split, clips in task.labels.items():
+        for name, (label,) in clips.items():
+            x, _ = task.read_audio(split, name)
+            total += 1
+            hits += round(_f0_midi(x)) % 12 == int(label) % 12  # octave errors allowed
+    assert hits >= 0.85 * total, (hits, total)
+    with pytest.raises(ValueError, match="consecutive"):
+        demo_tasks.build_pitch_task(tmp_path, programs={"train": [0], "valid": [0], "test": [0]},
+                                    pitches=[98, 99, 100])
+
+
+def test_instrument_task_with_disjoint_programs(tmp_path):
+    fams = ("bass", "flute", "mallet")
+    root = demo_tasks.build_instrument_task(
+        tmp_path, families=fams, clips_per_class_per_split={"train": 3, "valid": 1, "test": 2},
+        family_programs=demo_tasks.NSYNTH_FAMILIES, pitch_ranges=demo_tasks.NSYNTH_PITCH_RANGES,
+        disjoint_programs=True, name="fam")
+    task = validate_task(root)
+    assert [task.label_counts(s) for s in ("train", "valid", "test")] == [
+        {f: n for f in fams} for n in (3, 1, 2)]
+    by_split = task.metadata.notes["programs_by_split"]
+    for f in fams:
+        assert by_split["test"][f] == [demo_tasks.NSYNTH_FAMILIES[f][-1]]
+
+
+def test_speaker_task_one_class_per_voice_and_sentences_checked(tmp_path):
+    voices = ("espeak:en-us+m3", "espeak:en-us+f2", "flite:slt")
+    sentences = {"train": ["A red boat.", "The cold wind."], "valid": ["Green hills."],
+                 "test": ["A tall tree."]}
+    root = demo_tasks.build_speaker_task(tmp_path, voices, sentences,
+                                         clips_per_speaker_per_split={"train": 2, "valid": 1, "test": 1})
+    task = validate_task(root)
+    assert task.vocabulary == sorted(voices)
+    assert set(task.label_counts("train").values()) == {2}
+    with pytest.raises(ValueError, match="share sentences"):
+        demo_tasks.build_speaker_task(tmp_path, voices, {**sentences, "test": ["Green hills."]},
+                                      name="bad")
+
+
+def test_language_task_refuses_shared_variants(tmp_path):
+    sentences = {lang: {"train": ["a b c"], "valid": ["d e"], "test": ["f g"]} for lang in ("de", "fr")}
+    with pytest.raises(ValueError, match="disjoint"):
+        demo_tasks.build_language_task(tmp_path, sentences,
+                                       {"train": ["m1", "m2"], "valid": ["m3"], "test": ["m2"]})
+    with pytest.raises(ValueError, match="nosuch"):
+        demo_tasks.build_language_task(tmp_path, sentences,
+                                       {"train": ["m1"], "valid": ["m3"], "test": ["nosuch"]})
+    assert not any(tmp_path.iterdir())
+
+
+def test_progress_counts_every_clip(tmp_path):
+    seen = []
+    demo_tasks.build_keyword_task(tmp_path, words=("yes", "no"), clips_per_word_per_split=1,
+                                  progress=seen.append)
+    assert sum(seen) == 6
