@@ -1,6 +1,7 @@
 """Audio data for pretraining: find files, decode, mix to mono, resample, crop; sharded loading.
 
-Legend: B batch, N samples per crop (crop_seconds x 16 kHz).
+Legend: B batch, V crops per item (1, or 2 for objectives whose two views are separate
+crops, e.g. COLA), N samples per crop (crop_seconds x 16 kHz).
 
 - Sources: a folder (searched recursively for the configured extensions) or a manifest,
   `.txt` (one path per line) or `.csv` (a `path` column, else the first column); relative
@@ -14,6 +15,8 @@ Legend: B batch, N samples per crop (crop_seconds x 16 kHz).
   a multiple of the process count and gives each process every P-th entry (as
   DistributedSampler). Each item carries its own crop seed, so what a step sees depends only
   on (seed, position), not on worker timing: resuming at a position replays the same data.
+- Crops: an item is V independent random crops of one file, drawn in order from one
+  generator seeded by the item's crop seed (the first crop is the same whatever V is).
 """
 from __future__ import annotations
 
@@ -103,15 +106,22 @@ def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0) 
 
 
 class AudioCrops(Dataset):
-    """Item (file index, crop seed) -> dict(wave (N,) float32 tensor, skipped [(path, reason)])."""
+    """Item (file index, crop seed) -> dict(wave (V, N) float32 tensor, skipped [(path, reason)]).
 
-    def __init__(self, files: list[Path], sample_rate: int, crop_samples: int, silence_peak: float = 1e-4):
+    `crops_per_item` (V) independent random crops of the same file per item.
+    """
+
+    def __init__(self, files: list[Path], sample_rate: int, crop_samples: int, silence_peak: float = 1e-4,
+                 crops_per_item: int = 1):
         if not files:
             raise DatasetError("the dataset holds no usable audio file")
+        if crops_per_item < 1:
+            raise ValueError(f"crops_per_item must be at least 1, got {crops_per_item}")
         self.files = list(files)
         self.sample_rate = sample_rate
         self.crop_samples = crop_samples
         self.silence_peak = silence_peak
+        self.crops_per_item = crops_per_item
 
     def __len__(self) -> int:
         return len(self.files)
@@ -137,8 +147,9 @@ class AudioCrops(Dataset):
             except AudioFileError as e:
                 skipped.append((str(path), str(e)))
                 continue
-            wave = self.crop(x, np.random.default_rng(crop_seed))
-            return {"wave": torch.from_numpy(np.ascontiguousarray(wave)), "skipped": skipped}
+            rng = np.random.default_rng(crop_seed)
+            wave = np.stack([self.crop(x, rng) for _ in range(self.crops_per_item)])  # (V, N)
+            return {"wave": torch.from_numpy(wave), "skipped": skipped}
         raise DatasetError(f"none of the {len(self.files)} files could be decoded; first problems: {skipped[:3]}")
 
 
@@ -164,7 +175,7 @@ class ShardedInfiniteSampler(Sampler):
 
 @dataclass
 class Batch:
-    wave: torch.Tensor  # (B, N)
+    wave: torch.Tensor  # (B, V, N)
     skipped: list[tuple[str, str]]
 
 

@@ -63,7 +63,7 @@ def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids
     for start in range(0, size, batch_size):
         items = [dataset[(int(i), int(rng.integers(2**31)))] for i in chosen[start:start + batch_size]]
         skipped += [s for it in items for s in it["skipped"]]
-        wave = torch.stack([it["wave"] for it in items]).to(device)  # (b, N)
+        wave = torch.stack([it["wave"][0] for it in items]).to(device)  # (b, N), first crop of each item
         log_mels.append(frontend.log_mel(wave).cpu())  # (b, F, T)
     x = torch.cat(log_mels).double()  # (n, F, T)
     mean, std = float(x.mean()), float(x.std())

@@ -1,9 +1,11 @@
 """The pretraining loop: config -> init -> data -> statistics -> model -> optimiser -> loop.
 
-Legend: B per-process batch, N samples per crop, F mel bins, T frames.
+Legend: B per-process batch, V crops per clip (1 or 2), N samples per crop, F mel bins, T frames.
 
-One step: waveforms (B, N) from the loader -> normalised log-mel x (B, F, T) on the device ->
-two augmented views -> objective loss -> backward, clip, optimiser step ->
+One step: waveforms (B, V, N) from the loader -> normalised log-mel x (B, V, F, T) on the
+device -> two augmented views (`two_views`: both from the one crop, or one per crop when the
+objective sets `views_from_separate_crops`, e.g. COLA) -> objective loss -> backward, clip,
+optimiser step ->
 `objective.after_step` (EMA teacher, queue) -> logs and, every N steps, a checkpoint
 (hear_slicer.checkpoint format, written atomically, last K kept) whose `training_state`
 holds everything needed to resume exactly: objective state (student, teacher, heads,
@@ -38,7 +40,7 @@ from .rng import capture_rng, restore_rng, seed_everything
 from .runlog import RunLog, git_revision, plot_loss_curve
 from .stats import DataStats, compute_stats, load_or_compute_stats
 
-__all__ = ["TrainingDiverged", "train", "latest_checkpoint", "config_of_checkpoint"]
+__all__ = ["TrainingDiverged", "train", "two_views", "latest_checkpoint", "config_of_checkpoint"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -51,6 +53,21 @@ def latest_checkpoint(out: str | Path) -> Path:
     if not found:
         raise FileNotFoundError(f"no checkpoint to resume from in {Path(out) / 'checkpoints'}")
     return found[-1]
+
+
+def two_views(x: torch.Tensor, augment: AugmentPipeline) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step's two views and the augmentation memories' update.
+
+    x: (B, V, F, T) normalised log-mels of V crops per clip. view_a augments crop 0 and
+    view_b the last crop: two augmentations of one crop when V = 1, of two independent
+    crops of the same file when V = 2. Then crop 0 of every clip (B, F, T) is pushed into
+    the mixup/k-mix memories, so memories advance the same way for every objective.
+    Returns (view_a, view_b), (B, F, T) each.
+    """
+    with torch.no_grad():
+        view_a, view_b = augment(x[:, 0]), augment(x[:, -1])
+        augment.remember(x[:, 0])
+    return view_a, view_b
 
 
 def config_of_checkpoint(path: str | Path) -> TrainConfig:
@@ -125,8 +142,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
     files = _broadcast_object(files if ctx.is_main else None, ctx)
     crop_samples = round(cfg.data.crop_seconds * cfg.frontend.sample_rate)
     n_frames = cfg.frontend.num_frames(crop_samples)
-    dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak)
-    log.text(f"data: {len(files)} files from {cfg.data.path}, crops of {crop_samples} samples ({n_frames} frames)")
+    crops_per_item = 2 if objective_class(cfg.objective.name).views_from_separate_crops else 1
+    dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak, crops_per_item)
+    log.text(f"data: {len(files)} files from {cfg.data.path}, crops of {crop_samples} samples ({n_frames} frames)"
+             + (", views from two independent crops per file" if crops_per_item == 2 else ""))
 
     # ------------------------------------------------------------------ statistics
     n_centroids = cfg.augment.kmix.k if cfg.augment.kmix.enabled else 0
@@ -223,10 +242,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
         lr = lr_at(step, cfg.optim, total)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        wave = batch.wave.to(device, non_blocking=True)  # (B, V, N)
         with torch.no_grad():
-            x = frontend(batch.wave.to(device, non_blocking=True))  # (B, F, T) normalised log-mel
-            view_a, view_b = augment(x), augment(x)  # (B, F, T) each
-        augment.remember(x)
+            x = frontend(wave.flatten(0, 1)).unflatten(0, wave.shape[:2])  # (B, V, F, T) normalised log-mel
+        view_a, view_b = two_views(x, augment)  # (B, F, T) each
         autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
         with autocast:
             out_step = model(view_a, view_b)

@@ -92,7 +92,7 @@ def test_bad_files_are_replaced_and_reported(corpus):
     ds = AudioCrops(files, 16000, 15200)
     i = [p.name for p in files].index("corrupt.wav")
     item = ds[(i, 0)]
-    assert item["wave"].shape == (15200,) and item["wave"].abs().max() > 0
+    assert item["wave"].shape == (1, 15200) and item["wave"].abs().max() > 0
     assert item["skipped"] and Path(item["skipped"][0][0]).name == "corrupt.wav"
 
 
@@ -114,3 +114,33 @@ def test_loader_is_deterministic_with_workers(corpus):
     a = next(iter(make_loader(ds, 4, num_workers=2, seed=1))).wave
     b = next(iter(make_loader(ds, 4, num_workers=0, seed=1))).wave
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _offset_in(x: np.ndarray, crop: np.ndarray) -> int:
+    """The start s with x[s:s+len(crop)] == crop exactly (the crop lies inside x), else -1."""
+    j = int(np.flatnonzero(np.abs(crop) > 1e-3)[0])  # an audible sample to anchor the search
+    for s in np.flatnonzero(x == crop[j]) - j:
+        if 0 <= s <= len(x) - len(crop) and np.array_equal(x[s:s + len(crop)], crop):
+            return int(s)
+    return -1
+
+
+def test_two_crops_per_item_are_different_offsets_of_the_same_file(corpus):
+    files = sorted(p for p in find_audio_files(corpus) if p.name.startswith("speech"))
+    n = 4000  # 0.25 s: every speech file is several times longer
+    one, two = AudioCrops(files, 16000, n), AudioCrops(files, 16000, n, crops_per_item=2)
+    offsets = []
+    for index in range(len(files)):
+        x = decode_audio(files[index], 16000)
+        for seed in (0, 1, 2):
+            pair = two[(index, seed)]["wave"].numpy()
+            assert pair.shape == (2, n)
+            a, b = _offset_in(x, pair[0]), _offset_in(x, pair[1])
+            assert a >= 0 and b >= 0, f"both crops must be spans of {files[index].name}"
+            offsets.append((a, b))
+            # the first crop is the single-crop dataset's crop: V does not change what V = 1 sees
+            np.testing.assert_array_equal(one[(index, seed)]["wave"].numpy()[0], pair[0])
+            # deterministic in the item's crop seed
+            np.testing.assert_array_equal(two[(index, seed)]["wave"].numpy(), pair)
+    assert all(a != b for a, b in offsets), f"two crops of a file should start at different offsets: {offsets}"
+    assert len({a for a, _ in offsets}) > len(files)  # offsets vary with the crop seed

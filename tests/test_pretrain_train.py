@@ -1,11 +1,16 @@
 """End to end: short CPU runs on real audio (espeak-ng, fluidsynth) with bad files mixed in,
-checkpoints loadable by the HEAR plugin, exact resume, NaN stop, and a 2-process torchrun run."""
+checkpoints loadable by the HEAR plugin and accepted by hear-validator, exact resume (also
+after a real SIGKILL of `python -m pretrain`), atomic checkpoints, NaN stop, the views of
+objectives that ask for separate crops (COLA), and a 2-process torchrun run."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +18,14 @@ import torch
 
 import hear_slicer
 from hear_slicer.checkpoint import load_checkpoint
+from hear_slicer.frontend import LogMelFrontend
 from pretrain.__main__ import main as pretrain_main
+from pretrain.augment import AugmentConfig, AugmentPipeline, KMixConfig, MixupConfig, RandomResizeCropConfig
 from pretrain.config import load_config
-from pretrain.train import TrainingDiverged, train
+from pretrain.data import AudioCrops, find_audio_files, make_loader, scan_files
+from pretrain.objectives.cola import Cola
+from pretrain.objectives.slicer import Slicer
+from pretrain.train import TrainingDiverged, latest_checkpoint, train, two_views
 
 from test_pretrain_corpus import BAD_FILES, make_corpus
 
@@ -114,3 +124,201 @@ def test_torchrun_two_processes(audio, tmp_path):
     ck = load_checkpoint(out / "checkpoints" / "step_00000003.pt")
     assert ck.provenance["processes"] == 2
     assert torch.equal(ck.training_state["objective"]["queue.keys"], r0["queue.keys"])
+
+
+# ----------------------------------------------------------------------------- views from separate crops
+def test_two_views_takes_one_view_per_crop_and_remembers_the_first():
+    b, f, t = 3, 8, 12
+    x = torch.randn(b, 2, f, t)  # (B, V, F, T)
+    augment = AugmentPipeline(AugmentConfig(mixup=MixupConfig(memory=8), rrc=RandomResizeCropConfig(enabled=False),
+                                            kmix=KMixConfig(enabled=False)), f, t)
+    view_a, view_b = two_views(x, augment)  # mixup is the identity while its memory is empty
+    assert torch.equal(view_a, x[:, 0]) and torch.equal(view_b, x[:, 1])
+    assert len(augment.mixup.memory) == b and torch.equal(augment.mixup.memory.clips[:b], x[:, 0])
+    one_crop = x[:, :1]
+    view_a, view_b = two_views(one_crop, AugmentPipeline(AugmentConfig(
+        mixup=MixupConfig(enabled=False), rrc=RandomResizeCropConfig(enabled=False), kmix=KMixConfig(enabled=False)), f, t))
+    assert torch.equal(view_a, one_crop[:, 0]) and torch.equal(view_b, one_crop[:, 0])
+
+
+NO_AUGMENT = ["augment.mixup.enabled=false", "augment.rrc.enabled=false", "augment.kmix.enabled=false"]
+
+
+@pytest.mark.parametrize("objective, separate", [(Cola, True), (Slicer, False)])
+def test_views_in_the_loop_come_from_separate_crops_only_when_asked(objective, separate, audio, tmp_path,
+                                                                    monkeypatch):
+    """The first step's views, with augmentations off, are exactly the log-mels of the loader's
+    crops: crop 0 and crop 1 of each file for COLA, crop 0 twice for SLICER."""
+    seen = []
+    original = objective.forward
+
+    def spy(self, view_a, view_b):
+        seen.append((view_a.detach().clone(), view_b.detach().clone()))
+        return original(self, view_a, view_b)
+
+    monkeypatch.setattr(objective, "forward", spy)
+    name = "cola" if objective is Cola else "slicer"
+    sizes = [o for o in TINY if not o.startswith(("augment.", "objective."))]
+    params = ["objective.params.embedding_dim=16"] if objective is Cola else [
+        o for o in TINY if o.startswith("objective.")]
+    cfg = load_config(REPO / f"pretrain/configs/{name}.yaml", [
+        *sizes, *params, *NO_AUGMENT, f"data.path={audio}", f"run.out={tmp_path / 'run'}", "run.steps=1"])
+    ckpt = load_checkpoint(train(cfg))
+    view_a, view_b = seen[0]
+
+    files, _ = scan_files(find_audio_files(audio))
+    dataset = AudioCrops(files, 16000, round(cfg.data.crop_seconds * 16000), cfg.data.silence_peak,
+                         crops_per_item=2)
+    wave = next(iter(make_loader(dataset, cfg.data.batch_size, 0, seed=cfg.run.seed))).wave  # (B, 2, N)
+    frontend = LogMelFrontend(cfg.frontend, ckpt.norm_mean, ckpt.norm_std)
+    with torch.no_grad():
+        first, second = frontend(wave[:, 0]), frontend(wave[:, 1])
+    torch.testing.assert_close(view_a, first)
+    torch.testing.assert_close(view_b, second if separate else first)
+    assert not torch.allclose(first, second, atol=1e-2)  # the two crops really differ
+
+
+# ----------------------------------------------------------------------------- a real kill
+def _subprocess_env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
+
+
+def _assert_same(a, b, where: str = "") -> None:
+    """Exact equality of nested checkpoint state (dicts, lists, tensors, numbers)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{where}: keys differ"
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{where} differs"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _step_of(path: Path) -> int:
+    return int(re.fullmatch(r"step_(\d{8})\.pt", path.name).group(1))
+
+
+def _assert_checkpoints_complete(out: Path) -> None:
+    """Every visible checkpoint loads and holds the step its name says; latest is the newest."""
+    found = sorted((out / "checkpoints").glob("step_*.pt"))
+    assert found, "no checkpoint"
+    for path in found:
+        assert load_checkpoint(path).training_state["step"] == _step_of(path), path
+    assert latest_checkpoint(out) == found[-1]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(audio, tmp_path):
+    """N steps, SIGKILL, --resume to 2N == 2N uninterrupted (weights, teacher, queue, memories,
+    optimiser, RNG states, data position), resuming from whatever step the kill left."""
+    n = 5
+    argv = ["--config", str(REPO / "pretrain/configs/slicer.yaml"), "--set", *TINY, f"data.path={audio}",
+            "data.num_workers=2", f"run.steps={2 * n}", "run.checkpoint_every=1", f"run.keep_last={2 * n}"]
+    cmd = [sys.executable, "-m", "pretrain"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = subprocess.run([*cmd, *argv, "--out", str(straight)], cwd=tmp_path, env=_subprocess_env(),
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run = subprocess.Popen([*cmd, *argv, "--out", str(killed)], cwd=tmp_path, env=_subprocess_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not any(_step_of(p) >= n for p in (killed / "checkpoints").glob("step_*.pt")):
+            assert run.poll() is None, f"the run ended (code {run.returncode}) before reaching step {n}"
+            assert time.monotonic() < deadline, "no checkpoint at step >= N in time"
+            time.sleep(0.02)
+        assert run.poll() is None, "the run finished before it could be killed"
+        os.killpg(run.pid, signal.SIGKILL)  # the trainer and its loader workers, mid-run
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait(timeout=30)
+    assert run.returncode == -signal.SIGKILL
+
+    _assert_checkpoints_complete(killed)
+    resumed_from = _step_of(latest_checkpoint(killed))
+    assert n <= resumed_from < 2 * n
+    proc = subprocess.run([*cmd, "--resume", str(killed)], cwd=tmp_path, env=_subprocess_env(),
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming {latest_checkpoint(killed).parent / f'step_{resumed_from:08d}.pt'}" in (
+        killed / "run.log").read_text()
+
+    a = load_checkpoint(straight / "checkpoints" / f"step_{2 * n:08d}.pt")
+    b = load_checkpoint(killed / "checkpoints" / f"step_{2 * n:08d}.pt")
+    _assert_same(a.student, b.student, "student")
+    _assert_same(a.teacher, b.teacher, "teacher")
+    ta, tb = dict(a.training_state), dict(b.training_state)
+    assert dict(map(tuple, ta.pop("skipped"))) == dict(map(tuple, tb.pop("skipped")))
+    _assert_same(ta, tb, "training_state")  # objective (queue too), augment memories, optimizer, rng, ...
+    assert int(ta["objective"]["queue.num_enqueued"]) == 2 * n * 2 * 4  # 2N steps x 2 views x B
+    assert len(ta["augment"]) > 0 and int(ta["augment"]["mixup.memory.count"]) == 16
+
+
+_WRITER = """
+import sys, torch
+from hear_slicer.checkpoint import Checkpoint, save_checkpoint
+from hear_slicer.encoder import EncoderConfig, AudioNTT2020
+from hear_slicer.frontend import FrontendConfig
+enc = EncoderConfig(d=64, channels=8)
+student = AudioNTT2020(enc).state_dict()
+big = torch.randn(8_000_000)  # 32 MB of training state: each write takes a while
+for i in range(1, 10_000):
+    save_checkpoint(Checkpoint(frontend=FrontendConfig(), encoder=enc, norm_mean=0.0, norm_std=1.0, student=student,
+                               training_state={"step": i, "big": big}), sys.argv[1] + f"/step_{i:08d}.pt")
+    print(i, flush=True)
+"""
+
+
+def test_a_kill_mid_write_never_leaves_a_partial_checkpoint_as_latest(tmp_path):
+    """SIGKILL a process that writes checkpoints back to back: whatever the moment, every
+    `step_*.pt` is complete and `latest_checkpoint` is the newest complete one."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    interrupted = 0
+    for attempt in range(3):
+        for p in folder.iterdir():
+            p.unlink()
+        writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder)], env=_subprocess_env(),
+                                  stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            for _ in range(2 + attempt):  # let a few writes complete, then kill during the next
+                writer.stdout.readline()
+            time.sleep(0.01 * attempt)
+            os.killpg(writer.pid, signal.SIGKILL)
+            writer.wait(timeout=30)
+        finally:
+            if writer.poll() is None:
+                os.killpg(writer.pid, signal.SIGKILL)
+                writer.wait(timeout=30)
+        partial = list(folder.glob(".step_*.tmp"))
+        interrupted += bool(partial)
+        found = sorted(folder.glob("step_*.pt"))
+        assert len(found) >= 2 + attempt
+        for path in found:
+            assert load_checkpoint(path).training_state["step"] == _step_of(path)
+        assert latest_checkpoint(tmp_path) == found[-1]
+        assert all(p not in found for p in partial)
+    assert interrupted > 0, "no kill landed mid-write; the test did not exercise the partial-file case"
+
+
+# ----------------------------------------------------------------------------- hear-validator
+@pytest.mark.slow
+def test_slicer_checkpoint_passes_hear_validator(audio, tmp_path):
+    out = tmp_path / "run"
+    assert pretrain_main(["--config", str(REPO / "pretrain/configs/slicer.yaml"), "--out", str(out),
+                          "--set", *TINY, f"data.path={audio}", "run.steps=2"]) == 0
+    ckpt = out / "checkpoints" / "step_00000002.pt"
+    assert load_checkpoint(ckpt).train_config["objective"]["name"] == "slicer"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([str(Path(sys.executable).parent / "hear-validator"), "hear_slicer", "--model", str(ckpt)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"hear-validator failed ({proc.returncode}):\n{output[-3000:]}"
+    assert "Looks good!" in output, output[-3000:]

@@ -19,8 +19,11 @@ Contract
   `pretrain.ema.copy_as_teacher` (parameters with requires_grad=False are ignored by the
   optimiser and by DDP). Queues are `pretrain.queue.KeyQueue` submodules (buffers), so
   `state_dict()` holds all resumable state of the objective.
+- `views_from_separate_crops`: class attribute, False by default. When True the trainer
+  draws two independent random crops of each file and makes `view_a` from the first and
+  `view_b` from the second (COLA's segments); otherwise both views augment one crop.
 - `forward(view_a, view_b) -> ObjectiveOutput(loss, metrics)`: views are normalised,
-  augmented log-mels (B, F, T) of the same clips. Compute teacher outputs under
+  augmented log-mels (B, F, T) of the same clips (same files). Compute teacher outputs under
   `torch.no_grad()`, via `pretrain.distributed.shuffled_forward` when the teacher has
   BatchNorm (shuffle-BN under DDP). Do not change state used by later steps here: stash
   what `after_step` needs (e.g. keys) on `self`. Metrics are detached 0-d tensors (the
@@ -71,6 +74,8 @@ class Objective(nn.Module):
 
     #: The dataclass of this method's hyper-parameters (YAML `objective.params`).
     Config: ClassVar[type] = NoParams
+    #: True: the two views come from two independent random crops of each file, not one crop.
+    views_from_separate_crops: ClassVar[bool] = False
 
     def __init__(self, encoder_cfg: EncoderConfig, cfg, dist: DistContext | None = None):
         super().__init__()

@@ -8,13 +8,10 @@ Linear(D, E) -> LayerNorm -> tanh (COLA's projection), then the bilinear similar
 diagonal holds the positives and the loss is a B-way cross-entropy
 (`pretrain.losses.cola`).
 
-Segments: COLA samples two random segments of one recording. Here the two segments are
-the two views the trainer gives every objective (the same decoding, cropping, mixup and
-random resize crop as the other methods, so comparisons stay fair): two augmentations of
-one random 0.95 s crop of the file, whose random resize crop picks a different time span
-of the crop for each view. `views_from_separate_crops = True` asks the trainer for two
-independent random crops of the file instead, one per view, when its data pipeline
-supports it (see docs/readme_baselines.md).
+Segments: COLA samples two random segments of one recording. `views_from_separate_crops`
+makes the trainer decode two independent random 0.95 s crops of each file; each view
+augments its own crop (the same mixup and random resize crop as the other methods, so
+comparisons stay fair).
 """
 from __future__ import annotations
 
@@ -45,7 +42,7 @@ class ColaConfig:
 
 class Cola(Objective):
     Config = ColaConfig
-    #: COLA's positives are two segments of one recording (honoured by trainers that support it).
+    #: COLA's positives are two independent random segments (crops) of one recording.
     views_from_separate_crops: ClassVar[bool] = True
 
     def __init__(self, encoder_cfg: EncoderConfig, cfg: ColaConfig, dist: DistContext | None = None):
