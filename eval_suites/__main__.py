@@ -12,7 +12,9 @@ Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from eval_suites.manifest import ManifestError, check_inputs, load_manifest
@@ -21,7 +23,7 @@ __all__ = ["build_parser", "main"]
 
 
 def _add_manifest_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("manifest", type=Path, help="YAML manifest (see docs/readme_eval.md)")
+    p.add_argument("manifest", type=Path, help="YAML manifest (see docs/eval.md)")
     p.add_argument("--tasks-root", default=None,
                    help="folder holding the task folders (overrides the manifest's "
                         "tasks_root and its tasks_root_env variable)")
@@ -110,6 +112,10 @@ def _cmd_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # heareval's modules (scoring, the protocols) pull in TensorFlow and pkg_resources: keep
+    # their start-up chatter out of the results (set here, for this command only).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report}

@@ -106,3 +106,23 @@ def test_weights_that_do_not_match_the_config(tmp_path):
 def test_teacher_selected_without_teacher():
     with pytest.raises(CheckpointError, match="no teacher"):
         make_ckpt(teacher=None, use="teacher")
+
+
+def test_export_keeps_only_the_embedding_encoder(tmp_path):
+    from pretrain.export import main as export_main
+
+    src = save_checkpoint(make_ckpt(), tmp_path / "run" / "checkpoints" / "step_00000003.pt")
+    out = tmp_path / "slim.pt"
+    assert export_main([str(tmp_path / "run"), str(out)]) == 0
+    slim = load_checkpoint(out)
+    full = load_checkpoint(src)
+    assert slim.teacher is None and slim.training_state is None and slim.use == "student"
+    for k, v in full.teacher.items():  # the source marked the teacher for embedding
+        assert torch.equal(slim.student[k], v)
+    assert slim.provenance["exported_from"] == "teacher" and slim.norm_mean == full.norm_mean
+    assert out.stat().st_size < src.stat().st_size
+    x = torch.randn(1, 16000) * 0.1
+    a = hear_slicer.get_scene_embeddings(x, hear_slicer.load_model(str(src)))
+    b = hear_slicer.get_scene_embeddings(x, hear_slicer.load_model(str(out)))
+    assert torch.equal(a, b)
+    assert export_main([str(tmp_path / "empty_run"), str(out)]) == 2

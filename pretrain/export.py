@@ -1,0 +1,59 @@
+"""Export a training checkpoint as a slim embedding checkpoint.
+
+A training checkpoint carries what resuming needs (teacher, heads, queue, augmentation
+memories, optimizer state): about 3-4x the encoder's size. The HEAR plugin needs only the
+encoder it embeds with, its configs, the normalisation statistics and the provenance.
+
+    python -m pretrain.export runs/demo hear_slicer/assets/default.pt        # newest checkpoint of a run
+    python -m pretrain.export runs/demo/checkpoints/step_00000600.pt out.pt --use teacher
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+
+
+def slim(ckpt: Checkpoint, use: str | None = None) -> Checkpoint:
+    """The same checkpoint with only the encoder the plugin uses (`use`, default: the checkpoint's)."""
+    use = use or ckpt.use
+    if use == "teacher" and ckpt.teacher is None:
+        raise CheckpointError("--use teacher, but the checkpoint holds no teacher weights")
+    weights = ckpt.teacher if use == "teacher" else ckpt.student
+    provenance = {**ckpt.provenance, "exported_from": use}
+    return dataclasses.replace(ckpt, student=weights, teacher=None, use="student", training_state=None,
+                               provenance=provenance)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pretrain.export", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", type=Path, help="a checkpoint file, or a run folder (its newest checkpoint)")
+    ap.add_argument("out", type=Path, help="where to write the slim checkpoint")
+    ap.add_argument("--use", choices=["student", "teacher"], default=None,
+                    help="which encoder to export (default: the one the checkpoint marks for embedding)")
+    args = ap.parse_args(argv)
+    source = args.source
+    if source.is_dir():
+        found = sorted((source / "checkpoints").glob("step_*.pt"))
+        if not found:
+            print(f"error: no checkpoints/step_*.pt in run folder {source}", file=sys.stderr)
+            return 2
+        source = found[-1]
+    try:
+        ckpt = slim(load_checkpoint(source), args.use)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    save_checkpoint(ckpt, args.out)
+    size = args.out.stat().st_size / 2**20
+    print(f"wrote {args.out} ({size:.1f} MiB) from {source}: {ckpt.provenance.get('objective')}, "
+          f"step {ckpt.provenance.get('steps', ckpt.provenance.get('step'))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
