@@ -134,6 +134,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
             torch.save(ckpt.to_dict(), f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint gets ordinary file permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,5 +1,6 @@
 """Checkpoint format: round trip, safe loading, and a clear error for every bad file."""
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -42,6 +43,9 @@ def test_round_trip_keeps_everything(tmp_path):
     assert not torch.equal(enc.state_dict()[key], ckpt.student[key])
     assert float(build_frontend(back).norm_std) == 3.25
     assert not list(tmp_path.joinpath("sub").glob("*.tmp"))  # atomic write leaves no temp file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_model_from_checkpoint_embeds_with_its_stats(tmp_path):
