@@ -117,9 +117,10 @@ def test_two_process_torchrun(name, audio, tmp_path):
 
 
 @pytest.mark.slow
-def test_baseline_checkpoint_passes_hear_validator(audio, tmp_path):
+@pytest.mark.parametrize("name", NAMES)
+def test_baseline_checkpoint_passes_hear_validator(name, audio, tmp_path):
     out = tmp_path / "run"
-    assert main(_argv("delores_m", audio, out, steps=2)) == 0
+    assert main(_argv(name, audio, out, steps=2)) == 0
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [str(BIN / "hear-validator"), "hear_slicer", "--model", str(out / "checkpoints" / "step_00000002.pt")]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
