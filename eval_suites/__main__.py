@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
+    from eval_suites.report import print_summary
     from eval_suites.runner import run_manifest
 
     manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
@@ -75,11 +76,7 @@ def _cmd_run(args) -> int:
     selected = {(m.name, t.name, p) for m in manifest.models for t in manifest.tasks
                 for p in t.protocols}
     mine = [r for r in results if (r.model, r.task, r.protocol) in selected]
-    print((Path(args.out) / "results.md").read_text())
-    failed = [r for r in mine if not r.ok]
-    print(f"{len(mine) - len(failed)} cell(s) ok, {len(failed)} failed; "
-          f"results in {args.out}/results.csv, results.md, results.png")
-    return 1 if failed else 0
+    return 1 if print_summary(mine, args.out) else 0
 
 
 def _cmd_list(args) -> int:

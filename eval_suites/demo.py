@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     print(f"\n[3/3] Evaluation on {DEMO_MANIFEST.name}: protocols {', '.join(args.protocols)}")
+    from eval_suites.report import print_summary
     from eval_suites.runner import run_manifest
 
     try:
@@ -89,10 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     manifest.tasks = [dataclasses.replace(t, protocols=tuple(p for p in t.protocols if p in args.protocols))
                       for t in manifest.tasks]
     results = run_manifest(manifest, args.out, progress=not args.no_progress)
-    print((args.out / "results.md").read_text())
-    failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)} cell(s) ok, {len(failed)} failed; "
-          f"{args.out}/results.csv, results.md, results.png; total {time.time() - t0:.0f} s")
+    failed = print_summary(results, args.out)
+    print(f"total {time.time() - t0:.0f} s")
     return 1 if failed else 0
 
 

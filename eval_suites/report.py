@@ -19,7 +19,7 @@ import numpy as np
 
 from eval_suites.results import CellResult, collect_results, write_csv
 
-__all__ = ["markdown_report", "plot_results", "write_report"]
+__all__ = ["markdown_report", "plot_results", "write_report", "print_summary"]
 
 
 def _layout(results: list[CellResult]):
@@ -153,3 +153,13 @@ def write_report(out_dir: str | Path, plot: bool = True) -> dict[str, Path]:
     if plot and results:
         paths["plot"] = plot_results(results, out / "results.png")
     return paths
+
+
+def print_summary(results: list[CellResult], out_dir: str | Path) -> int:
+    """Print the run's Markdown table and a count of its cells; return the number failed."""
+    out = Path(out_dir)
+    print((out / "results.md").read_text())
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} cell(s) ok, {failed} failed; "
+          f"results in {out}/results.csv, results.md, results.png")
+    return failed
