@@ -38,6 +38,7 @@ class RandomResizeCropConfig:
     canvas: tuple[float, float] = (1.0, 1.5)  # virtual canvas size / input size, BYOL-A
     scale_f: tuple[float, float] = (0.6, 1.5)  # crop height / input height, BYOL-A
     scale_t: tuple[float, float] = (0.6, 1.5)  # crop width / input width, BYOL-A
+    frequency: bool = True  # False: crop along time only (no stretch or shift of the mel axis; ours, an ablation)
 
 
 @dataclass
@@ -89,13 +90,16 @@ def kmix_partners(desc: torch.Tensor, centroids: torch.Tensor, memory_desc: torc
 
 
 def random_resize_crop(x: torch.Tensor, canvas: tuple[float, float], scale_f: tuple[float, float],
-                       scale_t: tuple[float, float], generator: torch.Generator | None = None) -> torch.Tensor:
+                       scale_t: tuple[float, float], generator: torch.Generator | None = None,
+                       frequency: bool = True) -> torch.Tensor:
     """BYOL-A random resize crop, batched. x: (B, F, T) -> (B, F, T).
 
     Per clip: the input sits centred on a zero virtual canvas v times its size (v ~ U(canvas));
     a crop of (s_f F, s_t T) (s ~ U(scale), capped at the canvas) is taken at a uniform position
     inside the canvas and resized back to (F, T) bicubically. Implemented as one affine
     `grid_sample` (align_corners=False), so a full-size unshifted crop returns x exactly.
+    With `frequency=False` the crop always spans the F mel bins unmoved (time-only crop), so
+    the augmentation cannot change pitch; `canvas` and `scale_t` still act on time.
     """
     b, f, t = x.shape
 
@@ -110,6 +114,8 @@ def random_resize_crop(x: torch.Tensor, canvas: tuple[float, float], scale_f: tu
     # top-left of the crop in input pixel coordinates (the input occupies [0, f) x [0, t))
     y0 = -(canvas_f - f) / 2 + (canvas_f - crop_f) * torch.rand(b, device=x.device, generator=generator)
     x0 = -(canvas_t - t) / 2 + (canvas_t - crop_t) * torch.rand(b, device=x.device, generator=generator)
+    if not frequency:
+        crop_f, y0 = torch.full_like(crop_f, f), torch.zeros_like(y0)
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)  # output coords -> input coords
     theta[:, 0, 0] = crop_t / t
     theta[:, 0, 2] = (2 * x0 + crop_t) / t - 1
@@ -175,7 +181,8 @@ class RandomResizeCrop(nn.Module):
         self.cfg = cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return random_resize_crop(x, self.cfg.canvas, self.cfg.scale_f, self.cfg.scale_t)
+        return random_resize_crop(x, self.cfg.canvas, self.cfg.scale_f, self.cfg.scale_t,
+                                  frequency=self.cfg.frequency)
 
 
 class KMix(nn.Module):

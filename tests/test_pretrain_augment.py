@@ -105,3 +105,15 @@ def test_clip_memory_fifo():
     stream = [float(i) for i in range(3) for _ in range(3)]
     expected = {i % 4: v for i, v in enumerate(stream)}
     assert [float(mem.clips[s, 0, 0]) for s in range(4)] == [expected[s] for s in range(4)]
+
+
+def test_random_resize_crop_time_only_keeps_the_mel_axis():
+    """frequency=False (the ablation of RRC's frequency stretch): every mel bin keeps its row."""
+    torch.manual_seed(0)
+    profile = torch.randn(4, 64, 1, dtype=torch.float64)  # a mel profile per clip, constant in time
+    x = profile.expand(4, 64, 96).contiguous()
+    mid = slice(20, 76)  # away from the time edges, where bicubic taps reach the zero padding
+    timed = random_resize_crop(x, (1.0, 1.0), (0.6, 1.5), (0.6, 1.5), frequency=False)
+    torch.testing.assert_close(timed[:, :, mid], x[:, :, mid], rtol=1e-9, atol=1e-9)
+    stretched = random_resize_crop(x, (1.0, 1.0), (0.6, 1.5), (0.6, 1.5))  # the default moves mel rows
+    assert (stretched[:, :, mid] - x[:, :, mid]).abs().max() > 0.1
