@@ -4,8 +4,10 @@ For each model and task the embeddings are computed once (or found in the cache)
 every protocol of the task scores them. Each cell ends with its ``result.json``
 (:mod:`eval_suites.results`), written atomically:
 
-- a rerun skips cells whose result is ``ok``; failed cells and cells never finished
-  (an interrupted run) are run again;
+- a rerun skips cells whose result is ``ok`` and whose fingerprint (the embeddings' cache
+  digest: module, checkpoint content, options, task; and the protocol's settings) is
+  unchanged; failed cells, cells never finished (an interrupted run) and cells whose model,
+  task or protocol settings changed since are run again;
 - an exception in a cell (model that does not load, broken task, heareval crash) is
   recorded in that cell as ``failed`` with its message, and the run goes on;
   ``KeyboardInterrupt`` stops the run without recording the cell in progress;
@@ -23,7 +25,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from eval_suites.embeddings import HearModel, ensure_embeddings, load_hear_model
+from eval_suites.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
 from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
 from eval_suites.protocols.heareval import run_heareval
 from eval_suites.protocols.linear import run_linear
@@ -34,16 +36,40 @@ from eval_suites.results import (CellResult, MetricScore, cell_dir, collect_resu
 __all__ = ["run_manifest", "pending_cells"]
 
 
-def _done(out_dir: Path, model: str, task: str, protocol: str) -> bool:
-    path = cell_dir(out_dir, model, task, protocol) / "result.json"
-    return path.is_file() and load_cell(path).ok
+class _Fingerprints:
+    """What a cell's result depends on, computed once per (model, task)."""
+
+    def __init__(self, manifest: Manifest):
+        self.manifest = manifest
+        self.digests: dict[tuple[str, str], str] = {}
+
+    def __call__(self, model: ModelSpec, task: TaskSpec, protocol: str) -> dict:
+        if (model.name, task.name) not in self.digests:
+            try:
+                digest = cache_key(model, task.path)["digest"]
+            except OSError:  # unreadable checkpoint or task: the cell will fail and say why
+                digest = None
+            self.digests[model.name, task.name] = digest
+        settings = {k: v for k, v in asdict(getattr(self.manifest, protocol)).items() if k != "device"}
+        return {"embeddings": self.digests[model.name, task.name], "protocol": settings}
 
 
-def pending_cells(manifest: Manifest, out_dir: str | Path) -> list[tuple[ModelSpec, TaskSpec, str]]:
-    """Cells of ``manifest`` without an ``ok`` result under ``out_dir``."""
+def _done(out_dir: Path, model: ModelSpec, task: TaskSpec, protocol: str, fingerprint: dict) -> bool:
+    path = cell_dir(out_dir, model.name, task.name, protocol) / "result.json"
+    if not path.is_file():
+        return False
+    cell = load_cell(path)
+    return cell.ok and json.loads(json.dumps(cell.details.get("fingerprint"), default=str)) == \
+        json.loads(json.dumps(fingerprint, default=str))
+
+
+def pending_cells(manifest: Manifest, out_dir: str | Path,
+                  fingerprints: _Fingerprints | None = None) -> list[tuple[ModelSpec, TaskSpec, str]]:
+    """Cells of ``manifest`` without an up-to-date ``ok`` result under ``out_dir``."""
     out = Path(out_dir)
+    fingerprints = fingerprints or _Fingerprints(manifest)
     return [(m, t, p) for m in manifest.models for t in manifest.tasks for p in t.protocols
-            if not _done(out, m.name, t.name, p)]
+            if not _done(out, m, t, p, fingerprints(m, t, p))]
 
 
 class _ModelLoader:
@@ -98,7 +124,8 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
         "tasks": [asdict(t) for t in manifest.tasks],
         "linear": asdict(manifest.linear), "heareval": asdict(manifest.heareval),
     }, indent=1, default=str))
-    todo = pending_cells(manifest, out)
+    fingerprints = _Fingerprints(manifest)
+    todo = pending_cells(manifest, out, fingerprints)
     loader = _ModelLoader(device)
     overall = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
     for model in manifest.models:
@@ -127,7 +154,8 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
                     result.metrics = [MetricScore(metric=m, value=v, std=s, folds=k)
                                       for m, v, s, k in summary]
                     result.details = {**details, "embeddings": str(embed_dir),
-                                      "embedding_seconds": round(embed_seconds, 3)}
+                                      "embedding_seconds": round(embed_seconds, 3),
+                                      "fingerprint": fingerprints(model, task, protocol)}
                 except Exception as e:
                     result.status = "failed"
                     result.error = f"{type(e).__name__}: {e}"

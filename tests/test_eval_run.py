@@ -133,6 +133,35 @@ def test_interrupted_run_resumes_only_unfinished_cells(tasks_root, tmp_path):
     run_manifest(manifest, out, progress=False, on_cell=ran.append)
     assert ran == []  # everything finished: nothing is redone
 
+    # other protocol settings (here the probe's seed) make every cell stale: all are redone
+    import dataclasses
+    manifest.linear = dataclasses.replace(manifest.linear, seed=1)
+    assert len(pending_cells(manifest, out)) == 2
+    run_manifest(manifest, out, progress=False, on_cell=ran.append)
+    assert len(ran) == 2 and all(json.loads((cell_dir(out, r.model, r.task, "linear") / "result.json")
+                                            .read_text())["details"]["fingerprint"]["protocol"]["seed"] == 1
+                                 for r in ran)
+
+
+def test_a_changed_checkpoint_makes_its_cells_stale(tasks_root, tmp_path):
+    """Retraining a model under the same name must not reuse its old scores."""
+    from hear_slicer.checkpoint import Checkpoint, save_checkpoint
+    from hear_slicer.encoder import AudioNTT2020, EncoderConfig
+    from hear_slicer.frontend import FrontendConfig
+
+    ckpt = tmp_path / "model.pt"
+    weights = AudioNTT2020(EncoderConfig()).state_dict()
+    save_checkpoint(Checkpoint(FrontendConfig(), EncoderConfig(), 0.0, 1.0, weights), ckpt)
+    m = tmp_path / "m.yaml"
+    m.write_text(manifest_text(tasks_root, "  linear: {epochs: 2}\n",
+                               models=f"  - {{name: net, module: hear_slicer, checkpoint: {ckpt}}}\n"))
+    manifest = load_manifest(m).select(None, ["instruments"])
+    out = tmp_path / "out"
+    run_manifest(manifest, out, progress=False)
+    assert pending_cells(manifest, out) == []
+    save_checkpoint(Checkpoint(FrontendConfig(), EncoderConfig(), 1.0, 2.0, weights), ckpt)  # retrained
+    assert len(pending_cells(manifest, out)) == 1
+
 
 def test_failing_cells_do_not_stop_or_lose_the_others(tasks_root, tmp_path):
     broken = tmp_path / "tasks" / "broken-v1-full"
