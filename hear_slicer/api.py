@@ -18,6 +18,7 @@ never depends on the other clips in the batch.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,12 @@ from .checkpoint import Checkpoint, build_encoder, build_frontend, load_checkpoi
 from .encoder import TIME_REDUCTION, AudioNTT2020, EncoderConfig, fuse_for_inference
 from .frontend import FrontendConfig, LogMelFrontend
 
-__all__ = ["SlicerHearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "DEFAULT_CHECKPOINT"]
+__all__ = ["SlicerHearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "check_audio",
+           "DEFAULT_CHECKPOINT"]
 
 #: The default checkpoint shipped as package data (see README, "Default checkpoint").
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.pt"
-#: Seed of the random-init encoder used when no default checkpoint is shipped.
+#: Seed of the random-init encoder used when the default checkpoint is missing.
 RANDOM_INIT_SEED = 0
 
 
@@ -174,8 +176,9 @@ def load_model(model_file_path: str = "", **options: Any) -> SlicerHearModel:
 
     model_file_path: a checkpoint written by `python -m pretrain` (or
       `hear_slicer.checkpoint.save_checkpoint`). Empty: the default checkpoint shipped
-      with the package; while none is shipped, a random-init encoder (seed 0) whose
-      `is_random_init` is True.
+      with the package (`DEFAULT_CHECKPOINT`: SLICER trained by pretrain/configs/demo.yaml
+      on the synthetic demo corpus, see the README); if that file is missing, a random-init
+      encoder (seed 0) whose `is_random_init` is True.
     options: see `SlicerHearModel` (timestamp_hop_ms, chunk_seconds, max_batch_seconds,
       context_frames).
     """
@@ -197,9 +200,10 @@ def load_model(model_file_path: str = "", **options: Any) -> SlicerHearModel:
                            provenance=ckpt.provenance, **options)
 
 
-def _check_audio(audio: Any, model: SlicerHearModel) -> torch.Tensor:
-    """Validate HEAR input and return float32 (n, N) on the model's device."""
-    device = next(model.parameters()).device
+def check_audio(audio: Any, model: nn.Module) -> torch.Tensor:
+    """Validate HEAR input and return float32 (n, N) on the model's device (that of its
+    first parameter or buffer). Shared with the reference models of `eval_suites.references`."""
+    device = next(itertools.chain(model.parameters(), model.buffers())).device
     if isinstance(audio, np.ndarray):
         if not np.issubdtype(audio.dtype, np.floating):
             raise TypeError(f"expected floating-point audio in [-1, 1], got a numpy array of dtype {audio.dtype}")
@@ -223,7 +227,7 @@ def _check_audio(audio: Any, model: SlicerHearModel) -> torch.Tensor:
 @torch.inference_mode()
 def get_scene_embeddings(audio: Any, model: SlicerHearModel) -> torch.Tensor:
     """audio (n_sounds, n_samples) float in [-1, 1] at model.sample_rate -> (n_sounds, D) float32."""
-    audio = _check_audio(audio, model)
+    audio = check_audio(audio, model)
     if audio.shape[0] == 0:
         return audio.new_zeros((0, model.scene_embedding_size))
     return model(audio)
@@ -232,7 +236,7 @@ def get_scene_embeddings(audio: Any, model: SlicerHearModel) -> torch.Tensor:
 @torch.inference_mode()
 def get_timestamp_embeddings(audio: Any, model: SlicerHearModel) -> tuple[torch.Tensor, torch.Tensor]:
     """audio (n_sounds, n_samples) -> (embeddings (n_sounds, K, D), timestamps (n_sounds, K) in ms)."""
-    audio = _check_audio(audio, model)
+    audio = check_audio(audio, model)
     if audio.shape[0] == 0:
         k = len(model.timestamps_ms(audio.shape[1]))
         return audio.new_zeros((0, k, model.timestamp_embedding_size)), audio.new_zeros((0, k))
