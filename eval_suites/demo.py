@@ -61,10 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     model = hear_slicer.load_model(args.checkpoint)
     what = args.checkpoint or "the default model"
     if model.is_random_init:
-        print(f"Model: {what} — a fixed-seed RANDOM-INIT encoder (no trained default ships yet); "
+        print(f"Model: {what} — a fixed-seed RANDOM-INIT encoder (the default checkpoint is missing); "
               "the demo shows the machinery, not learned representations.")
     else:
-        print(f"Model: {what} — {model.provenance}")
+        prov = model.provenance
+        print(f"Model: {what} ({model.checkpoint_path}) — {prov.get('objective', '?')} pretrained for "
+              f"{prov.get('steps', '?')} steps on {prov.get('data', '?')} ({prov.get('files', '?')} files)")
     del model
 
     print(f"\n[1/3] Demo data ({args.preset}) in {args.root}/ (built once, then cached)")

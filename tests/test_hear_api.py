@@ -1,4 +1,6 @@
 """HEAR 2021 API: contract, invariants (hear-baseline style) and input errors."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +30,33 @@ def test_model_attributes(model):
     assert isinstance(model, torch.nn.Module)
     assert model.sample_rate == 16000
     assert model.scene_embedding_size == model.timestamp_embedding_size == 2048
-    assert model.is_random_init  # no trained default shipped yet: say so
-    assert load_model().is_random_init
+    # the trained default ships as package data (README, "Default model")
+    assert not model.is_random_init and model.provenance["objective"] == "slicer"
+
+
+def test_default_checkpoint_is_the_demo_config_trained():
+    """The shipped default is what `python -m pretrain --config pretrain/configs/demo.yaml`
+    writes (then `python -m pretrain.export`), within the 25 MB package-data budget."""
+    from hear_slicer.api import DEFAULT_CHECKPOINT
+    from hear_slicer.checkpoint import load_checkpoint
+    from pretrain.config import config_from_dict, load_config
+
+    assert DEFAULT_CHECKPOINT.stat().st_size <= 25e6
+    ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+    assert ckpt.teacher is None and ckpt.training_state is None  # slim export
+    trained = config_from_dict(ckpt.train_config).to_dict()
+    wanted = load_config(str(Path(__file__).resolve().parent.parent / "pretrain" / "configs" / "demo.yaml")).to_dict()
+    assert trained == wanted
+    assert ckpt.provenance["steps"] == wanted["run"]["steps"] and ckpt.provenance["files"] == 600
+    assert load_model().checkpoint_path == str(DEFAULT_CHECKPOINT)
+
+
+def test_without_the_default_checkpoint_a_random_init_model_says_so(monkeypatch, tmp_path):
+    import hear_slicer.api as api
+
+    monkeypatch.setattr(api, "DEFAULT_CHECKPOINT", tmp_path / "missing.pt")
+    fallback = load_model()
+    assert fallback.is_random_init and fallback.provenance["seed"] == 0
 
 
 def test_default_model_is_deterministic(audio):
