@@ -2,7 +2,7 @@
 # (scripts/setup_env.sh: a few minutes the first time, instant after).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast bench clean-venv
+.PHONY: setup demo test test-fast bench mini-lape clean-venv
 
 setup:
 	@bash scripts/setup_env.sh
@@ -18,6 +18,9 @@ test-fast: setup  ## unit tests only, skipping the end-to-end runs of external t
 
 bench: setup
 	$(PY) benchmarks/embed.py
+
+mini-lape: setup  ## the five methods at one budget on the demo corpus, + ablations (about 2 h on 2 CPU cores)
+	$(PY) -m eval_suites.mini_lape --ablations
 
 clean-venv:
 	rm -rf .venv

@@ -1,7 +1,7 @@
 """Mini-LAPE: the paper's comparison, at a small equal budget, on the offline demo data.
 
-    python -m eval_suites.mini_lape                      # 5 methods + 2 references, 3 probe seeds
-    python -m eval_suites.mini_lape --ablations          # ... and SLICER's ablations
+    python -m eval_suites.mini_lape                      # 5 methods x 2 pretraining seeds + 2 references
+    python -m eval_suites.mini_lape --ablations          # ... and SLICER's ablations (seed 0)
     python -m eval_suites.mini_lape --steps 1200 --runs runs/mini_lape_1200 --out results/mini_lape_1200
 
 1. builds the demo data if missing (``eval_suites.demo_data``, cached);
@@ -16,12 +16,12 @@
    (``eval_suites.references.logmel_stats``);
 4. scores every model on the demo tasks (``eval_suites/manifests/demo.yaml``) with the linear
    protocol, once per probe seed (embeddings computed once, cached);
-5. writes ``<out>/mini_lape.csv`` (one row per model, task and seed), ``mini_lape.md`` (mean
-   and standard deviation over seeds, models ranked by their mean over tasks) and
-   ``mini_lape.png``.
+5. writes ``<out>/mini_lape.csv`` (one row per run, task and probe seed), ``mini_lape.md``
+   (per method: mean and standard deviation over its pretraining seeds x probe seeds, methods
+   ranked by their mean over tasks) and ``mini_lape.png``.
 
-Only the linear probe's seed varies between seeds: each method is pretrained once (one
-pretraining seed), so the spread shows the probe's variance, not the pretraining's.
+Each method is pretrained once per ``--pretrain-seeds`` (default 0 and 1; the seed sets the
+initialisation, the data order and the augmentations); the ablations once, with the first.
 """
 from __future__ import annotations
 
@@ -91,25 +91,34 @@ class PretrainRun:
     config: Path
     overrides: dict[str, str]
     out: Path
-    method: str = ""
-    meta: dict = field(default_factory=dict)
+    group: str = ""  # the method or ablation; runs differing only in their seed share it
+    seed: int = 0
 
     def set_args(self) -> list[str]:
         return [f"{k}={v}" for k, v in {**self.overrides, "run.out": str(self.out)}.items()]
 
 
-def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], ablations: list[str]
-              ) -> list[PretrainRun]:
-    """The pretraining runs to have, methods first, then ablations."""
+def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], ablations: list[str],
+              seeds: list[int] = (0,)) -> list[PretrainRun]:
+    """The pretraining runs to have: each method once per pretraining seed, then each
+    ablation with the first seed. The run of seed 0 is named after its method, the others
+    ``<method>_seed<s>``."""
     common = {**BUDGET, "data.path": str(corpus), "run.steps": str(steps)}
     runs = []
     for m in methods:
         config, extra = METHODS[m]
-        runs.append(PretrainRun(m, CONFIGS / config, {**common, **extra}, runs_root / m, method=m))
+        for s in seeds:
+            name = m if s == 0 else f"{m}_seed{s}"
+            seed = {} if s == 0 else {"run.seed": str(s)}
+            runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **seed}, runs_root / name,
+                                    group=m, seed=s))
     for a in ablations:
         config, extra = METHODS["slicer"]
-        runs.append(PretrainRun(a, CONFIGS / config, {**common, **extra, **ABLATIONS[a]}, runs_root / a,
-                                method="slicer"))
+        s = seeds[0]
+        name = a if s == 0 else f"{a}_seed{s}"
+        seed = {} if s == 0 else {"run.seed": str(s)}
+        runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **ABLATIONS[a], **seed},
+                                runs_root / name, group=a, seed=s))
     return runs
 
 
@@ -277,15 +286,21 @@ def evaluate(models: list[ModelSpec], tasks_root: Path, out: Path, seeds: list[i
     return pd.DataFrame(rows, columns=["model", "task", "seed", "metric", "value", "status", "error"])
 
 
+LONG_COLUMNS = ["group", "model", "task", "seed", "metric", "value", "status", "error"]
+
+
 def aggregate(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Mean and std over seeds per (model, task), plus each model's mean over tasks
-    (averaged per seed first, so its std is the spread of the per-seed means)."""
-    ok = long[long.status == "ok"]
-    per_task = ok.groupby(["model", "task"]).value.agg(["mean", "std", "count"]).reset_index()
-    per_seed_mean = ok.groupby(["model", "seed"]).value.mean().reset_index()
-    overall = per_seed_mean.groupby("model").value.agg(["mean", "std", "count"]).reset_index()
+    """Per group (method, ablation or reference; column ``group``, default ``model``) and task:
+    mean, std and count over its scores (every pretraining run x probe seed); plus the
+    group's mean over tasks, averaged per (run, probe seed) first, so that its std is the
+    spread of those means. Column ``model`` of the result holds the group."""
+    ok = long[long.status == "ok"].copy()
+    ok["group"] = ok["group"] if "group" in ok else ok["model"]
+    per_task = ok.groupby(["group", "task"]).value.agg(["mean", "std", "count"]).reset_index()
+    per_seed_mean = ok.groupby(["group", "model", "seed"]).value.mean().reset_index()
+    overall = per_seed_mean.groupby("group").value.agg(["mean", "std", "count"]).reset_index()
     overall["task"] = "mean"
-    table = pd.concat([per_task, overall], ignore_index=True)
+    table = pd.concat([per_task, overall], ignore_index=True).rename(columns={"group": "model"})
     table["model"] = pd.Categorical(table.model, categories=[m for m in order if m in set(table.model)],
                                     ordered=True)
     return table.sort_values(["model", "task"]).reset_index(drop=True)
@@ -367,7 +382,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="train nothing: evaluate the runs already finished, leave the others out")
     ap.add_argument("--no-references", action="store_true", help="skip the random-init and log-mel references")
     ap.add_argument("--steps", type=int, default=int(BUDGET["run.steps"]), help="pretraining steps per method")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="linear-probe seeds")
+    ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1],
+                    help="pretraining seeds of each method (ablations: the first only); default 0 1")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="linear-probe seeds (default 0 1 2)")
     ap.add_argument("--tasks", nargs="+", default=None, help="only these demo tasks (names in demo.yaml)")
     ap.add_argument("--parallel", type=int, default=2,
                     help="pretraining processes at a time (default 2: on a 2-core CPU two 1-thread runs "
@@ -378,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.steps < 1 or args.parallel < 1 or (args.threads is not None and args.threads < 1):
         ap.error("--steps, --parallel and --threads must be >= 1")
+    if len(set(args.pretrain_seeds)) != len(args.pretrain_seeds) or min(args.pretrain_seeds) < 0:
+        ap.error("--pretrain-seeds must be distinct integers >= 0")
     ablations = list(ABLATIONS) if args.ablations == [] else (args.ablations or [])
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
     t0 = time.time()
@@ -385,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[1/4] Demo data ({args.preset}) in {args.root}/")
     build_demo(args.root, preset=args.preset, progress=not args.no_progress)
 
-    runs = plan_runs(args.runs, args.root / "corpus", args.steps, args.methods, ablations)
+    runs = plan_runs(args.runs, args.root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds)
     print(f"[2/4] Pretraining {len(runs)} run(s), {args.steps} steps each, in {args.runs}/ "
           f"({args.parallel} at a time, {threads} thread(s) each)")
     try:
@@ -396,18 +415,21 @@ def main(argv: list[str] | None = None) -> int:
     done = [r for r in runs if r.name not in failed]
 
     print("[3/4] Models: exported checkpoints and references")
-    models, notes = [], {}
+    models, group_of, minutes = [], {}, {}
     for run in done:
         models.append(ModelSpec(name=run.name, module="hear_slicer", checkpoint=export_run(run).resolve(),
                                 options={}))
-        minutes = _log_span_minutes(run.out)
-        notes[run.name] = f"{args.steps} steps" + ("" if math.isnan(minutes) else f", {minutes:.0f} min")
+        group_of[run.name] = run.group
+        minutes.setdefault(run.group, {})[run.seed] = _log_span_minutes(run.out)
+    notes = {g: f"seed{'s' if len(m) > 1 else ''} {', '.join(map(str, m))}; "
+                + " / ".join("?" if math.isnan(v) else f"{v:.0f}" for v in m.values()) + " min"
+             for g, m in minutes.items()}
     if not args.no_references:
         like = next((r for r in done if r.name == "slicer"), done[0] if done else None)
         if like is not None:
             ref = random_init_checkpoint(export_run(like), args.runs / "random_init.pt")
             models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
-            notes["random_init"] = f"no training; {like.name}'s normalisation"
+            notes["random_init"] = f"no training (init seed 0); {like.name}'s normalisation"
         models.append(ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
                                 checkpoint=None, options={}))
         notes["logmel_stats"] = "no training; log-mel mean + std"
@@ -420,18 +442,19 @@ def main(argv: list[str] | None = None) -> int:
     except ManifestError as e:
         print(e, file=sys.stderr)
         return 2
-    order = [m.name for m in models]
+    long.insert(0, "group", [group_of.get(m, m) for m in long.model])
+    order = list(dict.fromkeys(group_of.get(m.name, m.name) for m in models))
     table = aggregate(long, order)
     tasks = [t for t in dict.fromkeys(long.task)]
     args.out.mkdir(parents=True, exist_ok=True)
     long.to_csv(args.out / "mini_lape.csv", index=False)
-    main_models = [m for m in order if m in METHODS or m in REFERENCES]
-    ablation_models = [m for m in order if m in ablations]
-    text = [f"Linear probe on the demo tasks, test score mean ± std over probe seeds {args.seeds} "
-            f"(one pretraining run each, {args.steps} steps).", "",
+    main_models = [g for g in order if g in METHODS or g in REFERENCES]
+    ablation_models = [g for g in order if g in ablations]
+    text = [f"Linear probe on the demo tasks ({args.steps} pretraining steps per run): test score, mean ± std "
+            f"over every pretraining run x probe seed {args.seeds}; models ranked by their mean over tasks.", "",
             markdown_table(table, main_models, tasks, notes)]
     if ablation_models:
-        text += ["", "SLICER ablations (one component changed each):", "",
+        text += ["", f"SLICER ablations (one component changed each; pretraining seed {args.pretrain_seeds[0]}):", "",
                  markdown_table(table, ["slicer"] + ablation_models + ["random_init"], tasks, notes)]
     (args.out / "mini_lape.md").write_text("\n".join(text) + "\n")
     groups = [("Mini-LAPE: five methods, same budget, and two references", main_models)]

@@ -78,6 +78,16 @@ def test_every_method_gets_the_same_budget():
         configs["slicer"]["objective"]["params"]["queue_size"] == 512
 
 
+def test_pretraining_seeds_name_and_seed_the_runs():
+    runs = plan_runs(Path("r"), Path("c"), 600, ["slicer", "cola"], ["slicer_no_kmix"], seeds=[0, 3])
+    assert [(r.name, r.group, r.seed) for r in runs] == [
+        ("slicer", "slicer", 0), ("slicer_seed3", "slicer", 3), ("cola", "cola", 0), ("cola_seed3", "cola", 3),
+        ("slicer_no_kmix", "slicer_no_kmix", 0)]
+    configs = {r.name: _comparable(_desired_config(r)) for r in runs}
+    assert _diff(configs["slicer_seed3"], configs["slicer"]) == ["run.seed: 3 (run) vs 0 (wanted)"]
+    assert runs[1].out == Path("r/slicer_seed3")
+
+
 def test_each_ablation_changes_one_thing():
     runs = {r.name: r for r in plan_runs(Path("runs"), Path("c"), 600, ["slicer"], list(ABLATIONS))}
     base = _comparable(_desired_config(runs["slicer"]))
@@ -119,30 +129,36 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
     cmd = [sys.executable, "-m", "eval_suites.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
            "--runs", str(runs), "--out", str(out), "--methods", "slicer", "cola", "--ablations", "slicer_no_kmix",
-           "--steps", "2", "--seeds", "0", "1", "--tasks", "keywords", "events", "--no-progress"]
+           "--steps", "2", "--pretrain-seeds", "0", "1", "--seeds", "0", "1", "--tasks", "keywords", "events",
+           "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     long = pd.read_csv(out / "mini_lape.csv")
-    models = {"slicer", "cola", "slicer_no_kmix", "random_init", "logmel_stats"}
-    assert set(long.model) == models and set(long.task) == {"keywords", "events"} and set(long.seed) == {0, 1}
+    groups = {"slicer", "cola", "slicer_no_kmix", "random_init", "logmel_stats"}
+    trained = {"slicer", "slicer_seed1", "cola", "cola_seed1", "slicer_no_kmix"}
+    assert set(long.group) == groups and set(long.model) == trained | {"random_init", "logmel_stats"}
+    assert set(long.task) == {"keywords", "events"} and set(long.seed) == {0, 1}
     assert (long.status == "ok").all() and long.value.between(0, 1).all()
+    assert len(long[long.group == "cola"]) == 2 * 2 * 2  # pretraining seeds x tasks x probe seeds
     md = (out / "mini_lape.md").read_text()
-    assert all(f"| {m} |" in md for m in models) and "SLICER ablations" in md
+    assert all(f"| {m} |" in md for m in groups) and "SLICER ablations" in md and "| slicer_seed1 |" not in md
     assert (out / "mini_lape.png").stat().st_size > 10_000
-    for name in ("slicer", "cola", "slicer_no_kmix"):
+    for name in trained:
         assert (runs / name / "checkpoints" / "step_00000002.pt").is_file()
         assert (runs / name / f"{name}.pt").is_file()
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reused") == 3 and ": training" not in again.stdout
+    assert again.stdout.count("reused") == 5 and ": training" not in again.stdout
 
     more = [a if a != "2" else "3" for a in cmd[:cmd.index("--steps") + 2]] + cmd[cmd.index("--steps") + 2:]
     more[more.index("--methods") + 1:more.index("--ablations")] = ["cola"]
     more[more.index("--ablations"):more.index("--ablations") + 2] = []
+    more[more.index("--pretrain-seeds"):more.index("--pretrain-seeds") + 3] = []  # default 0 1: both cola runs
     resumed = subprocess.run(more, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "cola: resuming from step_00000002.pt" in resumed.stdout
+    assert "cola_seed1: resuming from step_00000002.pt" in resumed.stdout
     assert (runs / "cola" / "checkpoints" / "step_00000003.pt").is_file()
 
     other = PretrainRun("slicer", mini_lape.CONFIGS / "demo.yaml",
