@@ -339,7 +339,9 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
     cols = tasks + ["mean"]
     groups = [(title, [m for m in ms if m in set(table.model)]) for title, ms in groups]
     groups = [(title, ms) for title, ms in groups if ms]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(max(8, 1.6 * len(cols)), 3.6 * len(groups)), squeeze=False)
+    every = list(dict.fromkeys(m for _, ms in groups for m in ms))
+    colors = {m: plt.get_cmap("tab20" if len(every) > 10 else "tab10")(i) for i, m in enumerate(every)}
+    fig, axes = plt.subplots(len(groups), 1, figsize=(max(9, 1.7 * len(cols) + 2), 3.6 * len(groups)), squeeze=False)
     for ax, (title, ms) in zip(axes[:, 0], groups):
         width = 0.8 / len(ms)
         x = np.arange(len(cols))
@@ -349,13 +351,13 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
             stds = [sub["std"].get(t, np.nan) for t in cols]
             hatch = "//" if m in REFERENCES else None
             ax.bar(x + (i - (len(ms) - 1) / 2) * width, means, width, yerr=np.nan_to_num(stds),
-                   label=m, hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4)
+                   label=m, hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4, color=colors[m])
         ax.set_xticks(x, cols)
         ax.set_ylim(0, 1)
         ax.set_ylabel("test score (linear probe)")
         ax.set_title(title)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8)
-        ax.legend(fontsize=8, ncol=min(len(ms), 4), loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
