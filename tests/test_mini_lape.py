@@ -154,12 +154,12 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     more = [a if a != "2" else "3" for a in cmd[:cmd.index("--steps") + 2]] + cmd[cmd.index("--steps") + 2:]
     more[more.index("--methods") + 1:more.index("--ablations")] = ["cola"]
     more[more.index("--ablations"):more.index("--ablations") + 2] = []
-    more[more.index("--pretrain-seeds"):more.index("--pretrain-seeds") + 3] = []  # default 0 1: both cola runs
+    more[more.index("--pretrain-seeds") + 1:more.index("--pretrain-seeds") + 3] = ["1"]  # cola_seed1 only
     resumed = subprocess.run(more, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "cola: resuming from step_00000002.pt" in resumed.stdout
-    assert "cola_seed1: resuming from step_00000002.pt" in resumed.stdout
-    assert (runs / "cola" / "checkpoints" / "step_00000003.pt").is_file()
+    assert "cola_seed1: resuming from step_00000002.pt" in resumed.stdout and "cola:" not in resumed.stdout
+    assert (runs / "cola_seed1" / "checkpoints" / "step_00000003.pt").is_file()
+    assert not (runs / "cola" / "checkpoints" / "step_00000003.pt").exists()
 
     other = PretrainRun("slicer", mini_lape.CONFIGS / "demo.yaml",
                         {**mini_lape.BUDGET, "data.path": str(tmp_path / "data" / "corpus"),
