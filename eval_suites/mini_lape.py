@@ -266,7 +266,7 @@ def random_init_checkpoint(like: Path, target: Path) -> Path:
 
 
 def evaluate(models: list[ModelSpec], tasks_root: Path, out: Path, seeds: list[int],
-             tasks: list[str] | None, progress: bool) -> pd.DataFrame:
+             tasks: list[str] | None, progress: bool, cache: Path | None = None) -> pd.DataFrame:
     """Linear protocol on the demo tasks, once per probe seed; the long table of test scores."""
     from eval_suites.runner import run_manifest
 
@@ -276,7 +276,7 @@ def evaluate(models: list[ModelSpec], tasks_root: Path, out: Path, seeds: list[i
         manifest.models = models
         manifest.tasks = [dataclasses.replace(t, protocols=("linear",)) for t in manifest.tasks]
         manifest.linear = dataclasses.replace(manifest.linear, seed=seed)
-        manifest.cache_dir = out / "embeddings"
+        manifest.cache_dir = cache or out / "embeddings"
         print(f"  probe seed {seed}: {len(models)} models x {len(manifest.tasks)} tasks", flush=True)
         for r in run_manifest(manifest, out / f"seed{seed}", progress=progress):
             if r.model not in {m.name for m in models}:
@@ -394,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                          "train about 1.4x faster together than one after the other)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per pretraining process (default: CPU cores / --parallel)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="embeddings cache (default: <out>/embeddings); share one between result folders")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.parallel < 1 or (args.threads is not None and args.threads < 1):
@@ -441,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"[4/4] Linear protocol on the demo tasks, probe seeds {args.seeds}")
     try:
-        long = evaluate(models, args.root / "tasks", args.out, args.seeds, args.tasks, not args.no_progress)
+        long = evaluate(models, args.root / "tasks", args.out, args.seeds, args.tasks, not args.no_progress,
+                        args.cache)
     except ManifestError as e:
         print(e, file=sys.stderr)
         return 2
