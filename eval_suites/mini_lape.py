@@ -66,7 +66,7 @@ BUDGET: dict[str, str] = {
 """Overrides giving every method the budget and sizes of pretrain/configs/demo.yaml."""
 
 METHODS: dict[str, tuple[str, dict[str, str]]] = {
-    "slicer": ("demo.yaml", {}),
+    "slicer": ("slicer.yaml", {"objective.params.queue_size": "512"}),
     "byol_a": ("byol_a.yaml", {}),
     "delores_s": ("delores_s.yaml", {}),
     "delores_m": ("delores_m.yaml", {"objective.params.queue_size": "512"}),  # as SLICER's queue
@@ -100,26 +100,24 @@ class PretrainRun:
 
 
 def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], ablations: list[str],
-              seeds: list[int] = (0,)) -> list[PretrainRun]:
+              seeds: list[int] = (0,), overrides: dict[str, str] | None = None, tag: str = ""
+              ) -> list[PretrainRun]:
     """The pretraining runs to have: each method once per pretraining seed, then each
-    ablation with the first seed. The run of seed 0 is named after its method, the others
-    ``<method>_seed<s>``."""
+    ablation with the first seed. A run is named after its method or ablation, then
+    ``_<tag>`` when `overrides` (applied to every run) are tagged, then ``_seed<s>`` for
+    seeds other than 0; results are grouped under the name without the seed."""
     common = {**BUDGET, "data.path": str(corpus), "run.steps": str(steps)}
+    suffix = f"_{tag}" if tag else ""
+    plan = [(m, METHODS[m][1]) for m in methods] + [(a, {**METHODS["slicer"][1], **ABLATIONS[a]}) for a in ablations]
     runs = []
-    for m in methods:
-        config, extra = METHODS[m]
-        for s in seeds:
-            name = m if s == 0 else f"{m}_seed{s}"
+    for label, extra in plan:
+        config = METHODS[label][0] if label in METHODS else METHODS["slicer"][0]
+        for s in (seeds if label in METHODS else seeds[:1]):
+            group = label + suffix
+            name = group if s == 0 else f"{group}_seed{s}"
             seed = {} if s == 0 else {"run.seed": str(s)}
-            runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **seed}, runs_root / name,
-                                    group=m, seed=s))
-    for a in ablations:
-        config, extra = METHODS["slicer"]
-        s = seeds[0]
-        name = a if s == 0 else f"{a}_seed{s}"
-        seed = {} if s == 0 else {"run.seed": str(s)}
-        runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **ABLATIONS[a], **seed},
-                                runs_root / name, group=a, seed=s))
+            runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **(overrides or {}), **seed},
+                                    runs_root / name, group=group, seed=s))
     return runs
 
 
@@ -381,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--ablations", nargs="*", default=None, choices=list(ABLATIONS),
                     help="also run SLICER ablations (no names: all of them)")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                    help="config overrides applied to every run (e.g. augment.rrc.frequency=false); needs --tag")
+    ap.add_argument("--tag", default="", help="suffix of the run names (<method>_<tag>) for --set variants")
     ap.add_argument("--no-train", action="store_true",
                     help="train nothing: evaluate the runs already finished, leave the others out")
     ap.add_argument("--no-references", action="store_true", help="skip the random-init and log-mel references")
@@ -402,6 +403,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--steps, --parallel and --threads must be >= 1")
     if len(set(args.pretrain_seeds)) != len(args.pretrain_seeds) or min(args.pretrain_seeds) < 0:
         ap.error("--pretrain-seeds must be distinct integers >= 0")
+    if bool(args.overrides) != bool(args.tag) or not re.fullmatch(r"[A-Za-z0-9_.-]*", args.tag):
+        ap.error("--set and --tag go together (the tag names the variant's runs: letters, digits, _ . -)")
+    bad = [o for o in args.overrides if "=" not in o or o.split("=", 1)[0] in ("run.out", "run.steps", "run.seed")]
+    if bad:
+        ap.error(f"--set takes KEY=VALUE pairs other than run.out/run.steps/run.seed (use --runs, --steps, "
+                 f"--pretrain-seeds): {bad}")
+    overrides = dict(o.split("=", 1) for o in args.overrides)
     ablations = list(ABLATIONS) if args.ablations == [] else (args.ablations or [])
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
     t0 = time.time()
@@ -409,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[1/4] Demo data ({args.preset}) in {args.root}/")
     build_demo(args.root, preset=args.preset, progress=not args.no_progress)
 
-    runs = plan_runs(args.runs, args.root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds)
+    runs = plan_runs(args.runs, args.root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds,
+                     overrides, args.tag)
     print(f"[2/4] Pretraining {len(runs)} run(s), {args.steps} steps each, in {args.runs}/ "
           f"({args.parallel} at a time, {threads} thread(s) each)")
     try:
@@ -430,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
                 + " / ".join("?" if math.isnan(v) else f"{v:.0f}" for v in m.values()) + " min"
              for g, m in minutes.items()}
     if not args.no_references:
-        like = next((r for r in done if r.name == "slicer"), done[0] if done else None)
+        like = next((r for r in done if r.group.startswith("slicer") and r.seed == args.pretrain_seeds[0]),
+                    done[0] if done else None)
         if like is not None:
             ref = random_init_checkpoint(export_run(like), args.runs / "random_init.pt")
             models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
@@ -454,18 +464,21 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [t for t in dict.fromkeys(long.task)]
     args.out.mkdir(parents=True, exist_ok=True)
     long.to_csv(args.out / "mini_lape.csv", index=False)
-    main_models = [g for g in order if g in METHODS or g in REFERENCES]
-    ablation_models = [g for g in order if g in ablations]
-    text = [f"Linear probe on the demo tasks ({args.steps} pretraining steps per run): test score, mean ± std "
-            f"over every pretraining run x probe seed {args.seeds}; models ranked by their mean over tasks.", "",
-            markdown_table(table, main_models, tasks, notes)]
+    suffix = f"_{args.tag}" if args.tag else ""
+    slicer = "slicer" + suffix
+    main_models = [g for g in order if g in {m + suffix for m in METHODS} or g in REFERENCES]
+    ablation_models = [g for g in order if g in {a + suffix for a in ablations}]
+    variant = f" with {' '.join(args.overrides)} for every run" if args.overrides else ""
+    text = [f"Linear probe on the demo tasks ({args.steps} pretraining steps per run{variant}): test score, "
+            f"mean ± std over every pretraining run x probe seed {args.seeds}; models ranked by their mean "
+            "over tasks.", "", markdown_table(table, main_models, tasks, notes)]
     if ablation_models:
         text += ["", f"SLICER ablations (one component changed each; pretraining seed {args.pretrain_seeds[0]}):", "",
-                 markdown_table(table, ["slicer"] + ablation_models + ["random_init"], tasks, notes)]
+                 markdown_table(table, [slicer] + ablation_models + ["random_init"], tasks, notes)]
     (args.out / "mini_lape.md").write_text("\n".join(text) + "\n")
-    groups = [("Mini-LAPE: five methods, same budget, and two references", main_models)]
+    groups = [(f"Mini-LAPE: five methods, same budget{variant}, and two references", main_models)]
     if ablation_models:
-        groups.append(("SLICER ablations", ["slicer"] + ablation_models + ["random_init"]))
+        groups.append(("SLICER ablations", [slicer] + ablation_models + ["random_init"]))
     plot_table(table, groups, tasks, args.out / "mini_lape.png")
     print("\n".join(text))
     bad = long[long.status != "ok"]

@@ -88,6 +88,30 @@ def test_pretraining_seeds_name_and_seed_the_runs():
     assert runs[1].out == Path("r/slicer_seed3")
 
 
+def test_a_tagged_variant_changes_every_run_and_names_it():
+    base = {r.name: r for r in plan_runs(Path("r"), Path("c"), 600, list(METHODS), list(ABLATIONS))}
+    variant = plan_runs(Path("r"), Path("c"), 600, list(METHODS), ["slicer_no_kmix"],
+                        overrides={"augment.rrc.frequency": "false"}, tag="rrc_time_only")
+    assert [r.name for r in variant] == [f"{m}_rrc_time_only" for m in METHODS] + ["slicer_no_kmix_rrc_time_only"]
+    for r in variant:
+        plain = base[r.name.removesuffix("_rrc_time_only")]
+        diffs = _diff(_comparable(_desired_config(r)), _comparable(_desired_config(plain)))
+        assert diffs == ["augment.rrc.frequency: False (run) vs True (wanted)"], (r.name, diffs)
+    # SLICER's variant is exactly the ablation of the same name: one run serves both
+    assert _comparable(_desired_config(variant[0])) == _comparable(_desired_config(base["slicer_rrc_time_only"]))
+
+
+def test_slicer_under_the_budget_is_the_demo_recipe_but_for_time_only_crops():
+    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's mini-LAPE run with
+    time-only random resize crops, so the mini-LAPE rows describe the default model."""
+    from pretrain.config import load_config
+
+    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, ["slicer"], [],
+                       overrides={"augment.rrc.frequency": "false"}, tag="t")[0]
+    demo = load_config(str(mini_lape.CONFIGS / "demo.yaml")).to_dict()
+    assert _diff(_comparable(_desired_config(slicer)), _comparable(demo)) == []
+
+
 def test_each_ablation_changes_one_thing():
     runs = {r.name: r for r in plan_runs(Path("runs"), Path("c"), 600, ["slicer"], list(ABLATIONS))}
     base = _comparable(_desired_config(runs["slicer"]))
