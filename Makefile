@@ -19,8 +19,10 @@ test-fast: setup  ## unit tests only, skipping the end-to-end runs of external t
 bench: setup
 	$(PY) benchmarks/embed.py
 
-mini-lape: setup  ## the five methods at one budget on the demo corpus, + ablations (about 2 h on 2 CPU cores)
-	$(PY) -m eval_suites.mini_lape --ablations
+mini-lape: setup  ## the README's mini-LAPE tables: five methods, ablations, time-only crops (hours on 2 CPU cores)
+	$(PY) -m eval_suites.mini_lape --ablations --cache results/embeddings
+	$(PY) -m eval_suites.mini_lape --set augment.rrc.frequency=false --tag rrc_time_only \
+	    --cache results/embeddings --out results/mini_lape_rrc_time_only
 
 clean-venv:
 	rm -rf .venv
