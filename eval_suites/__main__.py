@@ -12,11 +12,10 @@ Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
 from pathlib import Path
 
+from eval_suites import quiet_heareval_imports
 from eval_suites.manifest import ManifestError, check_inputs, load_manifest
 
 __all__ = ["build_parser", "main"]
@@ -109,10 +108,7 @@ def _cmd_report(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # heareval's modules (scoring, the protocols) pull in TensorFlow and pkg_resources: keep
-    # their start-up chatter out of the results (set here, for this command only).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    quiet_heareval_imports()
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report}

@@ -15,10 +15,10 @@ import dataclasses
 import os
 import subprocess
 import sys
-import warnings
 import time
 from pathlib import Path
 
+from eval_suites import quiet_heareval_imports
 from eval_suites.demo_data import PRESETS, build_demo
 from eval_suites.manifest import ManifestError, ModelSpec, load_manifest
 
@@ -40,10 +40,7 @@ def run_validator(checkpoint: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # heareval's modules (scoring, the protocols) pull in TensorFlow and pkg_resources: keep
-    # their start-up chatter out of the results (set here, for this command only).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    quiet_heareval_imports()
     ap = argparse.ArgumentParser(prog="python -m eval_suites.demo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("demo_data"), help="where the demo data is built (cached)")

@@ -34,13 +34,13 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from eval_suites import quiet_heareval_imports
 from eval_suites.demo_data import PRESETS, build_demo
 from eval_suites.manifest import ManifestError, ModelSpec, load_manifest
 
@@ -366,10 +366,7 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    # heareval's scoring modules pull in TensorFlow and pkg_resources: keep their start-up
-    # chatter out of the results (as eval_suites.demo does).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    quiet_heareval_imports()
     ap = argparse.ArgumentParser(prog="python -m eval_suites.mini_lape", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("demo_data"), help="demo data folder (built if missing)")

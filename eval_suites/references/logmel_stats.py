@@ -24,7 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hear_slicer.api import check_audio
+# hear_slicer's HEAR functions validate the input (check_audio) and call model(audio) and
+# model.timestamp_embeddings(audio): LogMelStats provides both, so they serve it unchanged.
+from hear_slicer.api import get_scene_embeddings, get_timestamp_embeddings
 from hear_slicer.frontend import FrontendConfig, LogMelFrontend
 
 __all__ = ["LogMelStats", "load_model", "get_scene_embeddings", "get_timestamp_embeddings"]
@@ -90,22 +92,3 @@ def load_model(model_file_path: str = "", **options: Any) -> LogMelStats:
     if model_file_path:
         raise ValueError(f"logmel_stats has no weights; got model_file_path={model_file_path!r} (pass '')")
     return LogMelStats(**options).eval()
-
-
-@torch.inference_mode()
-def get_scene_embeddings(audio: Any, model: LogMelStats) -> torch.Tensor:
-    """audio (n_sounds, n_samples) in [-1, 1] at 16 kHz -> (n_sounds, 128)."""
-    audio = check_audio(audio, model)
-    if audio.shape[0] == 0:
-        return audio.new_zeros((0, model.scene_embedding_size))
-    return model(audio)
-
-
-@torch.inference_mode()
-def get_timestamp_embeddings(audio: Any, model: LogMelStats) -> tuple[torch.Tensor, torch.Tensor]:
-    """audio (n_sounds, n_samples) -> (embeddings (n_sounds, K, 128), timestamps (n_sounds, K) ms)."""
-    audio = check_audio(audio, model)
-    if audio.shape[0] == 0:
-        k = len(model.timestamps_ms(audio.shape[1]))
-        return audio.new_zeros((0, k, model.timestamp_embedding_size)), audio.new_zeros((0, k))
-    return model.timestamp_embeddings(audio)
