@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         like = next((r for r in done if r.group.startswith("slicer") and r.seed == args.pretrain_seeds[0]),
                     done[0] if done else None)
         if like is not None:
-            ref = random_init_checkpoint(export_run(like), args.runs / "random_init.pt")
+            ref = random_init_checkpoint(export_run(like), args.runs / f"random_init_{like.name}.pt")
             models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
             notes["random_init"] = f"no training (init seed 0); {like.name}'s normalisation"
         models.append(ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
