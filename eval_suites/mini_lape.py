@@ -34,7 +34,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -284,8 +284,6 @@ def evaluate(models: list[ModelSpec], tasks_root: Path, out: Path, seeds: list[i
                              value=p.value if p else math.nan, status=r.status, error=r.error or ""))
     return pd.DataFrame(rows, columns=["model", "task", "seed", "metric", "value", "status", "error"])
 
-
-LONG_COLUMNS = ["group", "model", "task", "seed", "metric", "value", "status", "error"]
 
 
 def aggregate(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
