@@ -424,9 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     done = [r for r in runs if r.name not in failed]
 
     print("[3/4] Models: exported checkpoints and references")
-    models, group_of, minutes = [], {}, {}
+    models, group_of, minutes, exported = [], {}, {}, {}
     for run in done:
-        models.append(ModelSpec(name=run.name, module="hear_slicer", checkpoint=export_run(run).resolve(),
+        exported[run.name] = export_run(run)
+        models.append(ModelSpec(name=run.name, module="hear_slicer", checkpoint=exported[run.name].resolve(),
                                 options={}))
         group_of[run.name] = run.group
         minutes.setdefault(run.group, {})[run.seed] = _log_span_minutes(run.out)
@@ -437,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         like = next((r for r in done if r.group.startswith("slicer") and r.seed == args.pretrain_seeds[0]),
                     done[0] if done else None)
         if like is not None:
-            ref = random_init_checkpoint(export_run(like), args.runs / f"random_init_{like.name}.pt")
+            ref = random_init_checkpoint(exported[like.name], args.runs / f"random_init_{like.name}.pt")
             models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
             notes["random_init"] = f"no training (init seed 0); {like.name}'s normalisation"
         models.append(ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
