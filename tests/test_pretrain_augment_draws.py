@@ -1,0 +1,125 @@
+"""The random draws of mixup and k-mix, read back from their outputs.
+
+Planted memories make each draw recoverable: every memory clip has log(2) in mel bin 0
+and log(i + 2) in mel bin 1 (i its identity), and the input is 0 in those two bins, so
+log-mixup-exp gives exp(out[0]) - 1 = lambda and (exp(out[1]) - 1) / lambda - 1 = i.
+The other bins carry a random signature that decides k-mix's centroid distances.
+Random resize crop's draws are tested in tests/test_pretrain_augment.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from pretrain.augment import AugmentConfig, AugmentPipeline, KMix, KMixConfig, Mixup, MixupConfig
+
+torch.set_num_threads(1)
+
+FB, FR = 12, 5  # mel bins, frames
+
+
+def _planted_clips(ids, seed: int = 0) -> torch.Tensor:
+    """(len(ids), F, T): bin 0 = log 2, bin 1 = log(id + 2), other bins a per-clip signature."""
+    g = torch.Generator().manual_seed(seed)
+    clips = torch.randn(len(ids), FB, FR, generator=g, dtype=torch.float64)
+    clips[:, 0] = np.log(2.0)
+    clips[:, 1] = torch.log(torch.tensor(ids, dtype=torch.float64) + 2.0)[:, None]
+    return clips
+
+
+def _inputs(n: int, seed: int = 1) -> torch.Tensor:
+    """(n, F, T) inputs, 0 in bins 0 and 1."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, FB, FR, generator=g, dtype=torch.float64)
+    x[:, :2] = 0.0
+    return x
+
+
+def _read_draws(out: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(lambda (B,), partner identity (B,)) from a mixed batch (ids only where lambda > 0.02)."""
+    e = torch.exp(out[:, :2, 0]).numpy()
+    lam = e[:, 0] - 1.0
+    ids = np.where(lam > 0.02, (e[:, 1] - 1.0) / np.maximum(lam, 1e-12) - 1.0, np.nan)
+    return lam, ids
+
+
+@pytest.mark.parametrize("alpha", [0.4, 0.9])
+def test_mixup_lambda_is_uniform_on_zero_alpha(alpha):
+    mix = Mixup(MixupConfig(memory=8, alpha=alpha), FB, FR).double()
+    mix.memory.push(_planted_clips([0, 1, 2]))
+    torch.manual_seed(0)
+    lam, _ = _read_draws(mix(_inputs(4000)))
+    assert lam.min() >= -1e-9 and lam.max() <= alpha + 1e-9
+    assert stats.kstest(lam / alpha, "uniform").pvalue > 1e-3
+    assert lam.max() > 0.97 * alpha and lam.min() < 0.03 * alpha
+
+
+def test_mixup_partner_is_uniform_over_the_filled_memory_only():
+    mix = Mixup(MixupConfig(memory=16, alpha=0.4), FB, FR).double()
+    mix.memory.push(_planted_clips(list(range(5))))  # 5 of 16 slots filled
+    torch.manual_seed(1)
+    _, ids = _read_draws(mix(_inputs(3000)))
+    ids = ids[~np.isnan(ids)]
+    np.testing.assert_allclose(ids, np.round(ids), atol=1e-6)
+    counts = np.bincount(np.round(ids).astype(int), minlength=5)
+    assert len(counts) == 5  # never an empty slot (its id would read as -2) or an unknown clip
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_mixup_memory_is_a_fifo_of_the_remembered_batches():
+    """After 3 batches of 4 into a memory of 6, mixup draws exactly the last 6 clips."""
+    cfg = AugmentConfig()
+    cfg.mixup.memory, cfg.rrc.enabled, cfg.kmix.enabled = 6, False, False
+    aug = AugmentPipeline(cfg, FB, FR).double()
+    for start in (0, 4, 8):
+        aug.remember(_planted_clips(list(range(start, start + 4)), seed=start))
+    assert len(aug.mixup.memory) == 6 and int(aug.mixup.memory.ptr) == 0
+    torch.manual_seed(2)
+    _, ids = _read_draws(aug(_inputs(2000)))
+    seen = set(np.round(ids[~np.isnan(ids)]).astype(int).tolist())
+    assert seen == set(range(6, 12))
+    # one batch larger than the memory keeps only its newest clips
+    aug.remember(_planted_clips(list(range(20, 30)), seed=20))
+    _, ids = _read_draws(aug(_inputs(2000)))
+    assert set(np.round(ids[~np.isnan(ids)]).astype(int).tolist()) == set(range(24, 30))
+
+
+def _farthest_by_hand(x: torch.Tensor, centroids: torch.Tensor, memory: torch.Tensor, r: int) -> list[set[int]]:
+    """Brute-force k-mix candidates: per clip, the r memory clips farthest (cosine) from its closest centroid."""
+    def unit(v):
+        return v / np.linalg.norm(v)
+
+    cents = [unit(c) for c in centroids.numpy()]
+    mem = [unit(m.mean(axis=-1)) for m in memory.numpy()]
+    out = []
+    for clip in x.numpy():
+        d = unit(clip.mean(axis=-1))
+        closest = max(range(len(cents)), key=lambda j: float(d @ cents[j]))
+        dist = [1.0 - float(cents[closest] @ m) for m in mem]
+        out.append(set(sorted(range(len(mem)), key=lambda i: -dist[i])[:r]))
+    return out
+
+
+def test_kmix_draws_among_the_r_farthest_of_the_closest_centroid():
+    m, r = 24, 6
+    kmix = KMix(KMixConfig(memory=32, r=r, alpha=0.4, k=3), FB, FR).double()
+    centroids = torch.randn(3, FB, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 3
+    kmix.set_centroids(centroids)
+    memory = _planted_clips(list(range(m)), seed=3)
+    kmix.memory.push(memory)  # 24 of 32 slots: the empty slots must not be candidates
+    clips = _inputs(3, seed=4)
+    clips[:, 2:] += 2.0 * centroids[:, 2:, None]  # clip j lies near centroid j
+    candidates = _farthest_by_hand(clips, centroids, memory, r)
+    assert len({frozenset(c) for c in candidates}) == 3  # the three centroids give three candidate sets
+    torch.manual_seed(3)
+    x = clips.repeat(400, 1, 1)  # (1200, F, T), clip j at rows j, j + 3, ...
+    lam, ids = _read_draws(kmix(x))
+    assert lam.min() >= -1e-9 and lam.max() <= 0.4 + 1e-9
+    assert stats.kstest(lam / 0.4, "uniform").pvalue > 1e-3
+    for j in range(3):
+        got = ids[j::3]
+        got = np.round(got[~np.isnan(got)]).astype(int)
+        assert set(got.tolist()) == candidates[j], f"clip {j}"  # only the r farthest, and all of them
