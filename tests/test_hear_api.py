@@ -201,3 +201,30 @@ def test_model_stays_in_eval_mode(model, audio):
 
 def test_package_exports():
     assert set(hear_slicer.__all__) >= {"load_model", "get_scene_embeddings", "get_timestamp_embeddings"}
+
+
+# Frame timing against the STFT's own convention, not against `frame_times_ms`: with
+# center=True, STFT frame j is centred on sample j * hop (10 ms); encoder frame i pools STFT
+# frames 8i .. 8i+7, so its centre is (8i + 3.5) * 10 ms. A click at time c changes most the
+# encoder frame whose 80 ms span holds c, so the timestamp embedding that moves most under
+# the click lies at most half a frame (40 ms) from it, and exactly on it when c is a centre.
+HOP_STFT_MS, POOL = 10.0, 8
+
+
+@pytest.mark.parametrize("chunk_seconds", [30.0, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_click_moves_the_timestamp_embedding_at_its_time(chunk_seconds, seed):
+    model = load_model(timestamp_hop_ms=5.0, chunk_seconds=chunk_seconds)
+    n = 3 * SR
+    quiet = 0.001 * torch.randn(1, n, generator=torch.Generator().manual_seed(seed))
+    base, ts = get_timestamp_embeddings(quiet, model)
+    centres = [(POOL * i + (POOL - 1) / 2) * HOP_STFT_MS for i in (3, 12, 20, 30)]
+    off_centre = [500.0, 1234.0, 2017.0]
+    for click_ms in centres + off_centre:
+        x = quiet.clone()
+        s = int(round(click_ms * SR / 1000))
+        x[0, s - 8:s + 8] += 0.9
+        emb, _ = get_timestamp_embeddings(x, model)
+        moved = float(ts[0, (emb - base).norm(dim=-1)[0].argmax()])
+        tolerance = 5.0 if click_ms in centres else POOL * HOP_STFT_MS / 2
+        assert abs(moved - click_ms) <= tolerance, (click_ms, moved)
