@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -143,9 +142,7 @@ def test_corpus_sources_of_the_small_preset_are_disjoint():
 def test_second_build_is_a_noop(built):
     root, paths = built
     before = mtimes(root)
-    t0 = time.perf_counter()
-    again = build_demo(root, "tiny", workers=2, progress=False)
-    assert time.perf_counter() - t0 < 5.0
+    again = build_demo(root, "tiny", workers=2, progress=False)  # its time: benchmarks/build_tasks.py
     assert again == paths
     assert mtimes(root) == before
 

@@ -4,6 +4,7 @@ Tasks are built by the test from real audio (fluidsynth with FluidR3_GM, espeak-
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,5 +84,19 @@ def test_heareval_end_to_end_scene_and_event(tasks_dir, tmp_path):
             # two balanced classes: chance is 0.5
             assert value > 0.6, f"{task.name}: {metric} = {value} is not above chance"
         else:
-            # onset F-measure of a random-init encoder: only check it is a valid score above 0
-            assert 0.0 < value <= 1.0, f"{task.name}: {metric} = {value}"
+            event_task, event_value = task, value
+    # Planted answer for the event task: the same embeddings with the test split's timestamps
+    # moved 400 ms later (twice the 200 ms onset collar), as a plugin whose frames are off in
+    # time would report them. Its onsets miss, so its score must be far below the real one.
+    shifted = tmp_path / "shifted" / event_task.name
+    shutil.copytree(event_task, shifted)
+    for f in shifted.glob("*.predicted-scores.json"):
+        f.unlink()
+    rows = json.loads((shifted / "test.filename-timestamps.json").read_text())
+    (shifted / "test.filename-timestamps.json").write_text(json.dumps([[n, t + 400.0] for n, t in rows]))
+    run([sys.executable, "-m", "heareval.predictions.runner", str(shifted),
+         "--grid-points", "1", "--grid", "faster"], cwd=tmp_path, env=env, timeout=1200)
+    metric = json.loads((shifted / "task_metadata.json").read_text())["evaluation"][0]
+    shifted_value = json.loads((shifted / "test.predicted-scores.json").read_text())["test"][f"test_{metric}"]
+    print("shifted by 400 ms", metric, shifted_value)
+    assert event_value >= 2 * shifted_value + 0.05, (event_value, shifted_value)

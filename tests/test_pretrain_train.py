@@ -212,6 +212,7 @@ def _assert_checkpoints_complete(out: Path) -> None:
     assert latest_checkpoint(out) == found[-1]
 
 
+@pytest.mark.timeout(900)
 def test_sigkill_then_resume_equals_uninterrupted(audio, tmp_path):
     """N steps, SIGKILL, --resume to 2N == 2N uninterrupted (weights, teacher, queue, memories,
     optimiser, RNG states, data position), resuming from whatever step the kill left."""
@@ -227,10 +228,9 @@ def test_sigkill_then_resume_equals_uninterrupted(audio, tmp_path):
     run = subprocess.Popen([*cmd, *argv, "--out", str(killed)], cwd=tmp_path, env=_subprocess_env(),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
+        # A hang here is ended by the test's pytest-timeout, not by a wall-clock assertion.
         while not any(_step_of(p) >= n for p in (killed / "checkpoints").glob("step_*.pt")):
             assert run.poll() is None, f"the run ended (code {run.returncode}) before reaching step {n}"
-            assert time.monotonic() < deadline, "no checkpoint at step >= N in time"
             time.sleep(0.02)
         assert run.poll() is None, "the run finished before it could be killed"
         os.killpg(run.pid, signal.SIGKILL)  # the trainer and its loader workers, mid-run

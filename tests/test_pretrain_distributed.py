@@ -1,0 +1,108 @@
+"""pretrain/distributed.py on 2 real gloo processes (torch.multiprocessing), checked in one process.
+
+Each process holds 4 clips; clip c of the job is the one-hot vector e_c (plus a small
+clip-specific value), so an output row tells which clip it came from and, through a
+batch sum, which clips shared its forward pass. The teacher function is BatchNorm-like
+(each row centred by its batch's mean), so a key depends on its batch. The checks are
+made afterwards, in the test process, from what each rank returned:
+- all_gather_nograd: rank order; all_reduce_mean: the mean;
+- shuffled_forward: the clips are split into 2 batches of 4 unlike the ranks' own split,
+  every key belongs to its own clip, and equals the function computed in one process on
+  the batch that clip was shuffled into;
+- SLICER's after_step: every rank's queue holds rank 0's keys, then rank 1's, owners 0 then 1.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+P, B = 2, 4
+N = P * B
+
+
+def _clips(rank: int) -> torch.Tensor:
+    """(B, N + 1): one-hot of the global clip index, then a clip-specific value."""
+    idx = torch.arange(rank * B, (rank + 1) * B)
+    x = torch.zeros(B, N + 1, dtype=torch.float64)
+    x[torch.arange(B), idx] = 1.0
+    x[:, N] = torch.sin(idx.double() + 1.0)
+    return x
+
+
+def _teacher(x: torch.Tensor) -> torch.Tensor:
+    """(b, N + 1) -> (b, 2N + 2): [x, batch sum] - batch mean of [x, 0]: depends on the batch."""
+    batch_sum = x.sum(0, keepdim=True).expand_as(x)
+    return torch.cat([x, batch_sum], dim=1) - torch.cat([x.mean(0, keepdim=True).expand_as(x), 0 * x], dim=1)
+
+
+def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    from hear_slicer.encoder import EncoderConfig
+    from pretrain.distributed import DistContext, all_gather_nograd, all_reduce_mean, shuffled_forward
+    from pretrain.objectives.slicer import Slicer, SlicerConfig
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=P)
+    ctx = DistContext(rank=rank, world_size=P, local_rank=rank)
+    torch.manual_seed(100 + rank)  # ranks draw differently: only rank 0's permutation may count
+    x = _clips(rank)
+    result = {
+        "gathered": all_gather_nograd(torch.full((2, 3), float(rank)), ctx),
+        "mean": all_reduce_mean(torch.tensor([1.0 + 4.0 * rank]), ctx),
+        "keys": shuffled_forward(_teacher, x, ctx),
+        "keys_again": shuffled_forward(_teacher, x, ctx),
+    }
+    # SLICER's enqueue of every process's keys (tiny encoder, identical init on both ranks).
+    torch.manual_seed(0)
+    obj = Slicer(EncoderConfig(n_mels=64, channels=4, d=32, dropout=0.0),
+                 SlicerConfig(instance_dim=8, n_clusters=4, queue_size=64), ctx).train()
+    g = torch.Generator().manual_seed(rank)
+    obj(torch.randn(3, 64, 32, generator=g), torch.randn(3, 64, 32, generator=g))
+    result["pending"] = obj._pending_keys.clone()
+    obj.after_step(1, 1)
+    result["queue"], result["owners"] = obj.queue.keys.clone(), obj.queue.owners.clone()
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    mp.spawn(_worker, args=(str(d / "init"), str(d)), nprocs=P, join=True)
+    return [torch.load(d / f"rank{r}.pt") for r in range(P)]
+
+
+def test_all_gather_is_in_rank_order_and_all_reduce_is_the_mean(ranks):
+    expected = torch.cat([torch.full((2, 3), float(r)) for r in range(P)])
+    for out in ranks:
+        torch.testing.assert_close(out["gathered"], expected)
+        torch.testing.assert_close(out["mean"], torch.tensor([3.0]))
+
+
+@pytest.mark.parametrize("call", ["keys", "keys_again"])
+def test_shuffled_forward_keys_belong_to_their_clips(ranks, call):
+    x_all = torch.cat([_clips(r) for r in range(P)])  # (N, N + 1)
+    keys = torch.cat([out[call] for out in ranks])  # (N, 2N + 2), row c: clip c's key
+    # Which clips shared each forward pass: the batch-sum half, read as a membership vector.
+    groups = {tuple(int(v) for v in k[N + 1:2 * N + 1].round()) for k in keys}
+    members = [frozenset(i for i, v in enumerate(g) if v) for g in groups]
+    assert sorted(len(m) for m in members) == [B] * P and frozenset().union(*members) == frozenset(range(N))
+    assert set(members) != {frozenset(range(r * B, (r + 1) * B)) for r in range(P)}, "no shuffle happened"
+    for c in range(N):
+        group = sorted(next(m for m in members if c in m))
+        reference = _teacher(x_all[group])[group.index(c)]  # one process, the batch clip c was in
+        torch.testing.assert_close(keys[c], reference)
+        assert keys[c][c] > 0.5 and keys[c][N] == pytest.approx(x_all[c, N] - x_all[group, N].mean().item())
+
+
+def test_slicer_enqueues_every_rank_s_keys_in_rank_order(ranks):
+    pending = [out["pending"] for out in ranks]  # (2 * 3, E) per rank
+    n = pending[0].shape[0]
+    for out in ranks:
+        torch.testing.assert_close(out["queue"][:P * n], torch.cat(pending))
+        assert out["owners"][:P * n].tolist() == [r for r in range(P) for _ in range(n)]
+    torch.testing.assert_close(ranks[0]["queue"], ranks[1]["queue"])
