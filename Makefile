@@ -2,7 +2,7 @@
 # (scripts/setup_env.sh: a few minutes the first time, instant after).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast bench mini-lape clean-venv
+.PHONY: setup demo test test-fast bench mutation mini-lape clean-venv
 
 setup:
 	@bash scripts/setup_env.sh
@@ -18,6 +18,9 @@ test-fast: setup  ## unit tests only, skipping the end-to-end runs of external t
 
 bench: setup
 	$(PY) benchmarks/embed.py
+
+mutation: setup  ## mutation testing of the modules that decide results, one at a time (about an hour; docs/testing.md)
+	nice -n 10 $(PY) scripts/mutation.py
 
 mini-lape: setup  ## the README's mini-LAPE tables: five methods, ablations, time-only crops (hours on 2 CPU cores)
 	$(PY) -m eval_suites.mini_lape --ablations slicer_no_kmix slicer_no_cluster slicer_no_entropy \

@@ -1,0 +1,118 @@
+"""Mutation testing of the modules that decide results, one module at a time (mutmut 3).
+
+    python scripts/mutation.py [--modules pretrain/augment.py ...] [--max-children 1] [--list]
+
+For each module of MODULES, a scratch copy of the packages and of that module's fast
+targeted tests is made in mutation-work/<module>/ (git-ignored; removed and rebuilt each
+time), with a setup.cfg whose [mutmut] section mutates only that module and runs only
+those tests; `mutmut run` plants each mutant and runs the tests that reach the mutated
+function. The verdicts are written to mutation-work/<module>.results.txt and a summary
+line per module (killed / total, %) is printed and appended to
+mutation-work/summary.tsv. Surviving mutants can then be read with
+`cd mutation-work/<module> && mutmut show <name>`. Reviewed survivors are in
+docs/testing.md. Not part of `make test`: the whole run takes about an hour on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORK = REPO / "mutation-work"
+PACKAGES = ("hear_slicer", "pretrain", "eval_suites")
+
+ERRORS = "tests/test_loss_input_errors.py"
+# module -> the fast tests that pin it (no slow end-to-end runs).
+MODULES: dict[str, list[str]] = {
+    "pretrain/losses/instance.py": ["tests/test_pretrain_losses.py", ERRORS],
+    "pretrain/losses/cluster.py": ["tests/test_pretrain_losses.py", ERRORS],
+    "pretrain/losses/barlow.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
+    "pretrain/losses/byol.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
+    "pretrain/losses/cola.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
+    "pretrain/objectives/slicer.py": ["tests/test_pretrain_slicer_objective.py"],
+    "pretrain/objectives/byol_a.py": ["tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/cola.py": ["tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/delores_s.py": ["tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/delores_m.py": ["tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/augment.py": ["tests/test_pretrain_augment.py", "tests/test_pretrain_augment_draws.py"],
+    "pretrain/distributed.py": ["tests/test_pretrain_distributed.py"],
+    "hear_slicer/api.py": ["tests/test_hear_api.py"],
+    "eval_suites/protocols/linear.py": ["tests/test_linear_selection.py"],
+}
+STATUS = re.compile(r"^\s*(\S+):\s*(killed|survived|no tests|timeout|suspicious|skipped|segfault|"
+                    r"not checked|check was interrupted by user|caught by type check|"
+                    r"bad exit code|bad test result)\s*$")
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """A scratch tree: the packages, the module's tests, and a setup.cfg for this module."""
+    work = WORK / module.replace("/", "__").removesuffix(".py")
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "tests").mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for pkg in PACKAGES:
+        shutil.copytree(REPO / pkg, work / pkg, ignore=ignore)
+    for t in tests:
+        shutil.copy(REPO / t, work / t)
+    lines = "\n    ".join
+    (work / "setup.cfg").write_text(
+        "[mutmut]\n"
+        f"source_paths =\n    {lines(PACKAGES)}\n"
+        f"only_mutate =\n    {module}\n"
+        f"pytest_add_cli_args_test_selection =\n    {lines(tests)}\n"
+        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -m\n    not slow\n"
+        "use_git_change_detection = false\n"
+        "\n[tool:pytest]\nmarkers =\n    slow: end-to-end tests\n"
+    )
+    return work
+
+
+def run_module(module: str, tests: list[str], max_children: int) -> collections.Counter:
+    work = prepare(module, tests)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(work)}
+    mutmut = [sys.executable, "-m", "mutmut"]
+    print(f"== {module}: tests {' '.join(tests)}", flush=True)
+    with open(WORK / f"{work.name}.log", "w") as log:  # mutmut draws a spinner: keep it out of the console
+        subprocess.run([*mutmut, "run", "--max-children", str(max_children)], cwd=work, env=env, check=False,
+                       stdout=log, stderr=subprocess.STDOUT)
+    out = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    (WORK / f"{work.name}.results.txt").write_text(out)
+    counts = collections.Counter(m.group(2) for m in map(STATUS.match, out.splitlines()) if m)
+    return counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--modules", nargs="*", default=list(MODULES), help="modules to mutate (default: all)")
+    ap.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
+    ap.add_argument("--list", action="store_true", help="print the modules and their tests, then exit")
+    args = ap.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        ap.error(f"--modules: {unknown} not among {list(MODULES)}")
+    if args.list:
+        for m in args.modules:
+            print(m, *MODULES[m])
+        return
+    WORK.mkdir(exist_ok=True)
+    for module in args.modules:
+        counts = run_module(module, MODULES[module], args.max_children)
+        total = sum(counts.values())
+        killed = counts["killed"] + counts["timeout"] + counts["caught by type check"]
+        line = (f"{module}\t{killed}/{total}\t{100.0 * killed / max(total, 1):.1f}%\t"
+                + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        print(line, flush=True)
+        with open(WORK / "summary.tsv", "a") as fh:
+            fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
