@@ -192,3 +192,21 @@ def test_build_mlp_delores_projector_has_no_bias_and_optional_non_affine_output_
 def test_build_mlp_rejects_bad_dims():
     with pytest.raises(ValueError, match="at least two"):
         build_mlp([2048])
+
+
+def test_cross_correlation_is_non_affine_batchnorm_standardisation():
+    """Features far from zero mean and one constant feature: C = BN(z1)^T BN(z2) / B, where
+    BN is torch's BatchNorm1d(affine=False) in training mode (eps 1e-5 inside the root)."""
+    g = torch.Generator().manual_seed(3)
+    z1 = 5.0 + 2.0 * torch.randn(10, 4, generator=g, dtype=torch.float64)
+    z2 = -3.0 + torch.randn(10, 4, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
+    z1[:, 2] = 7.0  # zero variance: standardised to 0 by the eps, not NaN
+    bn = nn.BatchNorm1d(4, affine=False, eps=1e-5).double().train()
+    expected = bn(z1).T @ bn(z2) / 10
+    got = cross_correlation(z1, z2)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+    # the defaults are the paper's: lambd 0.0051, scale 1, eps 1e-5
+    on, off = barlow_twins_terms(expected)
+    assert barlow_twins_loss(z1, z2).item() == pytest.approx((on + 0.0051 * off).item(), rel=1e-5)
+    assert cross_correlation(z1, z2, eps=1.0).double().sub(expected).abs().max() > 1e-3  # eps is used

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from hear_slicer.encoder import EncoderConfig
+from pretrain.distributed import DistContext
 from pretrain.objectives.slicer import Slicer, SlicerConfig
 
 torch.set_num_threads(1)
@@ -97,15 +98,22 @@ def _reference(obj: Slicer, view_a, view_b, negatives) -> dict[str, float]:
                 clusters_used=len(set(torch.cat([parts["pa"], parts["pb"]]).argmax(1).tolist())))
 
 
-@pytest.mark.parametrize("entropy_term", [True, False])
-def test_loss_equals_the_hand_written_reference(entropy_term):
-    obj = _make(seed=0, entropy_term=entropy_term)
+@pytest.mark.parametrize("entropy_term,shuffle_bn", [(True, False), (False, False), (True, True)])
+def test_loss_equals_the_hand_written_reference(entropy_term, shuffle_bn):
+    """shuffle_bn on one process is a plain teacher forward: the same reference."""
+    obj = _make(seed=0, entropy_term=entropy_term, shuffle_bn=shuffle_bn)
     # A teacher that differs from the student, so a query/key mix-up changes the number.
     with torch.no_grad():
         for p in list(obj.teacher_encoder.parameters()) + list(obj.teacher_instance_head.parameters()):
             p.add_(0.05 * torch.randn_like(p))
     view_a, view_b = _views()
+    with torch.no_grad():  # sharp, centred cluster logits: the clips spread over several clusters
+        last = obj.cluster_head[2]
+        last.weight.mul_(30.0)
+        hidden = obj.cluster_head[:2](copy.deepcopy(obj.encoder).clip_embedding(torch.cat([view_a, view_b])))
+        last.bias.copy_(-(hidden @ last.weight.T).mean(0))
     expected = _reference(copy.deepcopy(obj), view_a, view_b, obj.queue.keys.clone())
+    assert expected["clusters_used"] >= 3
     out = obj(view_a, view_b)
     assert out.loss.item() == pytest.approx(expected["loss"], rel=1e-5, abs=1e-6)
     for name in ("loss_instance", "loss_cluster", "neg_entropy", "pos_similarity"):
@@ -199,3 +207,26 @@ def test_forward_leaves_state_alone_and_state_dict_round_trips():
     fresh.load_state_dict(state)
     obj.load_state_dict(state)
     assert fresh(view_a, view_b).loss.item() == pytest.approx(obj(view_a, view_b).loss.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("cluster_hidden,width", [(0, 64), (32, 32)])
+def test_modules_follow_the_config(cluster_hidden, width):
+    """Cluster head Linear(d, hidden) - ReLU - Linear(hidden, C), hidden = d when 0 (released code)."""
+    ctx = DistContext()
+    torch.manual_seed(0)
+    obj = Slicer(TINY_ENCODER, _config(cluster_hidden=cluster_hidden), ctx)
+    assert obj.encoder_cfg is TINY_ENCODER and obj.dist is ctx and obj.cfg.cluster_hidden == cluster_hidden
+    kinds = [type(m) for m in obj.cluster_head]
+    assert kinds == [torch.nn.Linear, torch.nn.ReLU, torch.nn.Linear]
+    assert (obj.cluster_head[0].in_features, obj.cluster_head[0].out_features) == (64, width)
+    assert (obj.cluster_head[2].in_features, obj.cluster_head[2].out_features) == (width, 8)
+    assert (obj.instance_head.in_features, obj.instance_head.out_features) == (64, 16)
+    assert tuple(obj.queue.keys.shape) == (40, 16)
+
+
+def test_after_step_before_any_forward_only_moves_the_teacher():
+    obj = _make(seed=5)
+    queue = copy.deepcopy(obj.queue.state_dict())
+    obj.after_step(1, 1)
+    for key, value in obj.queue.state_dict().items():
+        assert torch.equal(value, queue[key]), key
