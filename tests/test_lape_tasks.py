@@ -481,9 +481,18 @@ def _check(metrics, nfolds):
 @pytest.mark.parametrize("key", list(TASKS))
 def test_linear_protocol(embedded, key):
     metrics, folds = run_linear(embedded[key], LinearConfig(epochs=3, device="cpu"), progress=False)
-    _check(metrics, 10 if key == "us8k" else 1)
-    if key == "us8k":
-        assert metrics[0][2] is not None  # std over the 10 folds
+    nfolds = 10 if key == "us8k" else 1
+    assert metrics and metrics[0][0] == "top1_acc" and len(folds) == nfolds
+    # The summary is the mean and sample std over the test folds, each fold testing a different split.
+    assert len({f.test_split for f in folds}) == nfolds
+    for name, mean, std, n in metrics:
+        values = [f.test_scores[name] for f in folds]
+        assert n == nfolds and mean == pytest.approx(sum(values) / nfolds), name
+        if nfolds > 1:
+            expected_std = math.sqrt(sum((v - mean) ** 2 for v in values) / (nfolds - 1))
+            assert std == pytest.approx(expected_std), name
+        else:
+            assert std is None
 
 
 @pytest.mark.slow
