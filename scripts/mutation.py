@@ -28,6 +28,7 @@ WORK = REPO / "mutation-work"
 PACKAGES = ("hear_slicer", "pretrain", "eval_suites")
 
 ERRORS = "tests/test_loss_input_errors.py"
+BASELINES = "tests/test_pretrain_baselines_reference.py"
 # module -> the fast tests that pin it (no slow end-to-end runs).
 MODULES: dict[str, list[str]] = {
     "pretrain/losses/instance.py": ["tests/test_pretrain_losses.py", ERRORS],
@@ -36,10 +37,10 @@ MODULES: dict[str, list[str]] = {
     "pretrain/losses/byol.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
     "pretrain/losses/cola.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
     "pretrain/objectives/slicer.py": ["tests/test_pretrain_slicer_objective.py"],
-    "pretrain/objectives/byol_a.py": ["tests/test_pretrain_baselines_objectives.py"],
-    "pretrain/objectives/cola.py": ["tests/test_pretrain_baselines_objectives.py"],
-    "pretrain/objectives/delores_s.py": ["tests/test_pretrain_baselines_objectives.py"],
-    "pretrain/objectives/delores_m.py": ["tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/byol_a.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/cola.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/delores_s.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
+    "pretrain/objectives/delores_m.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
     "pretrain/augment.py": ["tests/test_pretrain_augment.py", "tests/test_pretrain_augment_draws.py"],
     "pretrain/distributed.py": ["tests/test_pretrain_distributed.py"],
     "hear_slicer/api.py": ["tests/test_hear_api.py"],
