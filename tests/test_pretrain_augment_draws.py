@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from pretrain.augment import AugmentConfig, AugmentPipeline, KMix, KMixConfig, Mixup, MixupConfig
+from pretrain.augment import (AugmentConfig, AugmentPipeline, ClipMemory, KMix, KMixConfig, Mixup, MixupConfig,
+                              clip_descriptor, kmix_partners)
 
 torch.set_num_threads(1)
 
@@ -123,3 +124,76 @@ def test_kmix_draws_among_the_r_farthest_of_the_closest_centroid():
         got = ids[j::3]
         got = np.round(got[~np.isnan(got)]).astype(int)
         assert set(got.tolist()) == candidates[j], f"clip {j}"  # only the r farthest, and all of them
+
+
+def test_kmix_uniform_partner_until_the_memory_holds_r():
+    """Fewer than r clips remembered: the partner is uniform over all of them (slot 0 included)."""
+    kmix = KMix(KMixConfig(memory=16, r=8, alpha=0.4, k=2), FB, FR).double()
+    kmix.set_centroids(torch.randn(2, FB, dtype=torch.float64))
+    kmix.memory.push(_planted_clips(list(range(5))))
+    torch.manual_seed(4)
+    _, ids = _read_draws(kmix(_inputs(3000)))
+    counts = np.bincount(np.round(ids[~np.isnan(ids)]).astype(int), minlength=5)
+    assert len(counts) == 5 and counts.min() > 0
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_clip_descriptor_and_centroids_are_unit_rows_by_hand():
+    x = torch.randn(3, FB, FR, dtype=torch.float64) + 1.0
+    mean = x.numpy().mean(axis=-1)
+    expected = mean / np.linalg.norm(mean, axis=1, keepdims=True)
+    np.testing.assert_allclose(clip_descriptor(x).numpy(), expected, rtol=1e-12)
+    kmix = KMix(KMixConfig(memory=4, r=2, k=3), FB, FR)
+    c = torch.randn(3, FB) * torch.tensor([[1.0], [5.0], [0.2]])
+    kmix.set_centroids(c)
+    torch.testing.assert_close(kmix.centroids, c / c.norm(dim=1, keepdim=True))
+    with pytest.raises(ValueError, match=r"expected centroids of shape \(3, 12\), got \(2, 12\)"):
+        kmix.set_centroids(torch.randn(2, FB))
+
+
+def test_kmix_partners_with_r_above_the_memory_size_uses_all_of_it():
+    g = torch.Generator().manual_seed(0)
+    desc = F.normalize(torch.randn(4, 16, generator=g), dim=1)
+    centroids = F.normalize(torch.randn(2, 16, generator=g), dim=1)
+    memory = F.normalize(torch.randn(5, 16, generator=g), dim=1)  # M = 5 < r = 10 < F = 16
+    seen = set()
+    for _ in range(100):
+        seen |= set(kmix_partners(desc, centroids, memory, r=10).tolist())
+    assert seen == set(range(5))
+    # the generator decides the draw: same seed, same partners, whatever the global RNG did
+    a = kmix_partners(desc, centroids, memory, 3, generator=torch.Generator().manual_seed(7))
+    torch.manual_seed(123)
+    b = kmix_partners(desc, centroids, memory, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+
+
+def test_clip_memory_checks_its_size_and_keeps_integer_counters():
+    with pytest.raises(ValueError, match="memory size must be positive, got 0"):
+        ClipMemory(0, FB, FR)
+    mem = ClipMemory(1, FB, FR)
+    mem.push(torch.randn(3, FB, FR))
+    assert len(mem) == 1 and mem.count.dtype == mem.ptr.dtype == torch.long
+
+
+@pytest.mark.parametrize("mixup,rrc,kmix", [(True, True, True), (True, False, False), (False, True, False),
+                                            (False, False, True)])
+def test_pipeline_applies_the_enabled_augmentations_in_order(mixup, rrc, kmix):
+    cfg = AugmentConfig()
+    cfg.mixup.enabled, cfg.rrc.enabled, cfg.kmix.enabled = mixup, rrc, kmix
+    cfg.mixup.memory, cfg.kmix.memory, cfg.kmix.r, cfg.kmix.k = 8, 8, 4, 2
+    aug = AugmentPipeline(cfg, FB, FR)
+    assert aug.cfg is cfg
+    assert [aug.mixup is not None, aug.rrc is not None, aug.kmix is not None] == [mixup, rrc, kmix]
+    if kmix:
+        aug.kmix.set_centroids(torch.randn(2, FB))
+    aug.remember(torch.randn(6, FB, FR))
+    x = torch.randn(3, FB, FR)
+    torch.manual_seed(5)
+    got = aug(x)
+    torch.manual_seed(5)
+    expected = x
+    for step in (aug.mixup, aug.rrc, aug.kmix):
+        if step is not None:
+            expected = step(expected)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, x)
