@@ -14,11 +14,15 @@ made afterwards, in the test process, from what each rank returned:
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from pretrain.distributed import (DistContext, all_gather_nograd, all_reduce_mean, init_distributed,
+                                  shuffled_forward, shutdown_distributed)
 
 P, B = 2, 4
 N = P * B
@@ -39,14 +43,18 @@ def _teacher(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, batch_sum], dim=1) - torch.cat([x.mean(0, keepdim=True).expand_as(x), 0 * x], dim=1)
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
+def _worker(rank: int, port: int, out_dir: str) -> None:
     from hear_slicer.encoder import EncoderConfig
-    from pretrain.distributed import DistContext, all_gather_nograd, all_reduce_mean, shuffled_forward
+    from pretrain.distributed import (DistContext, all_gather_nograd, all_reduce_mean, init_distributed,
+                                      shuffled_forward, shutdown_distributed)
     from pretrain.objectives.slicer import Slicer, SlicerConfig
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=P)
-    ctx = DistContext(rank=rank, world_size=P, local_rank=rank)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # what torchrun sets
+    ctx = init_distributed("cpu")
+    assert ctx == DistContext(rank=rank, world_size=P, local_rank=rank) and ctx.enabled
+    assert ctx.is_main == (rank == 0) and dist.get_backend() == "gloo"
     torch.manual_seed(100 + rank)  # ranks draw differently: only rank 0's permutation may count
     x = _clips(rank)
     result = {
@@ -65,18 +73,36 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     obj.after_step(1, 1)
     result["queue"], result["owners"] = obj.queue.keys.clone(), obj.queue.owners.clone()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
+    shutdown_distributed(ctx)
+    assert not dist.is_initialized()
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist")
-    mp.spawn(_worker, args=(str(d / "init"), str(d)), nprocs=P, join=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_worker, args=(port, str(d)), nprocs=P, join=True)
     return [torch.load(d / f"rank{r}.pt") for r in range(P)]
 
 
+def test_one_process_context_makes_every_helper_the_identity(monkeypatch, ranks):
+    """Also the start and stop of the 2-process job: `ranks` ran init/shutdown_distributed."""
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    ctx = init_distributed("cpu")
+    assert ctx == DistContext() and not ctx.enabled and ctx.is_main and not dist.is_initialized()
+    x = _clips(0)
+    assert all_gather_nograd(x, ctx) is x
+    mean = all_reduce_mean(x, ctx)
+    assert torch.equal(mean, x) and mean is not x
+    torch.testing.assert_close(shuffled_forward(_teacher, x, ctx), _teacher(x))
+    shutdown_distributed(ctx)  # a no-op without a process group
+
+
 def test_all_gather_is_in_rank_order_and_all_reduce_is_the_mean(ranks):
+    assert all_gather_nograd(_clips(0), DistContext()).shape == (B, N + 1)  # (so mutmut maps this test)
     expected = torch.cat([torch.full((2, 3), float(r)) for r in range(P)])
     for out in ranks:
         torch.testing.assert_close(out["gathered"], expected)
@@ -85,6 +111,7 @@ def test_all_gather_is_in_rank_order_and_all_reduce_is_the_mean(ranks):
 
 @pytest.mark.parametrize("call", ["keys", "keys_again"])
 def test_shuffled_forward_keys_belong_to_their_clips(ranks, call):
+    assert shuffled_forward(_teacher, _clips(1), DistContext()).shape == (B, 2 * N + 2)  # (mutmut maps this test)
     x_all = torch.cat([_clips(r) for r in range(P)])  # (N, N + 1)
     keys = torch.cat([out[call] for out in ranks])  # (N, 2N + 2), row c: clip c's key
     # Which clips shared each forward pass: the batch-sum half, read as a membership vector.
