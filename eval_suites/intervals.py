@@ -37,13 +37,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["BootstrapConfig", "FoldOutputs", "CellOutputs", "Interval", "SUPPORTED_METRICS",
-           "supports", "resample_weights", "metric_on_weights", "point_value", "cell_replicates",
+           "supports", "resample_weights", "metric_on_resamples", "point_value", "cell_replicates",
            "percentile_interval", "bootstrap_cell", "bootstrap_mean", "model_intervals",
-           "difference_intervals"]
+           "difference_intervals", "format_interval"]
 
 SUPPORTED_METRICS = ("top1_acc", "pitch_acc", "chroma_acc", "mAP", "*_fms")
 """Metrics that can be recomputed on a resample (``*_fms``: heareval's event F-measures)."""
-_CHUNK = 20_000_000  # resample weights held at once (B' x M), about 160 MB of float64
+_CHUNK = 10_000_000  # drawn clips handled at once (B' x M), a few hundred MB at most
 
 
 @dataclass(frozen=True)
@@ -148,50 +148,60 @@ def _stream(*key: int | str) -> np.random.Generator:
 
 
 def resample_weights(idx: np.ndarray, m: int) -> np.ndarray:
-    """(B, M) how often each clip is drawn, from (B, M) drawn indices."""
+    """(B, M) int32: how often each clip is drawn, from (B, M) drawn indices."""
     b = idx.shape[0]
     flat = idx + m * np.arange(b)[:, None]
-    return np.bincount(flat.ravel(), minlength=b * m).reshape(b, m).astype(np.float64)
+    return np.bincount(flat.ravel(), minlength=b * m).reshape(b, m).astype(np.int32)
 
 
 def _draw(cfg: BootstrapConfig, key: str, fold: int, m: int) -> np.ndarray:
-    """(B, M) clip indices of the resamples of (task ``key``, fold), the same for every model."""
+    """(B, M) clip indices of the resamples of (task ``key``, fold), the same for every model:
+    ``default_rng([seed, crc32(key), fold, M]).integers(0, M, size=(n_boot, M))``."""
     return _stream(cfg.seed, key, fold, m).integers(0, m, size=(cfg.n_boot, m))
 
 
 def _average_precision(w: np.ndarray, y: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """(B,) sklearn's average precision of scores ``s`` (M,) for 0/1 ``y`` (M,) with sample
-    weights ``w`` (B, M): sum over distinct thresholds of (recall step) x precision."""
+    """(B,) sklearn's average precision of scores ``s`` (M,) for 0/1 ``y`` (M,) with integer
+    sample weights ``w`` (B, M): sum over distinct thresholds t of (recall gained at t) x
+    precision at t. Only thresholds that hold a positive gain recall, so precision is read there."""
     order = np.argsort(-s, kind="stable")
-    ys, ss = y[order], s[order]
-    ends = np.r_[ss[1:] != ss[:-1], True]  # last position of each group of tied scores
+    ys, ss = y[order] > 0, s[order]
+    if not ys.any():
+        return np.zeros(w.shape[0])
+    group_end = np.flatnonzero(np.r_[ss[1:] != ss[:-1], True])  # (G,) last position of each tie group
+    group_of = np.searchsorted(group_end, np.arange(len(ss)))  # (M,) tie group of each position
+    pos = np.flatnonzero(ys)  # (P,) sorted positions of the positives
     ws = w[:, order]  # (B, M)
-    tp = np.cumsum(ws * ys, axis=1)[:, ends]  # (B, G)
-    seen = np.cumsum(ws, axis=1)[:, ends]  # (B, G)
-    precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
-    gain = np.diff(tp, axis=1, prepend=0.0)  # (B, G) true positives added at each threshold
-    pos = tp[:, -1]
-    return np.divide((gain * precision).sum(1), pos, out=np.zeros_like(pos), where=pos > 0)
+    seen = np.cumsum(ws, axis=1, dtype=np.int64)[:, group_end]  # (B, G) clips drawn at or above each threshold
+    tp_pos = np.cumsum(ws[:, pos], axis=1, dtype=np.int64)  # (B, P) positives drawn up to each positive
+    groups = group_of[pos]  # (P,) group of each positive
+    last = np.r_[groups[1:] != groups[:-1], True]  # the last positive of its group
+    tp = tp_pos[:, last]  # (B, G') true positives at each threshold that holds a positive
+    gain = np.diff(tp, axis=1, prepend=0)
+    n_seen = seen[:, groups[last]]
+    precision = np.divide(tp, n_seen, out=np.zeros(tp.shape), where=n_seen > 0)
+    total = tp[:, -1]
+    return np.divide((gain * precision).sum(1), total, out=np.zeros(total.shape), where=total > 0)
 
 
-def metric_on_weights(metric: str, fold: FoldOutputs, w: np.ndarray) -> np.ndarray:
-    """(B,) ``metric`` of ``fold`` under clip weights ``w`` (B, M) (counts of a resample)."""
+def metric_on_resamples(metric: str, fold: FoldOutputs, idx: np.ndarray) -> np.ndarray:
+    """(B,) ``metric`` of ``fold`` on each resample, ``idx`` (B, M) the clips drawn."""
     if metric in ("top1_acc", "pitch_acc", "chroma_acc"):
         if fold.scores is None:
             raise ValueError(f"metric {metric!r} needs per-clip scores and targets")
         pred, true = fold.scores.argmax(1), fold.targets.argmax(1)
         correct = (pred % 12 == true % 12) if metric == "chroma_acc" else (pred == true)
-        return w @ correct.astype(np.float64) / w.sum(1)
+        return correct[idx].mean(1)
     if metric == "mAP":
         if fold.scores is None:
             raise ValueError("metric 'mAP' needs per-clip scores and targets")
-        aps = [_average_precision(w, fold.targets[:, c].astype(np.float64), fold.scores[:, c])
-               for c in range(fold.targets.shape[1])]
+        w = resample_weights(idx, len(fold.ids))
+        aps = [_average_precision(w, fold.targets[:, c], fold.scores[:, c]) for c in range(fold.targets.shape[1])]
         return np.mean(aps, axis=0)
     if metric.endswith("_fms"):
         if metric not in fold.counts:
             raise ValueError(f"metric {metric!r} needs per-file event counts; have {sorted(fold.counts)}")
-        tp, n_sys, n_ref = (w @ fold.counts[metric].astype(np.float64)).T  # (B,) each
+        tp, n_sys, n_ref = (fold.counts[metric][idx].sum(1, dtype=np.int64).astype(np.float64)).T  # (B,) each
         den = n_sys + n_ref
         return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
     raise ValueError(f"metric {metric!r} cannot be recomputed on a resample; supported: {SUPPORTED_METRICS}")
@@ -199,7 +209,7 @@ def metric_on_weights(metric: str, fold: FoldOutputs, w: np.ndarray) -> np.ndarr
 
 def point_value(cell: CellOutputs, metric: str) -> float:
     """The cell's ``metric`` on its full test set (mean over folds)."""
-    return float(np.mean([metric_on_weights(metric, f, np.ones((1, len(f.ids))))[0] for f in cell.folds]))
+    return float(np.mean([metric_on_resamples(metric, f, np.arange(len(f.ids))[None])[0] for f in cell.folds]))
 
 
 def cell_replicates(cell: CellOutputs, metric: str, cfg: BootstrapConfig, key: str) -> np.ndarray:
@@ -211,7 +221,7 @@ def cell_replicates(cell: CellOutputs, metric: str, cfg: BootstrapConfig, key: s
         step = max(1, _CHUNK // max(m, 1))
         for start in range(0, cfg.n_boot, step):
             part = idx[start:start + step]
-            out[start:start + len(part)] += metric_on_weights(metric, fold, resample_weights(part, m))
+            out[start:start + len(part)] += metric_on_resamples(metric, fold, part)
     return out / len(cell.folds)
 
 
