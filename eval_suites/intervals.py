@@ -217,6 +217,8 @@ def cell_replicates(cell: CellOutputs, metric: str, cfg: BootstrapConfig, key: s
     out = np.zeros(cfg.n_boot)
     for i, fold in enumerate(cell.folds):
         m = len(fold.ids)
+        if m == 0:  # nothing to resample (e.g. heareval scored no file): no interval
+            return np.full(cfg.n_boot, np.nan)
         idx = _draw(cfg, key, i, m)  # (B, M)
         step = max(1, _CHUNK // max(m, 1))
         for start in range(0, cfg.n_boot, step):
@@ -226,7 +228,9 @@ def cell_replicates(cell: CellOutputs, metric: str, cfg: BootstrapConfig, key: s
 
 
 def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
-    """(low, high) percentiles of ``replicates`` (NaN-free) at ``level``."""
+    """(low, high) percentiles of ``replicates`` at ``level``; (NaN, NaN) if any is NaN."""
+    if np.isnan(replicates).any():
+        return math.nan, math.nan
     lo, hi = np.percentile(replicates, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 

@@ -51,10 +51,12 @@ class Intervals:
             return None
         metric = metric or r.primary.metric
         path = cell_dir(self.out, r.model, r.task, r.protocol) / OUTPUTS_FILE
-        if not supports(metric) or not path.is_file():
+        value = next((m.value for m in r.metrics if m.metric == metric), math.nan)
+        if not supports(metric) or not path.is_file() or math.isnan(value):
             return None
         st = path.stat()
-        return _cached_replicates(str(path), (st.st_mtime_ns, st.st_size), metric, r.task, self.cfg)
+        reps = _cached_replicates(str(path), (st.st_mtime_ns, st.st_size), metric, r.task, self.cfg)
+        return None if np.isnan(reps).any() else reps
 
     def cell(self, r: CellResult | None, metric: str | None = None) -> tuple[float, float] | None:
         reps = self.replicates(r, metric)

@@ -318,3 +318,34 @@ def test_event_counts_are_per_file_sed_eval_counts():
     files, counts = event_counts(predicted, target, "event_onset_200ms_fms", LABELS)
     assert files == ["f1", "f2"]
     np.testing.assert_array_equal(counts, [[1, 1, 1], [0, 1, 1]])
+
+
+# ----------------------------------------------------------------------------- the report
+def test_report_shows_intervals_and_n_a_for_results_without_outputs(tmp_path):
+    import pandas as pd
+
+    from eval_suites.report import write_report
+    from eval_suites.results import CellResult, MetricScore, cell_dir, save_cell
+
+    rng = np.random.default_rng(17)
+    folds = {("new", "t1"): scene_fold(300, 3, 0.8, rng), ("new", "t2"): scene_fold(200, 3, 0.6, rng),
+             ("old", "t1"): scene_fold(300, 3, 0.7, rng), ("old", "t2"): scene_fold(200, 3, 0.7, rng)}
+    for (model, task), fold in folds.items():
+        value = point_value(cell(fold), "top1_acc")
+        save_cell(tmp_path, CellResult(model, task, "demo", "linear", "ok", [MetricScore("top1_acc", value)]))
+        if model == "new":  # "old" stands for results written before per-clip outputs were kept
+            save_outputs(cell_dir(tmp_path, model, task, "linear"), {"test": fold})
+    cfg = BootstrapConfig(n_boot=200)
+    paths = write_report(tmp_path, bootstrap=cfg)
+    df = pd.read_csv(paths["csv"]).set_index(["model", "task"])
+    for task in ("t1", "t2"):
+        iv = bootstrap_cell(cell(folds["new", task]), "top1_acc", cfg, key=task)
+        assert (df.loc[("new", task), "ci_low"], df.loc[("new", task), "ci_high"]) == pytest.approx((iv.low, iv.high))
+        assert math.isnan(df.loc[("old", task), "ci_low"]) and math.isnan(df.loc[("old", task), "ci_high"])
+    md = paths["markdown"].read_text()
+    mean = bootstrap_mean({t: cell(folds["new", t]) for t in ("t1", "t2")}, {"t1": "top1_acc", "t2": "top1_acc"}, cfg)
+    new_row = next(line for line in md.splitlines() if line.startswith("| new |"))
+    old_row = next(line for line in md.splitlines() if line.startswith("| old |"))
+    assert new_row.endswith(f"| {mean.value:.3f} [{mean.low:.3f}, {mean.high:.3f}] |")
+    assert old_row.count("[n/a]") == 3 and "[0." not in old_row
+    assert paths["plot"].stat().st_size > 5000
