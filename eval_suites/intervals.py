@@ -201,7 +201,8 @@ def metric_on_resamples(metric: str, fold: FoldOutputs, idx: np.ndarray) -> np.n
     if metric.endswith("_fms"):
         if metric not in fold.counts:
             raise ValueError(f"metric {metric!r} needs per-file event counts; have {sorted(fold.counts)}")
-        tp, n_sys, n_ref = (fold.counts[metric][idx].sum(1, dtype=np.int64).astype(np.float64)).T  # (B,) each
+        c = fold.counts[metric]
+        tp, n_sys, n_ref = (c[:, k][idx].sum(1, dtype=np.int64).astype(np.float64) for k in range(3))  # (B,) each
         den = n_sys + n_ref
         return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
     raise ValueError(f"metric {metric!r} cannot be recomputed on a resample; supported: {SUPPORTED_METRICS}")
