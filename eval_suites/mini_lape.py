@@ -17,9 +17,11 @@
    (``eval_suites.references.logmel_stats``);
 4. scores every model on the demo tasks (``eval_suites/manifests/demo.yaml``) with the linear
    protocol, once per probe seed (embeddings computed once, cached);
-5. writes ``<out>/mini_lape.csv`` (one row per run, task and probe seed), ``mini_lape.md``
-   (per method: mean and standard deviation over its pretraining seeds x probe seeds, methods
-   ranked by their mean over tasks) and ``mini_lape.png``.
+5. writes ``<out>/mini_lape.csv`` (one row per run, task and probe seed, with the folder of
+   the cell and its per-clip outputs), ``mini_lape.md`` (per method: mean over its pretraining
+   seeds x probe seeds with a 95 % bootstrap interval, hierarchical over pretraining seeds and
+   test clips, methods ranked by their mean over tasks; then SLICER minus each other method,
+   a paired bootstrap on the same test clips) and ``mini_lape.png`` (bars with the intervals).
 
 Each method is pretrained once per ``--pretrain-seeds`` (default: 0 only; the seed sets the
 initialisation, the data order and the augmentations); the ablations once, with the first.
@@ -39,14 +41,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from functools import lru_cache
+
 import pandas as pd
 
 from eval_suites import quiet_heareval_imports
+from eval_suites.clip_outputs import load_outputs
 from eval_suites.demo_data import PRESETS, build_demo
+from eval_suites.intervals import BootstrapConfig, CellOutputs, difference_intervals, model_intervals, supports
 from eval_suites.manifest import ManifestError, ModelSpec, load_manifest
+from eval_suites.results import cell_dir
 
 __all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state",
-           "aggregate", "markdown_table", "plot_table", "main"]
+           "aggregate", "differences", "markdown_table", "markdown_differences", "plot_table", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "pretrain" / "configs"
@@ -316,7 +323,7 @@ def scores(out: Path, models: list[str], tasks: list[str], seeds: list[int]) -> 
     """The long table of test scores read from the cells in ``<out>/seed<s>`` (a missing cell
     is a row with status "missing"); ``valid`` is the validation score of the selected epoch
     (mean over folds), the one to choose recipes by."""
-    from eval_suites.results import cell_dir, load_cell
+    from eval_suites.results import load_cell
 
     rows = []
     for seed in seeds:
@@ -330,8 +337,9 @@ def scores(out: Path, models: list[str], tasks: list[str], seeds: list[int]) -> 
                 rows.append(dict(model=model, task=task, seed=seed, metric=p.metric if p else "",
                                  value=p.value if p else math.nan,
                                  valid=float(sum(valid) / len(valid)) if valid else math.nan,
-                                 status=r.status if r else "missing", error=(r.error if r else "") or ""))
-    return pd.DataFrame(rows, columns=["model", "task", "seed", "metric", "value", "valid", "status", "error"])
+                                 status=r.status if r else "missing", error=(r.error if r else "") or "",
+                                 cell=str(path.parent)))
+    return pd.DataFrame(rows, columns=["model", "task", "seed", "metric", "value", "valid", "status", "error", "cell"])
 
 
 # ----------------------------------------------------------------------------- the record of finished runs
@@ -381,38 +389,122 @@ def recorded(registry: dict[str, dict], name: str, identity: dict, out: Path, ta
     return bool((table.status == "ok").all())
 
 
-def aggregate(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+@lru_cache(maxsize=4096)
+def _outputs(cell: str) -> CellOutputs | None:
+    return load_outputs(cell)
+
+
+def _group_outputs(long: pd.DataFrame, group: str) -> tuple[dict, dict]:
+    """({task: runs}, {task: metric}) of a group's per-clip outputs, runs[r][p] the outputs of
+    its pretraining run r (ordered by name) with probe seed p. A task is left out (its interval
+    is n/a) when any of its cells failed or has no stored outputs (e.g. a CSV from before they
+    were kept), a run lacks it, or its metric cannot be resampled."""
+    rows = long[long.group == group]
+    runs = sorted(rows.model.unique())
+    model, metrics = {}, {}
+    for task, sub in rows.groupby("task", sort=False):
+        metric = sub.metric.iloc[0]
+        if "cell" not in sub or (sub.status != "ok").any() or not supports(metric) or sorted(sub.model.unique()) != runs:
+            continue
+        outs = [[_outputs(str(c)) for c in sub[sub.model == run].sort_values("seed").cell] for run in runs]
+        if all(o is not None for rep in outs for o in rep):
+            model[task], metrics[task] = outs, metric
+    return model, metrics
+
+
+def _groups(long: pd.DataFrame) -> pd.DataFrame:
+    long = long.copy()
+    long["group"] = long["group"] if "group" in long else long["model"]
+    return long
+
+
+def aggregate(long: pd.DataFrame, order: list[str], bootstrap: BootstrapConfig = BootstrapConfig()
+              ) -> pd.DataFrame:
     """Per group (method, ablation or reference; column ``group``, default ``model``) and task:
     mean, std and count over its scores (every pretraining run x probe seed); plus the
     group's mean over tasks, averaged per (run, probe seed) first, so that its std is the
-    spread of those means. Column ``model`` of the result holds the group."""
+    spread of those means. Column ``model`` of the result holds the group.
+
+    ``ci_low``/``ci_high``: the bootstrap interval (:func:`eval_suites.intervals.model_intervals`:
+    pretraining runs and test clips resampled, probe seeds averaged) where every cell has per-clip
+    outputs (column ``cell`` of ``long``), NaN otherwise; ``runs``: pretraining runs of the group."""
+    long = _groups(long)
     ok = long[long.status == "ok"].copy()
-    ok["group"] = ok["group"] if "group" in ok else ok["model"]
     per_task = ok.groupby(["group", "task"]).value.agg(["mean", "std", "count"]).reset_index()
     per_seed_mean = ok.groupby(["group", "model", "seed"]).value.mean().reset_index()
     overall = per_seed_mean.groupby("group").value.agg(["mean", "std", "count"]).reset_index()
     overall["task"] = "mean"
-    table = pd.concat([per_task, overall], ignore_index=True).rename(columns={"group": "model"})
+    table = pd.concat([per_task, overall], ignore_index=True)
+    table["ci_low"] = table["ci_high"] = math.nan
+    table["runs"] = table.group.map(ok.groupby("group").model.nunique())
+    for group in table.group.unique():
+        model, metrics = _group_outputs(long, group)
+        if not model:
+            continue
+        ivs = model_intervals(model, metrics, bootstrap)
+        every = set(long[long.group == group].task)
+        for task, iv in ivs.items():
+            if task == "mean" and set(model) != every:
+                continue  # a mean over some tasks only is no interval of the reported mean
+            at = (table.group == group) & (table.task == task)
+            table.loc[at, ["ci_low", "ci_high"]] = iv.low, iv.high
+    table = table.rename(columns={"group": "model"})
     table["model"] = pd.Categorical(table.model, categories=[m for m in order if m in set(table.model)],
                                     ordered=True)
     return table.sort_values(["model", "task"]).reset_index(drop=True)
 
 
-def _fmt(mean: float, std: float) -> str:
+def differences(long: pd.DataFrame, reference: str, others: list[str],
+                bootstrap: BootstrapConfig = BootstrapConfig()) -> pd.DataFrame:
+    """``reference`` minus each of ``others``, per task and ``mean`` over tasks: columns model
+    (the other group), task, diff, ci_low, ci_high (a paired bootstrap on the same test clips,
+    :func:`eval_suites.intervals.difference_intervals`; NaN where either side lacks per-clip
+    outputs), excludes_zero."""
+    long = _groups(long)
+    ok = long[long.status == "ok"]
+    means = ok.groupby(["group", "task"]).value.mean()
+    ref_model, ref_metrics = _group_outputs(long, reference)
+    rows = []
+    for other in others:
+        if other == reference or other not in set(long.group):
+            continue
+        model, _ = _group_outputs(long, other)
+        shared = [t for t in ref_model if t in model]
+        ivs = difference_intervals({t: ref_model[t] for t in shared}, {t: model[t] for t in shared},
+                                   ref_metrics, bootstrap) if shared else {}
+        tasks = [t for t in dict.fromkeys(long.task) if (reference, t) in means and (other, t) in means]
+        complete = set(shared) == set(long[long.group.isin([reference, other])].task)
+        for task in tasks + ["mean"]:
+            if task == "mean":
+                diff = float(sum(means[reference, t] - means[other, t] for t in tasks) / len(tasks)) if tasks else math.nan
+            else:
+                diff = float(means[reference, task] - means[other, task])
+            iv = ivs.get(task) if (task != "mean" or complete) else None
+            lo, hi = (iv.low, iv.high) if iv is not None else (math.nan, math.nan)
+            rows.append(dict(model=other, task=task, diff=diff, ci_low=lo, ci_high=hi,
+                             excludes_zero=bool(iv is not None and iv.excludes(0.0))))
+    return pd.DataFrame(rows, columns=["model", "task", "diff", "ci_low", "ci_high", "excludes_zero"])
+
+
+def _fmt(mean: float, low: float, high: float, signed: bool = False) -> str:
     if math.isnan(mean):
         return "—"
-    return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
+    value = f"{mean:+.3f}" if signed else f"{mean:.3f}"
+    if math.isnan(low):
+        return value + " [n/a]"
+    return value + (f" [{low:+.3f}, {high:+.3f}]" if signed else f" [{low:.3f}, {high:.3f}]")
 
 
 def markdown_table(table: pd.DataFrame, models: list[str], tasks: list[str], notes: dict[str, str]) -> str:
-    """Models ranked by their mean; cells "mean ± std over probe seeds"."""
+    """Models ranked by their mean; cells "mean [low, high]" (the bootstrap interval; n/a where
+    there are no per-clip outputs)."""
     means = table[table.task == "mean"].set_index("model")["mean"]
     ranked = sorted((m for m in models if m in means.index), key=lambda m: -means[m])
     ranked += [m for m in models if m not in means.index]
     cols = tasks + ["mean"]
     lines = ["| rank | model | " + " | ".join(cols) + " | notes |",
              "|---|---|" + "---|" * len(cols) + "---|"]
-    cell = {(r.model, r.task): _fmt(r["mean"], r["std"]) for _, r in table.iterrows()}
+    cell = {(r.model, r.task): _fmt(r["mean"], r["ci_low"], r["ci_high"]) for _, r in table.iterrows()}
     for i, m in enumerate(ranked, 1):
         vals = [cell.get((m, t), "—") for t in cols]
         vals[-1] = f"**{vals[-1]}**"
@@ -420,8 +512,29 @@ def markdown_table(table: pd.DataFrame, models: list[str], tasks: list[str], not
     return "\n".join(lines)
 
 
+def markdown_differences(diffs: pd.DataFrame, reference: str, tasks: list[str]) -> str:
+    """One row per other method: "``reference`` − other" per task and for the mean, "diff
+    [low, high]"; bold where the interval excludes 0 (the difference is larger than the noise
+    of the test clips and pretraining seeds)."""
+    cols = tasks + ["mean"]
+    lines = [f"| {reference} minus | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for other in dict.fromkeys(diffs.model):
+        sub = diffs[diffs.model == other].set_index("task")
+        vals = []
+        for t in cols:
+            if t not in sub.index:
+                vals.append("—")
+                continue
+            r = sub.loc[t]
+            text = _fmt(r["diff"], r["ci_low"], r["ci_high"], signed=True)
+            vals.append(f"**{text}**" if r["excludes_zero"] else text)
+        lines.append(f"| {other} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
 def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: list[str], path: Path) -> Path:
-    """Grouped bars (task x model) with the std over probe seeds, one panel per group."""
+    """Grouped bars (task x model) with the bootstrap intervals as error bars (none where n/a),
+    one panel per group."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -439,15 +552,17 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
         x = np.arange(len(cols))
         for i, m in enumerate(ms):
             sub = table[table.model == m].set_index("task")
-            means = [sub["mean"].get(t, np.nan) for t in cols]
-            stds = [sub["std"].get(t, np.nan) for t in cols]
+            means = np.array([sub["mean"].get(t, np.nan) for t in cols])
+            low = np.array([sub["ci_low"].get(t, np.nan) for t in cols])
+            high = np.array([sub["ci_high"].get(t, np.nan) for t in cols])
+            err = np.nan_to_num(np.maximum(np.stack([means - low, high - means]), 0))  # no bar where n/a
             hatch = "//" if m in REFERENCES else None
-            ax.bar(x + (i - (len(ms) - 1) / 2) * width, means, width, yerr=np.nan_to_num(stds),
+            ax.bar(x + (i - (len(ms) - 1) / 2) * width, means, width, yerr=err,
                    label=m, hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4, color=colors[m])
         ax.set_xticks(x, cols)
         ax.set_ylim(0, 1)
         ax.set_ylabel("test score (linear probe)")
-        ax.set_title(title)
+        ax.set_title(title + " (95 % bootstrap intervals)")
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)
         ax.grid(axis="y", alpha=0.3)
@@ -607,9 +722,18 @@ def main(argv: list[str] | None = None) -> int:
     main_models = [g for g in order if g in {m + suffix for m in METHODS} or g in REFERENCES]
     ablation_models = [g for g in order if g in {a + suffix for a in ablations}]
     variant = f" with {' '.join(args.overrides)} for every run" if args.overrides else ""
+    runs_of = table.groupby("model", observed=True).runs.max()
     text = [f"Linear probe on the {args.preset} tasks ({args.steps} pretraining steps per run{variant}): test score, "
-            f"mean ± std over every pretraining run x probe seed {args.seeds}; models ranked by their mean "
-            "over tasks.", "", markdown_table(table, main_models, tasks, notes)]
+            f"mean over every pretraining run x probe seed {args.seeds}, with its 95 % bootstrap interval "
+            f"(pretraining seeds and test clips resampled, probe seeds averaged; docs/eval.md); models ranked by "
+            "their mean over tasks.", "", markdown_table(table, main_models, tasks, notes)]
+    others = [g for g in main_models if g != slicer]
+    if slicer in order and others:
+        diffs = differences(long, slicer, others)
+        diffs.to_csv(args.out / "mini_lape_differences.csv", index=False)
+        text += ["", f"{slicer} minus each other model: paired bootstrap on the same test clips (pretraining seeds "
+                 f"of each side resampled on their own; {slicer}: {runs_of.get(slicer, 0)} run(s)); **bold**: the "
+                 "95 % interval excludes 0.", "", markdown_differences(diffs, slicer, tasks)]
     if ablation_models:
         text += ["", f"SLICER ablations (one component changed each; pretraining seed {args.pretrain_seeds[0]}):", "",
                  markdown_table(table, [slicer] + ablation_models + ["random_init"], tasks, notes)]

@@ -9,17 +9,79 @@ failed (its error is listed under the table) or ``–`` when it was not run. The
 fewer tasks than the suite has (a failed or missing cell) is marked ``*``.
 Note that metrics of different kinds (accuracy, F-measure, error rate) are averaged as
 they are, as in the HEAR leaderboard's summaries.
+
+Every value carries its bootstrap interval over test clips, ``value [low, high]``
+(:mod:`eval_suites.intervals`, computed from the per-clip outputs each cell stores; a suite
+mean resamples clips within each of its tasks). ``[n/a]`` where a cell has no per-clip
+outputs (results from before they were kept) or its metric cannot be resampled: an interval
+is never invented. The plot draws the intervals as error bars.
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from eval_suites.results import CellResult, collect_results, write_csv
+from eval_suites.clip_outputs import OUTPUTS_FILE, load_outputs
+from eval_suites.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
+from eval_suites.results import CellResult, cell_dir, collect_results, write_csv
 
-__all__ = ["markdown_report", "plot_results", "write_report", "print_summary"]
+__all__ = ["Intervals", "markdown_report", "plot_results", "write_report", "print_summary"]
+
+
+@lru_cache(maxsize=8192)
+def _cached_replicates(path: str, stamp: tuple, metric: str, task: str, cfg: BootstrapConfig) -> np.ndarray:
+    outputs = load_outputs(Path(path).parent)
+    return cell_replicates(outputs, metric, cfg, task)
+
+
+class Intervals:
+    """Bootstrap replicates and intervals of the cells under a results folder (computed once
+    per cell and outputs file in a process, so the report rebuilt after every cell stays cheap)."""
+
+    def __init__(self, out_dir: str | Path | None, cfg: BootstrapConfig = BootstrapConfig()):
+        self.out = None if out_dir is None else Path(out_dir)
+        self.cfg = cfg
+
+    def replicates(self, r: CellResult | None, metric: str | None = None) -> np.ndarray | None:
+        """(n_boot,) the metric (default: primary) of cell ``r`` on each resample, or None."""
+        if self.out is None or r is None or not r.ok or r.primary is None:
+            return None
+        metric = metric or r.primary.metric
+        path = cell_dir(self.out, r.model, r.task, r.protocol) / OUTPUTS_FILE
+        value = next((m.value for m in r.metrics if m.metric == metric), math.nan)
+        if not supports(metric) or not path.is_file() or math.isnan(value):
+            return None
+        st = path.stat()
+        reps = _cached_replicates(str(path), (st.st_mtime_ns, st.st_size), metric, r.task, self.cfg)
+        return None if np.isnan(reps).any() else reps
+
+    def cell(self, r: CellResult | None, metric: str | None = None) -> tuple[float, float] | None:
+        reps = self.replicates(r, metric)
+        return None if reps is None else percentile_interval(reps, self.cfg.level)
+
+    def mean(self, cells: list[CellResult]) -> tuple[float, float] | None:
+        """Interval of the mean of the cells' primary metrics (None unless all have outputs)."""
+        reps = [self.replicates(r) for r in cells]
+        if not reps or any(x is None for x in reps):
+            return None
+        return percentile_interval(np.mean(reps, axis=0), self.cfg.level)
+
+    def table(self, results: list[CellResult]) -> dict:
+        """{(model, task, protocol, metric): (low, high)} for every metric that has one."""
+        out = {}
+        for r in results:
+            for m in (r.metrics if r.ok else []):
+                iv = self.cell(r, m.metric)
+                if iv is not None:
+                    out[(r.model, r.task, r.protocol, m.metric)] = iv
+        return out
+
+
+def _ci(iv: tuple[float, float] | None) -> str:
+    return " [n/a]" if iv is None else f" [{iv[0]:.3f}, {iv[1]:.3f}]"
 
 
 def _layout(results: list[CellResult]):
@@ -32,7 +94,7 @@ def _layout(results: list[CellResult]):
     return protocols, models, tasks, suites, cells
 
 
-def _fmt(r: CellResult | None) -> str:
+def _fmt(r: CellResult | None, intervals: Intervals) -> str:
     if r is None:
         return "–"
     if not r.ok:
@@ -40,24 +102,28 @@ def _fmt(r: CellResult | None) -> str:
     m = r.primary
     if m is None:
         return "–"
-    return f"{m.value:.3f} ± {m.std:.3f}" if m.std is not None else f"{m.value:.3f}"
+    text = f"{m.value:.3f} ± {m.std:.3f}" if m.std is not None else f"{m.value:.3f}"
+    return text + _ci(intervals.cell(r))
 
 
-def _suite_means(cells, model: str, protocol: str, tasks: list[str], suites: dict
-                 ) -> dict[str, tuple[float, bool]]:
-    """{suite: (mean of primary metrics, complete?)}."""
+def _suite_means(cells, model: str, protocol: str, tasks: list[str], suites: dict, intervals: Intervals
+                 ) -> dict[str, tuple[float, bool, tuple[float, float] | None]]:
+    """{suite: (mean of primary metrics, complete?, interval or None)}."""
     out = {}
     for suite in dict.fromkeys(suites[t] for t in tasks):
         members = [t for t in tasks if suites[t] == suite]
-        vals = [cells[(model, t, protocol)].primary.value for t in members
+        done = [cells[(model, t, protocol)] for t in members
                 if (model, t, protocol) in cells and cells[(model, t, protocol)].primary]
-        if vals:
-            out[suite] = (float(np.mean(vals)), len(vals) == len(members))
+        if done:
+            out[suite] = (float(np.mean([r.primary.value for r in done])), len(done) == len(members),
+                          intervals.mean(done))
     return out
 
 
-def markdown_report(results: list[CellResult]) -> str:
-    """Markdown tables (one per protocol, models x tasks, with per-suite means)."""
+def markdown_report(results: list[CellResult], intervals: Intervals | None = None) -> str:
+    """Markdown tables (one per protocol, models x tasks, with per-suite means), each value
+    with its bootstrap interval (``intervals``; none given: every interval ``n/a``)."""
+    intervals = intervals or Intervals(None)
     if not results:
         return "# Results\n\nNo finished cells yet.\n"
     protocols, models, tasks, suites, cells = _layout(results)
@@ -77,12 +143,12 @@ def markdown_report(results: list[CellResult]) -> str:
         lines.append("|" + "|".join(["---"] * len(header)) + "|")
         incomplete = False
         for model in models:
-            row = [model] + [_fmt(cells.get((model, t, protocol))) for t in tasks]
-            means = _suite_means(cells, model, protocol, tasks, suites)
+            row = [model] + [_fmt(cells.get((model, t, protocol)), intervals) for t in tasks]
+            means = _suite_means(cells, model, protocol, tasks, suites, intervals)
             for s in suite_names:
                 if s in means:
-                    v, complete = means[s]
-                    row.append(f"{v:.3f}" + ("" if complete else "*"))
+                    v, complete, iv = means[s]
+                    row.append(f"{v:.3f}" + ("" if complete else "*") + _ci(iv))
                     incomplete |= not complete
                 else:
                     row.append("–")
@@ -98,13 +164,19 @@ def markdown_report(results: list[CellResult]) -> str:
         if incomplete:
             lines.append("`*` mean over the finished tasks only.")
             lines.append("")
+    cfg = intervals.cfg
+    lines.append(f"`[low, high]`: {cfg.level:.0%} bootstrap interval over test clips ({cfg.n_boot} "
+                 f"resamples, seed {cfg.seed}; suite means resample clips within each task); `n/a`: the "
+                 "cell has no per-clip outputs or its metric cannot be resampled. See docs/eval.md.")
+    lines.append("")
     return "\n".join(lines)
 
 
-def plot_results(results: list[CellResult], path: str | Path) -> Path:
-    """Grouped bars of the primary metric (tasks x models), one panel per protocol;
-    a failed cell is drawn as a red ``x`` at zero. Uses matplotlib's Agg canvas
-    directly (no pyplot, no global backend change)."""
+def plot_results(results: list[CellResult], path: str | Path, intervals: Intervals | None = None) -> Path:
+    """Grouped bars of the primary metric (tasks x models), one panel per protocol, with
+    bootstrap intervals as error bars where there are any; a failed cell is drawn as a red
+    ``x`` at zero. Uses matplotlib's Agg canvas directly (no pyplot, no global backend change)."""
+    intervals = intervals or Intervals(None)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -119,19 +191,28 @@ def plot_results(results: list[CellResult], path: str | Path) -> Path:
     x = np.arange(len(columns))
     for ax, protocol in zip(axes, protocols):
         for i, model in enumerate(models):
-            means = _suite_means(cells, model, protocol, tasks, suites)
-            values, failed = [], []
+            means = _suite_means(cells, model, protocol, tasks, suites, intervals)
+            values, bounds, failed = [], [], []
             for j, t in enumerate(tasks):
                 r = cells.get((model, t, protocol))
                 values.append(r.primary.value if r is not None and r.primary else math.nan)
+                bounds.append(intervals.cell(r))
                 if r is not None and not r.ok:
                     failed.append(j)
             values += [means[s][0] if s in means else math.nan for s in suite_names]
+            bounds += [means[s][2] if s in means else None for s in suite_names]
             pos = x - 0.4 + bar * (i + 0.5)
             ax.bar(pos, np.nan_to_num(values, nan=0.0), bar, label=model, color=f"C{i}")
+            has = [j for j, b in enumerate(bounds) if b is not None and not math.isnan(values[j])]
+            if has:
+                v = np.array([values[j] for j in has])
+                err = np.array([[v[k] - bounds[j][0], bounds[j][1] - v[k]] for k, j in enumerate(has)]).T
+                ax.errorbar(pos[has], v, yerr=np.maximum(err, 0), fmt="none", ecolor="black",
+                            elinewidth=0.8, capsize=2)
             if failed:
                 ax.plot(pos[failed], np.zeros(len(failed)), "x", color="red", markersize=9)
-        ax.set_title(f"protocol: {protocol} (primary metric per task; red x = failed)")
+        ax.set_title(f"protocol: {protocol} (primary metric per task, {intervals.cfg.level:.0%} bootstrap "
+                     "interval; red x = failed)")
         ax.set_xticks(x, columns, rotation=30, ha="right", fontsize=8)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.legend(fontsize=8, loc="best")
@@ -139,19 +220,22 @@ def plot_results(results: list[CellResult], path: str | Path) -> Path:
     return Path(path)
 
 
-def write_report(out_dir: str | Path, plot: bool = True) -> dict[str, Path]:
-    """Rebuild ``results.csv``, ``results.md`` (and ``results.png``) in ``out_dir``."""
+def write_report(out_dir: str | Path, plot: bool = True,
+                 bootstrap: BootstrapConfig = BootstrapConfig()) -> dict[str, Path]:
+    """Rebuild ``results.csv``, ``results.md`` (and ``results.png``) in ``out_dir``, with
+    intervals from ``bootstrap``."""
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"results folder {out} does not exist; run "
                                 f"'python -m eval_suites run MANIFEST --out {out}' first")
     results = collect_results(out)
-    paths = {"csv": write_csv(results, out / "results.csv")}
+    intervals = Intervals(out, bootstrap)
+    paths = {"csv": write_csv(results, out / "results.csv", intervals.table(results))}
     md = out / "results.md"
-    md.write_text(markdown_report(results))
+    md.write_text(markdown_report(results, intervals))
     paths["markdown"] = md
     if plot and results:
-        paths["plot"] = plot_results(results, out / "results.png")
+        paths["plot"] = plot_results(results, out / "results.png", intervals)
     return paths
 
 

@@ -5,10 +5,12 @@ written atomically once the cell has finished, successfully or not; its presence
 ``status == "ok"`` is what makes a rerun skip the cell. ``results.csv`` is rebuilt from
 those files and has one row per (model, task, protocol, metric)::
 
-    model, task, suite, protocol, metric, value, std, folds, seconds, status, error
+    model, task, suite, protocol, metric, value, std, folds, ci_low, ci_high, seconds, status, error
 
 ``std`` is the standard deviation over folds (k-fold tasks; empty otherwise), ``folds``
-the number of folds scored (1 for train/valid/test). A failed cell has one row with
+the number of folds scored (1 for train/valid/test), ``ci_low``/``ci_high`` the bootstrap
+interval over test clips (:mod:`eval_suites.intervals`; empty when the cell has no per-clip
+outputs, e.g. results written before they were kept, or the metric cannot be resampled). A failed cell has one row with
 ``status == "failed"``, an empty metric and value, and its error message.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = ["MetricScore", "CellResult", "cell_dir", "save_cell", "load_cell",
            "collect_results", "results_frame", "write_csv", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ["model", "task", "suite", "protocol", "metric", "value", "std", "folds",
-               "seconds", "status", "error"]
+               "ci_low", "ci_high", "seconds", "status", "error"]
 RESULT_FILE = "result.json"
 
 
@@ -98,22 +100,27 @@ def collect_results(out_dir: str | Path) -> list[CellResult]:
     return sorted((load_cell(p) for p in paths), key=lambda r: (r.model, r.task, r.protocol))
 
 
-def results_frame(results: list[CellResult]) -> pd.DataFrame:
-    """The long table of ``results.csv`` (columns :data:`CSV_COLUMNS`)."""
+def results_frame(results: list[CellResult], intervals: dict | None = None) -> pd.DataFrame:
+    """The long table of ``results.csv`` (columns :data:`CSV_COLUMNS`); ``intervals``:
+    {(model, task, protocol, metric): (low, high)}, NaN where absent."""
+    intervals = intervals or {}
     rows = []
     for r in results:
         base = dict(model=r.model, task=r.task, suite=r.suite, protocol=r.protocol,
                     seconds=round(r.seconds, 3), status=r.status, error=r.error or "")
         if not r.ok:
-            rows.append({**base, "metric": "", "value": math.nan, "std": math.nan, "folds": 0})
+            rows.append({**base, "metric": "", "value": math.nan, "std": math.nan, "folds": 0,
+                         "ci_low": math.nan, "ci_high": math.nan})
             continue
         for m in r.metrics:
+            lo, hi = intervals.get((r.model, r.task, r.protocol, m.metric), (math.nan, math.nan))
             rows.append({**base, "metric": m.metric, "value": m.value,
-                         "std": math.nan if m.std is None else m.std, "folds": m.folds})
+                         "std": math.nan if m.std is None else m.std, "folds": m.folds,
+                         "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
-def write_csv(results: list[CellResult], path: str | Path) -> Path:
-    """Write ``results.csv``."""
-    results_frame(results).to_csv(path, index=False)
+def write_csv(results: list[CellResult], path: str | Path, intervals: dict | None = None) -> Path:
+    """Write ``results.csv`` (``intervals`` as in :func:`results_frame`)."""
+    results_frame(results, intervals).to_csv(path, index=False)
     return Path(path)

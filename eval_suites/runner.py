@@ -25,6 +25,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from eval_suites.clip_outputs import clear_outputs
 from eval_suites.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
 from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
 from eval_suites.protocols.heareval import run_heareval
@@ -96,11 +97,13 @@ class _ModelLoader:
 
 
 def _score(protocol: str, manifest: Manifest, embed_dir: Path, work: Path, progress: bool):
+    """(metrics, details) of one cell; its per-clip test outputs go into ``work``."""
+    clear_outputs(work)  # none left from an earlier scoring of the cell
     if protocol == "linear":
-        summary, folds = run_linear(embed_dir, manifest.linear, progress=progress)
+        summary, folds = run_linear(embed_dir, manifest.linear, progress=progress, outputs_dir=work)
         return summary, {"folds": [asdict(f) for f in folds]}
     if protocol == "heareval":
-        return run_heareval(embed_dir, work / "work", manifest.heareval)
+        return run_heareval(embed_dir, work / "work", manifest.heareval, outputs_dir=work)
     raise ValueError(f"unknown protocol {protocol!r}")
 
 

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from eval_suites.__main__ import main
+from eval_suites.clip_outputs import load_outputs
+from eval_suites.intervals import point_value, supports
 from eval_suites.demo_tasks import build_event_task, build_instrument_task
 from eval_suites.manifest import load_manifest
 from eval_suites.results import CSV_COLUMNS, cell_dir, collect_results
@@ -70,6 +72,16 @@ def test_cli_runs_both_protocols_for_two_models(tasks_root, tmp_path):
         v = df[df.metric == metric].value.dropna()
         assert ((v >= 0) & (v <= 1)).all(), (metric, v.tolist())
     assert (df[df.metric == "segment_1s_er"].value.dropna() >= 0).all()
+    # Every cell kept its per-clip test outputs (linear and heareval, scene and event), and they
+    # give back the protocol's own score.
+    for _, r in df.iterrows():
+        outputs = load_outputs(cell_dir(out, r.model, r.task, r.protocol))
+        assert outputs is not None, (r.model, r.task, r.protocol)
+        if not supports(r.metric):
+            assert math.isnan(r.ci_low)
+        elif not math.isnan(r.value):
+            assert point_value(outputs, r.metric) == pytest.approx(r.value, abs=1e-6), tuple(r)
+            assert 0 <= r.ci_low <= r.ci_high <= 1, tuple(r)
     assert (df.folds == 1).all() and df["std"].isna().all() and (df.seconds > 0).all()
     # The easy task is above chance (0.5) with the linear protocol. heareval's scores are
     # checked for validity only: on 8 training clips of the toy model's unstandardised
@@ -86,6 +98,7 @@ def test_cli_runs_both_protocols_for_two_models(tasks_root, tmp_path):
     for s in ("## Protocol `linear`", "## Protocol `heareval`", "| model | events | instruments | mean demo |",
               "| toy |", "| slicer |"):
         assert s in md
+    assert "[n/a]" not in md.split("`[low, high]`")[0]  # every shown score has its interval
     png = (out / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     # heareval really ran, in the cell's own folder, on links into the shared cache

@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from eval_suites import mini_lape
+from eval_suites.clip_outputs import save_outputs
+from eval_suites.intervals import BootstrapConfig, FoldOutputs, difference_intervals, model_intervals
 from eval_suites.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
-                                   aggregate, markdown_table, plan_runs, run_state)
+                                   aggregate, differences, markdown_differences, markdown_table, plan_runs,
+                                   plot_table, run_state)
 from eval_suites.references import logmel_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,7 +163,78 @@ def test_aggregate_and_markdown_rank_by_mean():
     md = markdown_table(aggregate(pd.DataFrame(rows), ["a", "b"]), ["a", "b"], ["t1", "t2"], {"a": "note"})
     lines = md.splitlines()
     assert lines[2].startswith("| 1 | b |") and lines[3].startswith("| 2 | a |") and lines[3].endswith("| note |")
-    assert "0.800 ± 0.141" in lines[3]
+    # results without per-clip outputs (no column "cell"): the interval is n/a, never invented
+    assert "| 0.800 [n/a] |" in lines[3] and "[0." not in md
+
+
+def _write_cells(root: Path, n: int = 120) -> pd.DataFrame:
+    """Cells of three groups on two tasks with stored per-clip outputs: "a" (2 pretraining runs,
+    good), "b" (1 run, worse), "c" (1 run, the same outputs as "a"'s first run). Returns the long table."""
+    rng = np.random.default_rng(0)
+    truth = {t: rng.integers(0, 3, n) for t in ("t1", "t2")}
+    p_right = {("a", "a"): 0.85, ("a", "a_seed1"): 0.75, ("b", "b"): 0.45, ("c", "c"): 0.85}
+    rows = []
+    for (group, run), p in p_right.items():
+        for task, true in truth.items():
+            for probe in (0, 1):
+                g = np.random.default_rng([{"a": 0, "a_seed1": 1, "b": 2, "c": 0}[run], probe, len(task)])
+                pred = np.where(g.random(n) < p, true, (true + 1) % 3)
+                scores = np.eye(3)[pred] + 0.01 * g.random((n, 3))
+                d = root / f"seed{probe}" / run / task
+                fold = FoldOutputs(np.array([f"{task}_{i}" for i in range(n)]), np.eye(3, dtype=np.uint8)[true], scores)
+                save_outputs(d, {"test": fold})
+                rows.append(dict(group=group, model=run, task=task, seed=probe, metric="top1_acc",
+                                 value=float((pred == true).mean()), status="ok", error="", cell=str(d)))
+    return pd.DataFrame(rows)
+
+
+def test_aggregate_gives_hierarchical_intervals_from_the_stored_outputs(tmp_path):
+    long = _write_cells(tmp_path)
+    cfg = BootstrapConfig(n_boot=300)
+    table = aggregate(long, ["a", "b", "c"], cfg).set_index(["model", "task"])
+    assert table.loc[("a", "mean"), "runs"] == 2 and table.loc[("b", "t1"), "runs"] == 1
+    # the same numbers as the intervals module called directly on the outputs
+    from eval_suites.clip_outputs import load_outputs
+    def runs(run_names, task):
+        return [[load_outputs(tmp_path / f"seed{p}" / r / task) for p in (0, 1)] for r in run_names]
+    direct = model_intervals({t: runs(["a", "a_seed1"], t) for t in ("t1", "t2")},
+                             {"t1": "top1_acc", "t2": "top1_acc"}, cfg)
+    for task in ("t1", "t2", "mean"):
+        assert table.loc[("a", task), "mean"] == pytest.approx(direct[task].value)
+        assert (table.loc[("a", task), "ci_low"], table.loc[("a", task), "ci_high"]) == \
+            pytest.approx((direct[task].low, direct[task].high))
+    assert table.loc[("b", "mean"), "ci_high"] < table.loc[("a", "mean"), "ci_low"]
+    md = markdown_table(table.reset_index(), ["a", "b", "c"], ["t1", "t2"], {})
+    assert f"**{table.loc[('a', 'mean'), 'mean']:.3f} [{table.loc[('a', 'mean'), 'ci_low']:.3f}, " in md
+    plot_table(table.reset_index(), [("all", ["a", "b", "c"])], ["t1", "t2"], tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 5000
+
+    # a cell without outputs makes that task's interval, and the mean's, n/a
+    broken = long.copy()
+    broken.loc[(broken.model == "b") & (broken.task == "t2") & (broken.seed == 1), "cell"] = str(tmp_path / "none")
+    t2 = aggregate(broken, ["a", "b", "c"], cfg).set_index(["model", "task"])
+    assert not math.isnan(t2.loc[("b", "t1"), "ci_low"])
+    assert math.isnan(t2.loc[("b", "t2"), "ci_low"]) and math.isnan(t2.loc[("b", "mean"), "ci_low"])
+
+
+def test_differences_are_paired_and_flag_what_exceeds_the_noise(tmp_path):
+    long = _write_cells(tmp_path)
+    cfg = BootstrapConfig(n_boot=300)
+    diffs = differences(long, "a", ["b", "c"], cfg).set_index(["model", "task"])
+    from eval_suites.clip_outputs import load_outputs
+    def runs(run_names, task):
+        return [[load_outputs(tmp_path / f"seed{p}" / r / task) for p in (0, 1)] for r in run_names]
+    direct = difference_intervals({t: runs(["a", "a_seed1"], t) for t in ("t1", "t2")},
+                                  {t: runs(["b"], t) for t in ("t1", "t2")}, {"t1": "top1_acc", "t2": "top1_acc"}, cfg)
+    for task in ("t1", "t2", "mean"):
+        assert diffs.loc[("b", task), "diff"] == pytest.approx(direct[task].value)
+        assert (diffs.loc[("b", task), "ci_low"], diffs.loc[("b", task), "ci_high"]) == \
+            pytest.approx((direct[task].low, direct[task].high))
+    assert diffs.loc[("b", "mean"), "excludes_zero"]  # 0.8 vs 0.45: far beyond the noise
+    assert not diffs.loc[("c", "mean"), "excludes_zero"]  # c is a's first run: the seeds' spread covers it
+    md = markdown_differences(diffs.reset_index(), "a", ["t1", "t2"])
+    assert md.splitlines()[0] == "| a minus | t1 | t2 | mean |"
+    assert "| b | **+0." in md and "| c | " in md and "| c | **" not in md
 
 
 # ----------------------------------------------------------------------------- end to end
