@@ -13,10 +13,13 @@ from the global torch RNG of the device (saved and restored with the run).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .checks import Check, above, at_least, between, ordered_pair
 
 __all__ = [
     "MixupConfig", "RandomResizeCropConfig", "KMixConfig", "AugmentConfig",
@@ -30,6 +33,7 @@ class MixupConfig:
     enabled: bool = True
     memory: int = 2048  # BYOL-A
     alpha: float = 0.4  # lambda ~ U(0, alpha), BYOL-A
+    CHECKS: ClassVar[dict[str, Check]] = {"memory": at_least(1), "alpha": between(0, 1)}
 
 
 @dataclass
@@ -39,6 +43,8 @@ class RandomResizeCropConfig:
     scale_f: tuple[float, float] = (0.6, 1.5)  # crop height / input height, BYOL-A
     scale_t: tuple[float, float] = (0.6, 1.5)  # crop width / input width, BYOL-A
     frequency: bool = True  # False: crop along time only (no stretch or shift of the mel axis; ours, an ablation)
+    CHECKS: ClassVar[dict[str, Check]] = {"canvas": ordered_pair(at_least(1.0)), "scale_f": ordered_pair(above(0.0)),
+                                          "scale_t": ordered_pair(above(0.0))}
 
 
 @dataclass
@@ -48,6 +54,8 @@ class KMixConfig:
     r: int = 128  # partner drawn among the r memory entries farthest from the clip's centroid
     alpha: float = 0.4  # lambda ~ U(0, alpha), as mixup
     k: int = 4  # spherical k-means centroids (computed by pretrain.stats)
+    CHECKS: ClassVar[dict[str, Check]] = {"memory": at_least(1), "r": at_least(1), "alpha": between(0, 1),
+                                          "k": at_least(1)}
 
 
 @dataclass

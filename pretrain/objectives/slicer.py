@@ -16,7 +16,7 @@ process are enqueued (`after_step`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, above, at_least, between
 from ..distributed import DistContext, all_gather_nograd, shuffled_forward
 from ..ema import copy_as_teacher, ema_update
 from ..losses.cluster import cluster_contrast, negative_entropy
@@ -49,6 +50,11 @@ class SlicerConfig:
     cluster_weight: float = 1.0
     shuffle_bn: bool = True  # shuffle-BN for the teacher under DDP
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "instance_dim": at_least(1), "n_clusters": at_least(2), "cluster_hidden": at_least(0),
+        "queue_size": at_least(1), "instance_temperature": above(0.0), "cluster_temperature": above(0.0),
+        "momentum": between(0, 1), "entropy_weight": at_least(0.0), "instance_weight": at_least(0.0),
+        "cluster_weight": at_least(0.0)}
 
 
 class Slicer(Objective):
