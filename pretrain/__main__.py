@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             target = Path(args.resume) if args.resume else Path(load_config(args.config, overrides).run.out)
             resume = latest_checkpoint(target) if target.is_dir() else target
             base = config_from_dict(load_checkpoint(resume).train_config).to_dict()
-            if args.config:
-                base = merge_into(base, read_yaml(args.config))
-            cfg = config_from_dict(apply_overrides(base, overrides))
+            changes = apply_overrides(read_yaml(args.config) if args.config else {}, overrides)
+            if changes.get("objective", {}).get("name", base["objective"]["name"]) != base["objective"]["name"]:
+                base["objective"] = {}  # another objective: its params are its own (the change is refused later)
+            cfg = config_from_dict(merge_into(base, changes))
         else:
             cfg = load_config(args.config, overrides)
         train(cfg, resume=resume, overwrite=args.overwrite)
