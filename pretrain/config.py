@@ -81,7 +81,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 3.0  # max global grad norm; 0 disables (not in the sources: a safety net)
     CHECKS: ClassVar[dict[str, Check]] = {
-        "lr": between(0, 10, low_open=True), "weight_decay": between(0, 1), "betas": each(between(0, 1, high_open=True)),
+        "lr": above(0.0), "weight_decay": between(0, 1), "betas": each(between(0, 1, high_open=True)),
         "momentum": between(0, 1, high_open=True), "warmup_steps": at_least(0), "min_lr_ratio": between(0, 1),
         "grad_clip": at_least(0.0)}
 

@@ -65,8 +65,8 @@ def _run_files(out: Path) -> list[Path]:
     return [out / n for n in RUN_FILES if (out / n).exists()] + sorted(out.glob("rank*_final.pt"))
 
 
-def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool, is_main: bool) -> None:
-    """Refuse `out` when it holds another run; with `overwrite`, delete that run's files (main process)."""
+def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
+    """Refuse `out` when it holds another run; with `overwrite`, delete that run's files (main process only)."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run.out {out} exists and is not a folder")
     present = _run_files(out) if out.is_dir() else []
@@ -86,9 +86,11 @@ def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool, is_main: 
         raise RunFolderError(
             f"cannot {what} {out}: it holds another run ({', '.join(p.name for p in present)}). "
             f"Resume that run with --resume {out}, choose another --out, or pass --overwrite to delete it.")
-    if is_main:
-        for p in present:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in present:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _check_resume_config(cfg: TrainConfig, stored: dict, resume: Path) -> list[str]:
@@ -185,7 +187,15 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         if not state:
             raise CheckpointError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
         accepted = _check_resume_config(cfg, ckpt.train_config, Path(resume))
-    _claim_run_folder(out, Path(resume) if resume else None, overwrite, ctx.is_main)
+    problem = None  # decided by the main process alone: the others would see the files it creates
+    if ctx.is_main:
+        try:
+            _claim_run_folder(out, Path(resume) if resume else None, overwrite)
+        except RunFolderError as e:
+            problem = str(e)
+    problem = _broadcast_object(problem, ctx)
+    if problem:
+        raise RunFolderError(problem)
     log = RunLog(out, enabled=ctx.is_main)
     if state:
         log.drop_rows_after(int(state["step"]))  # rows logged after the checkpoint, before a kill

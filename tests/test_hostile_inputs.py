@@ -105,7 +105,7 @@ def file_size_limit(nbytes: int):
     ("data.num_workers=-1", "data.num_workers"), ("data.silence_peak=2", "data.silence_peak"),
     ("data.extensions=[]", "data.extensions"), ("data.max_peak=0", "data.max_peak"),
     ("stats.fraction=0", "stats.fraction"), ("stats.min_files=0", "stats.min_files"),
-    ("stats.kmeans_iters=0", "stats.kmeans_iters"), ("optim.lr=0", "optim.lr"), ("optim.lr=1e30", "optim.lr"),
+    ("stats.kmeans_iters=0", "stats.kmeans_iters"), ("optim.lr=0", "optim.lr"), ("optim.lr=-1e-3", "optim.lr"),
     ("optim.lr=.nan", "optim.lr"), ("optim.betas=[0.9,1.5]", "optim.betas"), ("optim.momentum=1", "optim.momentum"),
     ("optim.warmup_steps=-1", "optim.warmup_steps"), ("optim.min_lr_ratio=2", "optim.min_lr_ratio"),
     ("optim.grad_clip=-1", "optim.grad_clip"), ("optim.weight_decay=-0.1", "optim.weight_decay"),
