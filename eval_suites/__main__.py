@@ -7,7 +7,8 @@
     python -m eval_suites prepare lape ... # LAPE converters (eval_suites.lape)
 
 Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
-2 for a bad manifest or command line.
+2 for a bad manifest or command line, 3 when an output cannot be written (disk full,
+read-only folder: the message names the file; results written before it are intact).
 """
 from __future__ import annotations
 
@@ -119,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -242,7 +242,8 @@ def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: in
             run, ckpt = todo.pop(0)
             run.out.parent.mkdir(parents=True, exist_ok=True)
             cmd = [sys.executable, "-m", "pretrain"]
-            cmd += ["--resume", str(ckpt)] if ckpt else ["--config", str(run.config)]
+            # "new": no checkpoint there, so files a crashed attempt left are replaced (--overwrite)
+            cmd += ["--resume", str(ckpt)] if ckpt else ["--config", str(run.config), "--overwrite"]
             cmd += ["--set", *run.set_args()]
             log = open(run.out.parent / f"{run.name}.out", "a")
             verb = f"resuming from {ckpt.name}" if ckpt else "training"

@@ -12,23 +12,38 @@ the number of folds scored (1 for train/valid/test), ``ci_low``/``ci_high`` the 
 interval over test clips (:mod:`eval_suites.intervals`; empty when the cell has no per-clip
 outputs, e.g. results written before they were kept, or the metric cannot be resampled). A failed cell has one row with
 ``status == "failed"``, an empty metric and value, and its error message.
+
+A ``result.json`` that cannot be read back (truncated, not JSON, wrong fields: a crash of
+another tool, a full disk, a hand edit) is a :class:`CorruptResult`; ``collect_results``
+leaves that cell out with a :class:`CorruptResultWarning` naming the file, and the runner
+computes the cell again. A failed write (disk full, read-only folder) is an OSError naming
+the file; the previous ``result.json`` of the cell, if any, is left as it was.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["MetricScore", "CellResult", "cell_dir", "save_cell", "load_cell",
-           "collect_results", "results_frame", "write_csv", "CSV_COLUMNS"]
+__all__ = ["MetricScore", "CellResult", "cell_dir", "save_cell", "load_cell", "CorruptResult",
+           "CorruptResultWarning", "collect_results", "results_frame", "write_csv", "CSV_COLUMNS"]
 
 CSV_COLUMNS = ["model", "task", "suite", "protocol", "metric", "value", "std", "folds",
                "ci_low", "ci_high", "seconds", "status", "error"]
 RESULT_FILE = "result.json"
+
+
+class CorruptResult(ValueError):
+    """A result.json that cannot be read back as a cell result; the message names the file."""
+
+
+class CorruptResultWarning(UserWarning):
+    """A corrupt result.json was left out (report) or will be computed again (run)."""
 
 
 @dataclass
@@ -73,11 +88,17 @@ def cell_dir(out_dir: str | Path, model: str, task: str, protocol: str) -> Path:
 def save_cell(out_dir: str | Path, result: CellResult) -> Path:
     """Write ``result.json`` of the cell atomically (temp file + rename)."""
     d = cell_dir(out_dir, result.model, result.task, result.protocol)
-    d.mkdir(parents=True, exist_ok=True)
     path = d / RESULT_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(result), indent=1, default=_json_default))
-    os.replace(tmp, path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(asdict(result), indent=1, default=_json_default))
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write the cell result {path}: {e.strerror or e}; "
+                               "results already written are intact") from e
     return path
 
 
@@ -88,16 +109,36 @@ def _json_default(x):
 
 
 def load_cell(path: str | Path) -> CellResult:
-    """Read one ``result.json``."""
-    d = json.loads(Path(path).read_text())
-    d["metrics"] = [MetricScore(**m) for m in d.get("metrics", [])]
-    return CellResult(**d)
+    """Read one ``result.json``; :class:`CorruptResult` (naming it) when it cannot be read back."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(d, dict):
+            raise TypeError(f"expected a JSON object, got {type(d).__name__}")
+        d["metrics"] = [MetricScore(**m) for m in d.get("metrics", [])]
+        result = CellResult(**d)
+        if result.status not in ("ok", "failed") or not all(
+                isinstance(m.value, (int, float)) and not isinstance(m.value, bool) for m in result.metrics):
+            raise ValueError(f"status {result.status!r} or metric values {[m.value for m in result.metrics]} "
+                             "are not those of a cell result")
+        if not isinstance(result.details, dict):
+            raise TypeError("'details' is not a JSON object")
+    except (ValueError, TypeError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise CorruptResult(f"{path} is not a readable cell result ({type(e).__name__}: {e})") from e
+    return result
 
 
 def collect_results(out_dir: str | Path) -> list[CellResult]:
-    """Every finished cell under ``<out>/cells`` (sorted by model, task, protocol)."""
-    paths = sorted(Path(out_dir).glob(f"cells/*/*/*/{RESULT_FILE}"))
-    return sorted((load_cell(p) for p in paths), key=lambda r: (r.model, r.task, r.protocol))
+    """Every finished cell under ``<out>/cells`` (sorted by model, task, protocol); a corrupt
+    ``result.json`` is left out with a :class:`CorruptResultWarning` naming it."""
+    results = []
+    for p in sorted(Path(out_dir).glob(f"cells/*/*/*/{RESULT_FILE}")):
+        try:
+            results.append(load_cell(p))
+        except CorruptResult as e:
+            warnings.warn(f"{e}; the cell is left out (a run computes it again)", CorruptResultWarning,
+                          stacklevel=2)
+    return sorted(results, key=lambda r: (r.model, r.task, r.protocol))
 
 
 def results_frame(results: list[CellResult], intervals: dict | None = None) -> pd.DataFrame:

@@ -12,13 +12,17 @@ every protocol of the task scores them. Each cell ends with its ``result.json``
   recorded in that cell as ``failed`` with its message, and the run goes on;
   ``KeyboardInterrupt`` stops the run without recording the cell in progress;
 - ``results.csv`` and ``results.md`` are rewritten after every cell, so what is
-  finished is always on disk; ``results.png`` is drawn at the end (and by ``report``).
+  finished is always on disk; ``results.png`` is drawn at the end (and by ``report``);
+- a corrupt ``result.json`` (truncated, not JSON) is warned about, naming the file, and its
+  cell computed again; a failed write (disk full, read-only output) stops the run with an
+  OSError naming the file, every result written before it intact.
 """
 from __future__ import annotations
 
 import json
 import time
 import traceback
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -31,8 +35,8 @@ from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, c
 from eval_suites.protocols.heareval import run_heareval
 from eval_suites.protocols.linear import run_linear
 from eval_suites.report import write_report
-from eval_suites.results import (CellResult, MetricScore, cell_dir, collect_results,
-                                 load_cell, save_cell)
+from eval_suites.results import (CellResult, CorruptResult, CorruptResultWarning, MetricScore, cell_dir,
+                                 collect_results, load_cell, save_cell)
 
 __all__ = ["run_manifest", "pending_cells"]
 
@@ -59,7 +63,11 @@ def _done(out_dir: Path, model: ModelSpec, task: TaskSpec, protocol: str, finger
     path = cell_dir(out_dir, model.name, task.name, protocol) / "result.json"
     if not path.is_file():
         return False
-    cell = load_cell(path)
+    try:
+        cell = load_cell(path)
+    except CorruptResult as e:
+        warnings.warn(f"{e}; computing the cell again", CorruptResultWarning, stacklevel=2)
+        return False
     return cell.ok and json.loads(json.dumps(cell.details.get("fingerprint"), default=str)) == \
         json.loads(json.dumps(fingerprint, default=str))
 

@@ -13,11 +13,13 @@ from the global torch RNG of the device (saved and restored with the run).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .checks import Check, above, at_least, between, ordered_pair
 
 __all__ = [
     "MixupConfig", "RandomResizeCropConfig", "KMixConfig", "AugmentConfig",
@@ -32,6 +34,7 @@ class MixupConfig:
     enabled: bool = True
     memory: int = 2048  # BYOL-A
     alpha: float = 0.4  # lambda ~ U(0, alpha), BYOL-A
+    CHECKS: ClassVar[dict[str, Check]] = {"memory": at_least(1), "alpha": between(0, 1)}
 
 
 @dataclass
@@ -44,16 +47,13 @@ class RandomResizeCropConfig:
     freq_scale: tuple[float, float] = (0.6, 1.5)  # crop height / input height ~ U(range), clipped to the canvas, BYOL-A
     time_scale: tuple[float, float] = (0.6, 1.5)  # crop width / input width ~ U(range), clipped to the canvas, BYOL-A
     frequency: bool = True  # False: the crop spans the input's mel bins unmoved (time-only crop; ours, an ablation)
-
-    def __post_init__(self) -> None:
-        if any(not s >= 1.0 for s in self.virtual_crop_scale):
-            raise ValueError(f"augment.rrc.virtual_crop_scale must be (frequency, time) ratios >= 1.0 "
-                             f"(BYOL-A: [1.0, 1.5]), got {list(self.virtual_crop_scale)}")
-        for name in ("freq_scale", "time_scale"):
-            lo, hi = getattr(self, name)
-            if not (0.0 < lo <= hi and hi >= 1.0):
-                raise ValueError(f"augment.rrc.{name} must be a range [lo, hi] with 0 < lo <= hi and hi >= 1.0 "
-                                 f"(BYOL-A: [0.6, 1.5]), got {[lo, hi]}")
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "virtual_crop_scale": Check("(frequency, time) ratios, both >= 1 (BYOL-A: [1.0, 1.5])",
+                                    lambda v: len(v) == 2 and min(v) >= 1.0),
+        "freq_scale": Check("a range [low, high] with 0 < low <= high and high >= 1 (BYOL-A: [0.6, 1.5])",
+                            lambda v: len(v) == 2 and 0 < v[0] <= v[1] and v[1] >= 1.0),
+        "time_scale": Check("a range [low, high] with 0 < low <= high and high >= 1 (BYOL-A: [0.6, 1.5])",
+                            lambda v: len(v) == 2 and 0 < v[0] <= v[1] and v[1] >= 1.0)}
 
 
 @dataclass
@@ -63,6 +63,8 @@ class KMixConfig:
     r: int = 128  # partner drawn among the r memory entries farthest from the clip's centroid
     alpha: float = 0.4  # lambda ~ U(0, alpha), as mixup
     k: int = 4  # spherical k-means centroids (computed by pretrain.stats)
+    CHECKS: ClassVar[dict[str, Check]] = {"memory": at_least(1), "r": at_least(1), "alpha": between(0, 1),
+                                          "k": at_least(1)}
 
 
 @dataclass

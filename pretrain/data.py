@@ -8,9 +8,12 @@ crops, e.g. COLA), N samples per crop (crop_seconds x 16 kHz).
   paths are relative to the manifest's folder.
 - Decoding: soundfile (wav, flac, ogg, ...), any rate and channel count; channels are
   averaged, then resampled to the target rate with soxr.
-- Bad files (unreadable, corrupt, empty, non-finite, silent) never stop a run: the loader
-  replaces them by the next good file and reports them in each batch's `skipped`, so the
-  trainer can count and log them. A header scan before training catches most of them early.
+- Bad files (unreadable, corrupt, empty, non-finite, silent, out of range: peak |x| above
+  `data.max_peak`) never stop a run: the loader replaces them by the next good file and
+  reports them in each batch's `skipped`, so the trainer can count and log them. A header
+  scan before training catches most of them early. Names that are not valid UTF-8 are read
+  like any other (paths are passed to libsndfile as bytes, `os.fsencode`); manifests are
+  read as UTF-8 with `surrogateescape`, so any byte string names a file.
 - Order: `ShardedInfiniteSampler` walks a fresh permutation per epoch (seeded), pads it to
   a multiple of the process count and gives each process every P-th entry (as
   DistributedSampler). Each item carries its own crop seed, so what a step sees depends only
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -58,12 +62,13 @@ def find_audio_files(path: str | Path, extensions: tuple[str, ...] = ("wav", "fl
             raise DatasetError(f"no audio files ({', '.join(sorted(exts))}) found under {path}")
         return files
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = list(csv.DictReader(f))
         column = "path" if rows and "path" in rows[0] else (next(iter(rows[0])) if rows else None)
         entries = [r[column] for r in rows if column and r[column]]
     elif path.suffix.lower() == ".txt":
-        entries = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        entries = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     else:
         raise DatasetError(f"{path} is neither a folder nor a .txt/.csv manifest")
     if not entries:
@@ -71,12 +76,17 @@ def find_audio_files(path: str | Path, extensions: tuple[str, ...] = ("wav", "fl
     return [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
 
 
+def _sf_name(path: str | Path) -> bytes:
+    """The path as bytes for libsndfile: any name the file system holds, UTF-8 or not."""
+    return os.fsencode(path)
+
+
 def scan_files(files: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Check headers: (files that open and have samples, [(path, reason)] for the others)."""
     good, bad = [], []
     for p in files:
         try:
-            info = sf.info(str(p))
+            info = sf.info(_sf_name(p))
         except Exception as e:  # soundfile raises several types for bad files
             bad.append((str(p), f"unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}"))
             continue
@@ -87,10 +97,11 @@ def scan_files(files: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     return good, bad
 
 
-def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0) -> np.ndarray:
+def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0,
+                 max_peak: float = math.inf) -> np.ndarray:
     """Decode, mix to mono and resample: -> float32 (n,). Raises AudioFileError for bad files."""
     try:
-        x, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (n, channels)
+        x, sr = sf.read(_sf_name(path), dtype="float32", always_2d=True)  # (n, channels)
     except Exception as e:
         raise AudioFileError(f"unreadable: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if x.shape[0] == 0:
@@ -98,7 +109,11 @@ def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0) 
     x = x.mean(axis=1)
     if not np.isfinite(x).all():
         raise AudioFileError("corrupt (non-finite samples)")
-    if np.abs(x).max() <= silence_peak:
+    peak = float(np.abs(x).max())
+    if peak > max_peak:
+        raise AudioFileError(f"out of range (peak |x| = {peak:.3g} > data.max_peak = {max_peak:g}; "
+                             "float audio is expected within [-1, 1])")
+    if peak <= silence_peak:
         raise AudioFileError(f"silent (peak <= {silence_peak:g})")
     if sr != sample_rate:
         x = soxr.resample(x, sr, sample_rate).astype(np.float32)
@@ -106,13 +121,14 @@ def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0) 
 
 
 class AudioCrops(Dataset):
-    """Item (file index, crop seed) -> dict(wave (V, N) float32 tensor, skipped [(path, reason)]).
+    """Item (file index, crop seed) -> dict(wave (V, N) float32 tensor, path of the file used,
+    skipped [(path, reason)]).
 
     `crops_per_item` (V) independent random crops of the same file per item.
     """
 
     def __init__(self, files: list[Path], sample_rate: int, crop_samples: int, silence_peak: float = 1e-4,
-                 crops_per_item: int = 1):
+                 crops_per_item: int = 1, max_peak: float = math.inf):
         if not files:
             raise DatasetError("the dataset holds no usable audio file")
         if crops_per_item < 1:
@@ -122,6 +138,7 @@ class AudioCrops(Dataset):
         self.crop_samples = crop_samples
         self.silence_peak = silence_peak
         self.crops_per_item = crops_per_item
+        self.max_peak = max_peak
 
     def __len__(self) -> int:
         return len(self.files)
@@ -143,13 +160,13 @@ class AudioCrops(Dataset):
         for attempt in range(len(self.files)):
             path = self.files[(index + attempt) % len(self.files)]
             try:
-                x = decode_audio(path, self.sample_rate, self.silence_peak)
+                x = decode_audio(path, self.sample_rate, self.silence_peak, self.max_peak)
             except AudioFileError as e:
                 skipped.append((str(path), str(e)))
                 continue
             rng = np.random.default_rng(crop_seed)
             wave = np.stack([self.crop(x, rng) for _ in range(self.crops_per_item)])  # (V, N)
-            return {"wave": torch.from_numpy(wave), "skipped": skipped}
+            return {"wave": torch.from_numpy(wave), "path": str(path), "skipped": skipped}
         raise DatasetError(f"none of the {len(self.files)} files could be decoded; first problems: {skipped[:3]}")
 
 

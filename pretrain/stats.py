@@ -2,7 +2,9 @@
 
 Legend: n files in the subset, F mel bins, T frames, k centroids.
 
-On a random subset of the files (one random crop each):
+On a random subset of the files (one random crop each; bad files are replaced by the
+loader and listed in `skipped`, and a crop whose log-mel is not finite is left out and
+listed too, so the statistics come from good files only):
 - mean and std of the un-normalised log-mel over all bins and frames (BYOL-A
   pre-normalisation), stored in the frontend and in every checkpoint;
 - k-mix centroids: spherical k-means (scikit-learn KMeans on L2-normalised vectors) of each
@@ -64,8 +66,14 @@ def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids
         items = [dataset[(int(i), int(rng.integers(2**31)))] for i in chosen[start:start + batch_size]]
         skipped += [s for it in items for s in it["skipped"]]
         wave = torch.stack([it["wave"][0] for it in items]).to(device)  # (b, N), first crop of each item
-        log_mels.append(frontend.log_mel(wave).cpu())  # (b, F, T)
+        mel = frontend.log_mel(wave).cpu()  # (b, F, T)
+        finite = torch.isfinite(mel).flatten(1).all(dim=1)  # (b,)
+        skipped += [(it["path"], "non-finite log-mel (samples far out of range)")
+                    for it, ok in zip(items, finite.tolist()) if not ok]
+        log_mels.append(mel[finite])
     x = torch.cat(log_mels).double()  # (n, F, T)
+    if len(x) == 0:
+        raise DatasetError(f"no file of the statistics subset gave a finite log-mel; first problems: {skipped[:3]}")
     mean, std = float(x.mean()), float(x.std())
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise DatasetError(f"log-mel statistics are degenerate (mean={mean}, std={std}); is the audio all constant?")
@@ -77,7 +85,7 @@ def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids
                                f"{len(desc)}; add data, raise stats.min_files, or lower augment.kmix.k")
         km = KMeans(n_clusters=n_centroids, max_iter=kmeans_iters, n_init=kmeans_init, random_state=seed).fit(desc)
         centroids = torch.nn.functional.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1)
-    return DataStats(mean, std, centroids, size, skipped)
+    return DataStats(mean, std, centroids, len(x), skipped)
 
 
 def load_or_compute_stats(cache: Path, files: list[Path], frontend_cfg: FrontendConfig, settings: dict,

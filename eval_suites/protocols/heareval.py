@@ -14,7 +14,10 @@ frame, for event tasks) over, or use ``hidden_layers: [0]``.
 
 It writes its outputs next to the embeddings it reads, so each cell gets a work folder
 ``<work>/embeddings/<task>/`` of symbolic links to the cached files: the shared cache
-stays clean and read-only for this protocol. Environment fixes from RECIPE.md:
+stays clean and read-only for this protocol. The labels pickles heareval reads are not
+links: each is checked with ``eval_suites.embeddings.load_labels_pickle`` (which refuses
+anything but plain lists) and written afresh, so a tampered shared cache cannot run code
+in heareval's process. Environment fixes from RECIPE.md:
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch >= 2.6 refuses heareval's checkpoint
 reload otherwise). The prediction runner does not import TensorFlow.
 
@@ -40,6 +43,7 @@ import pandas as pd
 
 from eval_suites.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
 from eval_suites.intervals import FoldOutputs
+from eval_suites.embeddings import load_labels_pickle
 
 __all__ = ["HearevalConfig", "HEAREVAL_GRIDS", "run_heareval", "parse_predicted_scores",
            "store_outputs", "HearevalError"]
@@ -110,6 +114,10 @@ def _link_embeddings(embed_dir: Path, task_link_dir: Path, param_grid: dict | No
             params = metadata.setdefault("evaluation_params", {})
             params["task_specific_param_grid"] = {**params.get("task_specific_param_grid", {}), **param_grid}
             (task_link_dir / f.name).write_text(json.dumps(metadata, indent=1))
+        elif f.name.endswith(".target-labels.pkl"):  # checked, then re-pickled: never hand heareval the cached file
+            labels = load_labels_pickle(f)
+            with open(task_link_dir / f.name, "wb") as fh:
+                pickle.dump(labels, fh)
         else:
             (task_link_dir / f.name).symlink_to(f.resolve())
 

@@ -15,11 +15,13 @@ paper's ``on + 0.0051 off`` (``lambd: 0.0051, scale: 1.0``) as a variant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, above, at_least
 from ..distributed import DistContext
 from ..losses.barlow import barlow_twins_loss
 from ..projector import build_mlp
@@ -35,6 +37,8 @@ class DeLoResSConfig:
     lambd: float = 1.0  # weight of the off-diagonal (redundancy) term; LAPE 1.0 (Barlow Twins paper: 0.0051)
     scale: float = 5e-5 / 32  # overall loss multiplier; LAPE 5e-5 / 32 (Barlow Twins paper: 1.0)
     bn_eps: float = 1e-5  # variance floor of the output standardisation
+    CHECKS: ClassVar[dict[str, Check]] = {"projector_dim": at_least(1), "projector_layers": at_least(1),
+                                          "lambd": at_least(0.0), "scale": above(0.0), "bn_eps": above(0.0)}
 
     def __post_init__(self) -> None:
         if self.projector_dim <= 0 or self.projector_layers < 1:

@@ -16,7 +16,7 @@ process are enqueued (`after_step`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, above, at_least, between
 from ..distributed import DistContext, all_gather_nograd, shuffled_forward
 from ..ema import copy_as_teacher, ema_update
 from ..losses.cluster import cluster_contrast, negative_entropy
@@ -51,21 +52,11 @@ class SlicerConfig:
     shuffle_bn: bool = True  # shuffle-BN for the teacher's keys (across processes under DDP)
     split_bn_groups: int = 4  # one process: keys in G shuffled groups with their own BN statistics (MoCo)
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
-
-    def __post_init__(self) -> None:
-        for name in ("instance_dim", "n_clusters", "queue_size", "ema_updates_per_step", "split_bn_groups"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"objective.params.{name} must be >= 1, got {getattr(self, name)}")
-        if self.cluster_hidden < 0:
-            raise ValueError(f"objective.params.cluster_hidden must be >= 0 (0 = encoder width), got {self.cluster_hidden}")
-        if not 0.0 <= self.momentum <= 1.0:
-            raise ValueError(f"objective.params.momentum must be in [0, 1], got {self.momentum}")
-        for name in ("instance_temperature", "cluster_temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"objective.params.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("entropy_weight", "instance_weight", "cluster_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"objective.params.{name} must be >= 0, got {getattr(self, name)}")
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "instance_dim": at_least(1), "n_clusters": at_least(2), "cluster_hidden": at_least(0),
+        "queue_size": at_least(1), "instance_temperature": above(0.0), "cluster_temperature": above(0.0),
+        "momentum": between(0, 1), "entropy_weight": at_least(0.0), "instance_weight": at_least(0.0),
+        "cluster_weight": at_least(0.0), "ema_updates_per_step": at_least(1), "split_bn_groups": at_least(1)}
 
 
 class Slicer(Objective):
