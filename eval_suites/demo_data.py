@@ -10,8 +10,16 @@ with varied speed, pitch, voice variant, velocity, gain and background noise::
     <root>/tasks/demo_nsynth_family-v1-full/    # NSynth's 11 instrument families
     <root>/tasks/demo_nsynth_pitch-v1-full/     # MIDI pitch, like HEAR's nsynth_pitch
     <root>/tasks/demo_events-v1-full/           # sound events with onsets/offsets (DCASE 2016 t2)
-    <root>/corpus/NNNNN_{speech,music}.wav      # unlabeled pretraining audio, 1-6 s each
+    <root>/tasks/demo_real_sounds-v1-full/      # study only: recorded drums, tabla, ambience, ...
+    <root>/tasks/demo_real_instruments-v1-full/ # study only: recorded instruments (freepats)
+    <root>/corpus/NNNNN_{speech,music,real}.wav # unlabeled pretraining audio, 1-6 s each
     <root>/corpus/index.csv                     # path,kind,seconds,voice,language,text,programs
+                                                # (+ recording, when the corpus has real files)
+
+Presets: ``small`` (the README demo), ``tiny`` (tests) and ``study`` (method comparison:
+>= 300 test and >= 150 valid clips per task, 3,200 corpus files of which every 4th is a
+real recording, and the two real-recording tasks; real recordings come from the Debian
+packages sonic-pi-samples and freepats, see :mod:`eval_suites.recordings`).
 
 The task builders are in :mod:`eval_suites.demo_tasks`; this module holds the recipe
 (texts, voice pools, program splits, sizes per preset), the corpus, and the cache.
@@ -30,6 +38,10 @@ Disjointness of the corpus from every task's **test** split (checked by
 - instruments: the corpus plays only GM programs that are train programs of the NSynth
   family task and are test programs of no task (instrument, pitch, events: piano 0,
   trumpet 56), and no drums.
+- recordings (study): the corpus plays only train recordings of the two real-recording
+  tasks and corpus-only ones (:data:`CORPUS_ONLY_RECORDINGS`, :data:`CORPUS_ONLY_PROGRAMS`),
+  never a valid or test recording; siblings such as ``tabla_ghe1``/``tabla_ghe2`` count as
+  one recording (:func:`eval_suites.recordings.source_group`).
 - seeds: every clip of a task draws from ``numpy.random.default_rng`` with entropy of
   2 or 4 integers (``(seed, split, class, k)``, ``[seed, label]``); corpus file i uses
   ``[seed, CORPUS_SEED_TAG, i]`` (3 integers), so no corpus random stream equals a
@@ -886,7 +898,8 @@ def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: in
     """Build (or bring up to date) the demo data under ``root``; returns part name -> folder.
 
     Keys: "keywords", "speakers", "languages", "nsynth_family", "nsynth_pitch", "events"
-    (HEAR task folders under ``root/tasks``) and "corpus" (``root/corpus``). Parts whose
+    (plus "real_sounds", "real_instruments" for the study preset; HEAR task folders under
+    ``root/tasks``) and "corpus" (``root/corpus``). Parts whose
     recipe hash matches ``root/recipe.json`` and that are complete are left untouched;
     the others are rebuilt (or resumed, if interrupted with the same recipe). Parts a
     previous recipe had and this one has not are deleted. ``workers``: engine processes
@@ -945,14 +958,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Build the offline demo data: six HEAR tasks (keywords, speakers, "
                     "languages, NSynth families, NSynth pitch, sound events) and an "
                     "unlabeled pretraining corpus, synthesised with espeak-ng, flite and "
-                    "fluidsynth. Cached: rerunning with the same recipe does nothing; a "
+                    "fluidsynth (the study preset adds real recordings from sonic-pi-samples "
+                    "and freepats, and two tasks of them). Cached: rerunning with the same recipe does nothing; a "
                     "changed recipe rebuilds only the parts that changed.")
     parser.add_argument("--root", type=Path, default=Path("demo_data"),
                         help="output folder (default: ./demo_data); tasks go to ROOT/tasks, "
                              "the corpus to ROOT/corpus")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
                         help="sizes: 'small' for the README demo (about 1-3 minutes on 2 "
-                             "cores), 'tiny' for tests (seconds); default: small")
+                             "cores), 'tiny' for tests (seconds), 'study' for comparing "
+                             "methods (>= 300 test clips per task, 3,200 corpus files, two "
+                             "more tasks of real recordings; needs the Debian packages "
+                             "sonic-pi-samples and freepats); default: small")
     parser.add_argument("--workers", type=int, default=None,
                         help="engine processes run at once (default: number of CPUs)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
