@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import os
 import re
@@ -44,44 +45,72 @@ from eval_suites import quiet_heareval_imports
 from eval_suites.demo_data import PRESETS, build_demo
 from eval_suites.manifest import ManifestError, ModelSpec, load_manifest
 
-__all__ = ["METHODS", "ABLATIONS", "BUDGET", "PretrainRun", "plan_runs", "run_state",
+__all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state",
            "aggregate", "markdown_table", "plot_table", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "pretrain" / "configs"
-DEMO_MANIFEST = Path(__file__).resolve().parent / "manifests" / "demo.yaml"
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+DEMO_MANIFEST = MANIFESTS / "demo.yaml"
 
-BUDGET: dict[str, str] = {
-    "data.batch_size": "32",
-    "data.num_workers": "1",
-    "augment.mixup.memory": "512",
-    "augment.kmix.memory": "512",
-    "augment.kmix.r": "32",
-    "stats.fraction": "0.25",
-    "optim.warmup_steps": "50",
-    "run.steps": "600",
-    "run.checkpoint_every": "100",
-    "run.keep_last": "2",
-}
-"""Overrides giving every method the budget and sizes of pretrain/configs/demo.yaml."""
+BUDGET_STEPS, BUDGET_BATCH = 600, 32
+"""The study's budget: steps and per-process batch of every run."""
 
-METHODS: dict[str, tuple[str, dict[str, str]]] = {
-    "slicer": ("slicer.yaml", {"objective.params.queue_size": "512"}),
-    "byol_a": ("byol_a.yaml", {}),
-    "delores_s": ("delores_s.yaml", {}),
-    "delores_m": ("delores_m.yaml", {"objective.params.queue_size": "512"}),  # as SLICER's queue
-    "cola": ("cola.yaml", {}),
+
+def budget_overrides(config: Path, steps: int = BUDGET_STEPS, batch: int = BUDGET_BATCH) -> dict[str, str]:
+    """The reduced-budget rule, applied alike to every method from its own config (never tuned
+    for one method; docs/mini_lape.md "Budget rule"):
+
+    - `steps` of batch `batch`, warm-up steps / 12, one loader worker;
+    - augmentation memories 512, k-mix r scaled with them (r / memory as in the config);
+    - every EMA teacher's time constant 1 / (1 - m) at most 10 % of the steps: the effective
+      per-step momentum m ** updates_per_step is capped at 1 - 10 / steps (else 0.999 leaves
+      55 % of a teacher at its random init after 600 steps);
+    - every key queue at most 16 x batch keys (the last 8 steps' two views);
+    - cluster columns at most the batch (the released SLICER code: C = 128 for a batch of 128).
+    """
+    from pretrain.config import load_config
+
+    cfg = load_config(config)
+    memory = 512
+    out: dict[str, object] = {
+        "data.batch_size": batch, "data.num_workers": 1,
+        "augment.mixup.memory": memory, "augment.kmix.memory": memory,
+        "augment.kmix.r": max(1, cfg.augment.kmix.r * memory // cfg.augment.kmix.memory),
+        "stats.fraction": 0.25, "optim.warmup_steps": max(1, steps // 12), "run.steps": steps,
+        "run.checkpoint_every": 100, "run.keep_last": 2,
+    }
+    p = cfg.objective.params
+    if hasattr(p, "momentum"):
+        cap = max(0.0, round(1 - 10 / steps, 5))
+        if p.momentum ** getattr(p, "ema_updates_per_step", 1) > cap:
+            out["objective.params.momentum"] = cap
+            if hasattr(p, "ema_updates_per_step"):
+                out["objective.params.ema_updates_per_step"] = 1
+    if hasattr(p, "queue_size"):
+        out["objective.params.queue_size"] = min(p.queue_size, 16 * batch)
+    if hasattr(p, "n_clusters"):
+        out["objective.params.n_clusters"] = min(p.n_clusters, batch)
+    return {k: str(v) for k, v in out.items()}
+
+
+METHODS: dict[str, str] = {
+    "slicer": "slicer.yaml",
+    "byol_a": "byol_a.yaml",
+    "delores_s": "delores_s.yaml",
+    "delores_m": "delores_m.yaml",
+    "cola": "cola.yaml",
 }
-"""Method -> (its config in pretrain/configs, overrides beyond BUDGET)."""
+"""Method -> its config in pretrain/configs (the budget rule is applied to each)."""
 
 ABLATIONS: dict[str, dict[str, str]] = {
     "slicer_no_kmix": {"augment.kmix.enabled": "false"},
     "slicer_no_cluster": {"objective.params.cluster_weight": "0"},
     "slicer_no_entropy": {"objective.params.entropy_term": "false"},
-    "slicer_queue128": {"objective.params.queue_size": "128"},
+    "slicer_no_split_bn": {"objective.params.split_bn_groups": "1"},
     "slicer_rrc_time_only": {"augment.rrc.frequency": "false"},
 }
-"""SLICER ablations (each on top of SLICER's demo config): one component changed."""
+"""SLICER ablations (each on top of SLICER's config under the budget rule): one component changed."""
 
 REFERENCES = ("random_init", "logmel_stats")
 
@@ -106,12 +135,12 @@ def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], abl
     ablation with the first seed. A run is named after its method or ablation, then
     ``_<tag>`` when `overrides` (applied to every run) are tagged, then ``_seed<s>`` for
     seeds other than 0; results are grouped under the name without the seed."""
-    common = {**BUDGET, "data.path": str(corpus), "run.steps": str(steps)}
     suffix = f"_{tag}" if tag else ""
-    plan = [(m, METHODS[m][1]) for m in methods] + [(a, {**METHODS["slicer"][1], **ABLATIONS[a]}) for a in ablations]
+    plan = [(m, {}) for m in methods] + [(a, ABLATIONS[a]) for a in ablations]
     runs = []
     for label, extra in plan:
-        config = METHODS[label][0] if label in METHODS else METHODS["slicer"][0]
+        config = METHODS[label] if label in METHODS else METHODS["slicer"]
+        common = {**budget_overrides(CONFIGS / config, steps), "data.path": str(corpus)}
         for s in (seeds if label in METHODS else seeds[:1]):
             group = label + suffix
             name = group if s == 0 else f"{group}_seed{s}"
@@ -264,26 +293,92 @@ def random_init_checkpoint(like: Path, target: Path) -> Path:
 
 
 def evaluate(models: list[ModelSpec], tasks_root: Path, out: Path, seeds: list[int],
-             tasks: list[str] | None, progress: bool, cache: Path | None = None) -> pd.DataFrame:
-    """Linear protocol on the demo tasks, once per probe seed; the long table of test scores."""
+             tasks: list[str] | None, progress: bool, cache: Path | None = None,
+             manifest_path: Path = DEMO_MANIFEST) -> None:
+    """Linear protocol on the manifest's tasks, once per probe seed, into ``<out>/seed<s>/cells``."""
     from eval_suites.runner import run_manifest
 
-    rows = []
     for seed in seeds:
-        manifest = load_manifest(DEMO_MANIFEST, tasks_root=tasks_root).select(None, tasks)
+        manifest = load_manifest(manifest_path, tasks_root=tasks_root).select(None, tasks)
         manifest.models = models
         manifest.tasks = [dataclasses.replace(t, protocols=("linear",)) for t in manifest.tasks]
         manifest.linear = dataclasses.replace(manifest.linear, seed=seed)
         manifest.cache_dir = cache or out / "embeddings"
         print(f"  probe seed {seed}: {len(models)} models x {len(manifest.tasks)} tasks", flush=True)
-        for r in run_manifest(manifest, out / f"seed{seed}", progress=progress):
-            if r.model not in {m.name for m in models}:
-                continue
-            p = r.primary
-            rows.append(dict(model=r.model, task=r.task, seed=seed, metric=p.metric if p else "",
-                             value=p.value if p else math.nan, status=r.status, error=r.error or ""))
-    return pd.DataFrame(rows, columns=["model", "task", "seed", "metric", "value", "status", "error"])
+        run_manifest(manifest, out / f"seed{seed}", progress=progress)
 
+
+def task_names(manifest_path: Path, tasks_root: Path, tasks: list[str] | None) -> list[str]:
+    return [t.name for t in load_manifest(manifest_path, tasks_root=tasks_root).select(None, tasks).tasks]
+
+
+def scores(out: Path, models: list[str], tasks: list[str], seeds: list[int]) -> pd.DataFrame:
+    """The long table of test scores read from the cells in ``<out>/seed<s>`` (a missing cell
+    is a row with status "missing"); ``valid`` is the validation score of the selected epoch
+    (mean over folds), the one to choose recipes by."""
+    from eval_suites.results import cell_dir, load_cell
+
+    rows = []
+    for seed in seeds:
+        for model in models:
+            for task in tasks:
+                path = cell_dir(out / f"seed{seed}", model, task, "linear") / "result.json"
+                r = load_cell(path) if path.is_file() else None
+                p = r.primary if r else None
+                folds = (r.details.get("folds") or []) if r else []
+                valid = [f["valid_score"] for f in folds if isinstance(f, dict) and "valid_score" in f]
+                rows.append(dict(model=model, task=task, seed=seed, metric=p.metric if p else "",
+                                 value=p.value if p else math.nan,
+                                 valid=float(sum(valid) / len(valid)) if valid else math.nan,
+                                 status=r.status if r else "missing", error=(r.error if r else "") or ""))
+    return pd.DataFrame(rows, columns=["model", "task", "seed", "metric", "value", "valid", "status", "error"])
+
+
+# ----------------------------------------------------------------------------- the record of finished runs
+REGISTRY = "runs.json"
+"""``<out>/runs.json``: model name -> what it was (its config without paths, the data preset,
+pretraining minutes). With the model's cells in ``<out>``, a later invocation, on this or a
+fresh machine, takes its scores from there and neither trains nor evaluates it again. This
+is what makes the study resumable across sessions from committed results alone."""
+
+
+def _identity(run: PretrainRun, preset: str) -> dict:
+    """What a recorded model must match: its config (without paths), steps and data preset."""
+    cfg = _desired_config(run)
+    steps = cfg["run"]["steps"]
+    cfg = _comparable(cfg)
+    cfg["data"].pop("path", None)
+    return {"config": cfg, "steps": steps, "preset": preset}
+
+
+def load_registry(out: Path) -> dict[str, dict]:
+    path = out / REGISTRY
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it from git or remove it to re-run everything")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object of model records")
+    return data
+
+
+def save_registry(out: Path, registry: dict[str, dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (REGISTRY + ".tmp")
+    tmp.write_text(json.dumps(registry, indent=1, sort_keys=True))
+    os.replace(tmp, out / REGISTRY)
+
+
+def recorded(registry: dict[str, dict], name: str, identity: dict, out: Path, tasks: list[str],
+             seeds: list[int]) -> bool:
+    """True when `name` is recorded with this identity and every (task, probe seed) cell is ok."""
+    entry = registry.get(name)
+    if entry is None or {k: entry.get(k) for k in identity} != identity:
+        return False
+    table = scores(out, [name], tasks, seeds)
+    return bool((table.status == "ok").all())
 
 
 def aggregate(long: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -367,10 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     quiet_heareval_imports()
     ap = argparse.ArgumentParser(prog="python -m eval_suites.mini_lape", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=Path("demo_data"), help="demo data folder (built if missing)")
-    ap.add_argument("--preset", default="small", choices=sorted(PRESETS), help="demo data size (default: small)")
+    ap.add_argument("--root", type=Path, default=None,
+                    help="demo data folder, built if missing (default: demo_data, or demo_data_<preset>)")
+    ap.add_argument("--preset", default="small", choices=sorted(PRESETS),
+                    help="demo data size (default: small; the study: study)")
+    ap.add_argument("--manifest", type=Path, default=None,
+                    help="tasks to score (default: eval_suites/manifests/<preset>.yaml if it exists, else demo.yaml)")
     ap.add_argument("--runs", type=Path, default=Path("runs/mini_lape"), help="pretraining runs folder")
-    ap.add_argument("--out", type=Path, default=Path("results/mini_lape"), help="results folder")
+    ap.add_argument("--out", type=Path, default=Path("results/mini_lape"),
+                    help="results folder: cells, runs.json, tables (commit it to resume elsewhere)")
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--ablations", nargs="*", default=None, choices=list(ABLATIONS),
                     help="also run SLICER ablations (no names: all of them)")
@@ -380,84 +480,126 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-train", action="store_true",
                     help="train nothing: evaluate the runs already finished, leave the others out")
     ap.add_argument("--no-references", action="store_true", help="skip the random-init and log-mel references")
-    ap.add_argument("--steps", type=int, default=int(BUDGET["run.steps"]), help="pretraining steps per method")
-    ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0],
-                    help="pretraining seeds of each method (ablations: the first only); default 0")
+    ap.add_argument("--steps", type=int, default=BUDGET_STEPS, help="pretraining steps per method")
+    ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1],
+                    help="pretraining seeds of each method (ablations: the first only); default 0 1")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="linear-probe seeds (default 0 1 2)")
-    ap.add_argument("--tasks", nargs="+", default=None, help="only these demo tasks (names in demo.yaml)")
+    ap.add_argument("--tasks", nargs="+", default=None, help="only these tasks (names in the manifest)")
     ap.add_argument("--parallel", type=int, default=2,
                     help="pretraining processes at a time (default 2: on a 2-core CPU two 1-thread runs "
                          "train about 1.4x faster together than one after the other)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads per pretraining process (default: CPU cores / --parallel)")
     ap.add_argument("--cache", type=Path, default=None,
-                    help="embeddings cache (default: <out>/embeddings); share one between result folders")
+                    help="embeddings cache (default: <runs>/embeddings, kept out of the results folder)")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.parallel < 1 or (args.threads is not None and args.threads < 1):
         ap.error("--steps, --parallel and --threads must be >= 1")
     if len(set(args.pretrain_seeds)) != len(args.pretrain_seeds) or min(args.pretrain_seeds) < 0:
         ap.error("--pretrain-seeds must be distinct integers >= 0")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        ap.error("--seeds must be distinct integers >= 0")
     if bool(args.overrides) != bool(args.tag) or not re.fullmatch(r"[A-Za-z0-9_.-]*", args.tag):
         ap.error("--set and --tag go together (the tag names the variant's runs: letters, digits, _ . -)")
     bad = [o for o in args.overrides if "=" not in o or o.split("=", 1)[0] in ("run.out", "run.steps", "run.seed")]
     if bad:
         ap.error(f"--set takes KEY=VALUE pairs other than run.out/run.steps/run.seed (use --runs, --steps, "
                  f"--pretrain-seeds): {bad}")
+    root = args.root or Path("demo_data" if args.preset == "small" else f"demo_data_{args.preset}")
+    manifest_path = args.manifest or next(
+        (p for p in (MANIFESTS / f"{args.preset}.yaml", DEMO_MANIFEST) if p.is_file()))
+    if not manifest_path.is_file():
+        ap.error(f"--manifest {manifest_path}: no such file")
     overrides = dict(o.split("=", 1) for o in args.overrides)
     ablations = list(ABLATIONS) if args.ablations == [] else (args.ablations or [])
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    cache = args.cache or args.runs / "embeddings"
     t0 = time.time()
 
-    print(f"[1/4] Demo data ({args.preset}) in {args.root}/")
-    build_demo(args.root, preset=args.preset, progress=not args.no_progress)
+    print(f"[1/4] Demo data ({args.preset}) in {root}/")
+    build_demo(root, preset=args.preset, progress=not args.no_progress)
+    tasks = task_names(manifest_path, root / "tasks", args.tasks)
 
-    runs = plan_runs(args.runs, args.root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds,
+    runs = plan_runs(args.runs, root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds,
                      overrides, args.tag)
-    print(f"[2/4] Pretraining {len(runs)} run(s), {args.steps} steps each, in {args.runs}/ "
-          f"({args.parallel} at a time, {threads} thread(s) each)")
     try:
-        failed = pretrain_all(runs, args.steps, args.parallel, threads, train=not args.no_train)
+        registry = load_registry(args.out)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    done = [r for r in runs if r.name not in failed]
+    identity = {r.name: _identity(r, args.preset) for r in runs}
+    done_before = [r for r in runs if recorded(registry, r.name, identity[r.name], args.out, tasks, args.seeds)]
+    for r in done_before:
+        print(f"  {r.name}: scores recorded in {args.out / REGISTRY}, reused (neither trained nor evaluated)")
+    to_train = [r for r in runs if r not in done_before]
+    print(f"[2/4] Pretraining {len(to_train)} run(s), {args.steps} steps each, in {args.runs}/ "
+          f"({args.parallel} at a time, {threads} thread(s) each)")
+    try:
+        failed = pretrain_all(to_train, args.steps, args.parallel, threads, train=not args.no_train)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    trained = [r for r in to_train if r.name not in failed]
 
     print("[3/4] Models: exported checkpoints and references")
-    models, group_of, minutes, exported = [], {}, {}, {}
-    for run in done:
+    models, exported = [], {}
+    for run in trained:
         exported[run.name] = export_run(run)
         models.append(ModelSpec(name=run.name, module="hear_slicer", checkpoint=exported[run.name].resolve(),
                                 options={}))
-        group_of[run.name] = run.group
-        minutes.setdefault(run.group, {})[run.seed] = _log_span_minutes(run.out)
+        identity[run.name]["minutes"] = round(_log_span_minutes(run.out), 1)
+    group_of = {r.name: r.group for r in runs}
+    present = [r for r in runs if r in done_before or r in trained]
+    minutes: dict[str, dict[int, float]] = {}
+    for r in present:
+        m = identity[r.name].get("minutes", registry.get(r.name, {}).get("minutes", math.nan))
+        minutes.setdefault(r.group, {})[r.seed] = math.nan if m is None else m
     notes = {g: f"seed{'s' if len(m) > 1 else ''} {', '.join(map(str, m))}; "
                 + " / ".join("?" if math.isnan(v) else f"{v:.0f}" for v in m.values()) + " min"
              for g, m in minutes.items()}
+    names = [r.name for r in present]
     if not args.no_references:
-        like = next((r for r in done if r.group.startswith("slicer") and r.seed == args.pretrain_seeds[0]),
-                    done[0] if done else None)
+        like = next((r for r in present if r.group.startswith("slicer") and r.seed == args.pretrain_seeds[0]),
+                    present[0] if present else None)
         if like is not None:
-            ref = random_init_checkpoint(exported[like.name], args.runs / f"random_init_{like.name}.pt")
-            models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
+            identity["random_init"] = {"config": {"like": like.name, **identity[like.name]["config"]},
+                                       "preset": args.preset}
+            if recorded(registry, "random_init", identity["random_init"], args.out, tasks, args.seeds):
+                print("  random_init: recorded, reused")
+            elif like.name in exported:
+                ref = random_init_checkpoint(exported[like.name], args.runs / f"random_init_{like.name}.pt")
+                models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
+            else:
+                print(f"  random_init: needs {like.name}'s checkpoint, which is recorded but not on this machine: "
+                      "left out (remove its record from runs.json to retrain it)")
+            names.append("random_init")
             notes["random_init"] = f"no training (init seed 0); {like.name}'s normalisation"
-        models.append(ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
-                                checkpoint=None, options={}))
+        identity["logmel_stats"] = {"config": {"module": "eval_suites.references.logmel_stats"}, "preset": args.preset}
+        if not recorded(registry, "logmel_stats", identity["logmel_stats"], args.out, tasks, args.seeds):
+            models.append(ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
+                                    checkpoint=None, options={}))
+        names.append("logmel_stats")
         notes["logmel_stats"] = "no training; log-mel mean + std"
     for m in models:
         print(f"  {m.name}: {m.checkpoint or m.module}")
 
-    print(f"[4/4] Linear protocol on the demo tasks, probe seeds {args.seeds}")
-    try:
-        long = evaluate(models, args.root / "tasks", args.out, args.seeds, args.tasks, not args.no_progress,
-                        args.cache)
-    except ManifestError as e:
-        print(e, file=sys.stderr)
-        return 2
+    print(f"[4/4] Linear protocol on {manifest_path.name}'s tasks, probe seeds {args.seeds}")
+    if models:
+        try:
+            evaluate(models, root / "tasks", args.out, args.seeds, args.tasks, not args.no_progress, cache,
+                     manifest_path)
+        except ManifestError as e:
+            print(e, file=sys.stderr)
+            return 2
+    long = scores(args.out, names, tasks, args.seeds)
+    for m in models:  # record every model whose cells are all ok
+        if (long[long.model == m.name].status == "ok").all():
+            registry[m.name] = identity[m.name]
+    save_registry(args.out, registry)
     long.insert(0, "group", [group_of.get(m, m) for m in long.model])
-    order = list(dict.fromkeys(group_of.get(m.name, m.name) for m in models))
+    order = list(dict.fromkeys(group_of.get(m, m) for m in names))
     table = aggregate(long, order)
-    tasks = [t for t in dict.fromkeys(long.task)]
     args.out.mkdir(parents=True, exist_ok=True)
     long.to_csv(args.out / "mini_lape.csv", index=False)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -465,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     main_models = [g for g in order if g in {m + suffix for m in METHODS} or g in REFERENCES]
     ablation_models = [g for g in order if g in {a + suffix for a in ablations}]
     variant = f" with {' '.join(args.overrides)} for every run" if args.overrides else ""
-    text = [f"Linear probe on the demo tasks ({args.steps} pretraining steps per run{variant}): test score, "
+    text = [f"Linear probe on the {args.preset} tasks ({args.steps} pretraining steps per run{variant}): test score, "
             f"mean ± std over every pretraining run x probe seed {args.seeds}; models ranked by their mean "
             "over tasks.", "", markdown_table(table, main_models, tasks, notes)]
     if ablation_models:
@@ -479,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(text))
     bad = long[long.status != "ok"]
     for _, r in bad.iterrows():
-        print(f"FAILED cell {r.model}/{r.task} seed {r.seed}: {r.error}", file=sys.stderr)
+        print(f"FAILED cell {r.model}/{r.task} seed {r.seed}: {r.status} {r.error}", file=sys.stderr)
     print(f"\nwrote {args.out / 'mini_lape.md'}, {args.out / 'mini_lape.csv'}, {args.out / 'mini_lape.png'} "
           f"({(time.time() - t0) / 60:.1f} min)")
     return 1 if (failed and not args.no_train) or len(bad) else 0

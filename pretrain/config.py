@@ -209,6 +209,10 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     except ValueError as e:
         raise ConfigError(f"objective.name: {e}") from e
     cfg.objective = ObjectiveConfig(name=name, params=_build(cls.Config, params, "objective.params"))
+    groups = getattr(cfg.objective.params, "split_bn_groups", 1)
+    if groups > cfg.data.batch_size:
+        raise ConfigError(f"objective.params.split_bn_groups ({groups}) must be <= data.batch_size "
+                          f"({cfg.data.batch_size}): each split-BatchNorm group needs at least one clip")
     return cfg
 
 

@@ -67,15 +67,35 @@ def test_every_method_gets_the_same_budget():
     runs = plan_runs(Path("runs"), Path("demo_data/corpus"), 600, list(METHODS), [])
     configs = {r.name: _desired_config(r) for r in runs}
     for name, cfg in configs.items():
-        assert cfg["objective"]["name"] == METHODS[name][0].replace(".yaml", "").replace("demo", "slicer")
+        assert cfg["objective"]["name"] == METHODS[name].replace(".yaml", "")
         assert cfg["data"]["batch_size"] == 32 and cfg["data"]["crop_seconds"] == 0.95
         assert cfg["run"]["steps"] == 600 and cfg["optim"]["warmup_steps"] == 50
         assert cfg["optim"]["lr"] == 3e-4 and cfg["augment"]["mixup"]["memory"] == 512
         assert cfg["frontend"] == configs["slicer"]["frontend"] and cfg["encoder"] == configs["slicer"]["encoder"]
         assert cfg["augment"]["rrc"] == configs["slicer"]["augment"]["rrc"]
         assert cfg["augment"]["kmix"]["enabled"] == (name == "slicer")  # k-mix is SLICER's contribution
-    assert configs["delores_m"]["objective"]["params"]["queue_size"] == \
-        configs["slicer"]["objective"]["params"]["queue_size"] == 512
+    params = {name: cfg["objective"]["params"] for name, cfg in configs.items()}
+    # the rule, alike for every method with an EMA teacher / a queue: 1 - 10 / 600 and 16 x 32
+    assert params["slicer"]["momentum"] == params["delores_m"]["momentum"] == params["byol_a"]["momentum"] == 0.98333
+    assert params["slicer"]["ema_updates_per_step"] == 1
+    assert params["delores_m"]["queue_size"] == params["slicer"]["queue_size"] == 512
+    assert params["slicer"]["n_clusters"] == 32 and configs["slicer"]["augment"]["kmix"]["r"] == 32
+
+
+def test_budget_rule_only_caps_and_reads_each_methods_own_values(tmp_path):
+    """A setting already within the rule is kept; the rule reads the config it is applied to."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("objective:\n  name: slicer\n  params: {momentum: 0.9, ema_updates_per_step: 2, queue_size: 100,"
+                   " n_clusters: 8}\naugment:\n  kmix: {memory: 1024, r: 256}\n")
+    o = mini_lape.budget_overrides(cfg, steps=600, batch=32)
+    assert "objective.params.momentum" not in o  # 0.9 ** 2 < 0.98333: kept
+    assert o["objective.params.queue_size"] == "100" and o["objective.params.n_clusters"] == "8"
+    assert o["augment.kmix.r"] == "128"  # 256 / 1024 of 512
+    o = mini_lape.budget_overrides(cfg, steps=100000, batch=256)
+    assert "objective.params.momentum" not in o and o["optim.warmup_steps"] == str(100000 // 12)
+    cfg.write_text("objective:\n  name: slicer\n  params: {momentum: 0.999, ema_updates_per_step: 2}\n")
+    o = mini_lape.budget_overrides(cfg, steps=600, batch=32)
+    assert o["objective.params.momentum"] == "0.98333" and o["objective.params.ema_updates_per_step"] == "1"
 
 
 def test_pretraining_seeds_name_and_seed_the_runs():
@@ -101,13 +121,12 @@ def test_a_tagged_variant_changes_every_run_and_names_it():
     assert _comparable(_desired_config(variant[0])) == _comparable(_desired_config(base["slicer_rrc_time_only"]))
 
 
-def test_slicer_under_the_budget_is_the_demo_recipe_but_for_time_only_crops():
-    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's mini-LAPE run with
-    time-only random resize crops, so the mini-LAPE rows describe the default model."""
+def test_slicer_under_the_budget_is_the_demo_recipe():
+    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's study run on the demo
+    corpus, so the study's rows describe the default model's recipe."""
     from pretrain.config import load_config
 
-    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, ["slicer"], [],
-                       overrides={"augment.rrc.frequency": "false"}, tag="t")[0]
+    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, ["slicer"], [])[0]
     demo = load_config(str(mini_lape.CONFIGS / "demo.yaml")).to_dict()
     assert _diff(_comparable(_desired_config(slicer)), _comparable(demo)) == []
 
@@ -173,7 +192,15 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reused") == 5 and ": training" not in again.stdout
+    assert again.stdout.count("reused") == 6 and ": training" not in again.stdout  # 5 runs + random_init
+
+    # a fresh machine with only the committed results folder: nothing is trained or evaluated again
+    fresh = subprocess.run(cmd[:cmd.index("--runs") + 1] + [str(tmp_path / "runs_fresh")] + cmd[cmd.index("--runs") + 2:],
+                           env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
+    assert ": training" not in fresh.stdout and "probe seed" not in fresh.stdout
+    assert not (tmp_path / "runs_fresh").exists() or not any((tmp_path / "runs_fresh").glob("*/checkpoints"))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
 
     more = [a if a != "2" else "3" for a in cmd[:cmd.index("--steps") + 2]] + cmd[cmd.index("--steps") + 2:]
     more[more.index("--methods") + 1:more.index("--ablations")] = ["cola"]
@@ -186,7 +213,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     assert not (runs / "cola" / "checkpoints" / "step_00000003.pt").exists()
 
     other = PretrainRun("slicer", mini_lape.CONFIGS / "demo.yaml",
-                        {**mini_lape.BUDGET, "data.path": str(tmp_path / "data" / "corpus"),
+                        {**mini_lape.budget_overrides(mini_lape.CONFIGS / "demo.yaml"), "data.path": str(tmp_path / "data" / "corpus"),
                          "data.batch_size": "16"}, runs / "slicer")
     with pytest.raises(ValueError, match="data.batch_size"):
         run_state(other, 2)

@@ -55,8 +55,11 @@ class DeLoResMConfig:
     scale: float = 5e-5 / 32  # multiplier of each block's Barlow Twins term
     bn_eps: float = 1e-5
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
+    split_bn_groups: int = 4  # one process: keys in G shuffled groups with their own BN statistics (MoCo)
 
     def __post_init__(self) -> None:
+        if self.split_bn_groups < 1:
+            raise ValueError(f"objective.params.split_bn_groups must be >= 1, got {self.split_bn_groups}")
         if self.queue_size <= 0 or self.head_dim <= 0:
             raise ValueError(f"delores_m needs positive queue_size and head_dim, got {self}")
         if not 0.0 <= self.momentum <= 1.0 or self.temperature <= 0:
@@ -109,7 +112,7 @@ class DeLoResM(Objective):
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> ObjectiveOutput:
         q, q_blocks = self.student(view_a)  # (B, H), [(B, G_k)]
         with torch.no_grad():
-            packed = shuffled_forward(self._teacher_packed, view_b, self.dist)  # (B, H + sum G_k)
+            packed = shuffled_forward(self._teacher_packed, view_b, self.dist, self.cfg.split_bn_groups)  # (B, H + sum G_k)
             k, *k_blocks = packed.split([self.cfg.head_dim] + self.block_dims, dim=1)
         loss_moco = info_nce(q, k, self.queue.keys, self.cfg.temperature)
         barlow = [

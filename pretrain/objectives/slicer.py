@@ -42,13 +42,30 @@ class SlicerConfig:
     queue_size: int = 65536  # K
     instance_temperature: float = 0.07
     cluster_temperature: float = 1.0
-    momentum: float = 0.999  # teacher EMA
+    momentum: float = 0.999  # teacher EMA per update (poster, released code)
+    ema_updates_per_step: int = 1  # EMA updates after each step; released code: 2 (= momentum**2 per step)
     entropy_term: bool = True  # Contrastive Clustering's negative-entropy term (released SLICER code: off)
     entropy_weight: float = 1.0
     instance_weight: float = 1.0
     cluster_weight: float = 1.0
-    shuffle_bn: bool = True  # shuffle-BN for the teacher under DDP
+    shuffle_bn: bool = True  # shuffle-BN for the teacher's keys (across processes under DDP)
+    split_bn_groups: int = 4  # one process: keys in G shuffled groups with their own BN statistics (MoCo)
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
+
+    def __post_init__(self) -> None:
+        for name in ("instance_dim", "n_clusters", "queue_size", "ema_updates_per_step", "split_bn_groups"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"objective.params.{name} must be >= 1, got {getattr(self, name)}")
+        if self.cluster_hidden < 0:
+            raise ValueError(f"objective.params.cluster_hidden must be >= 0 (0 = encoder width), got {self.cluster_hidden}")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"objective.params.momentum must be in [0, 1], got {self.momentum}")
+        for name in ("instance_temperature", "cluster_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"objective.params.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("entropy_weight", "instance_weight", "cluster_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"objective.params.{name} must be >= 0, got {getattr(self, name)}")
 
 
 class Slicer(Objective):
@@ -83,8 +100,8 @@ class Slicer(Objective):
         q_b, p_b = self._student(view_b)
         with torch.no_grad():
             if cfg.shuffle_bn:
-                k_a = shuffled_forward(self._teacher_keys, view_a, self.dist)  # (B, E)
-                k_b = shuffled_forward(self._teacher_keys, view_b, self.dist)
+                k_a = shuffled_forward(self._teacher_keys, view_a, self.dist, cfg.split_bn_groups)  # (B, E)
+                k_b = shuffled_forward(self._teacher_keys, view_b, self.dist, cfg.split_bn_groups)
             else:
                 k_a, k_b = self._teacher_keys(view_a), self._teacher_keys(view_b)
         negatives = self.queue.keys.clone()  # (K, E), as of before this step's enqueue
@@ -107,8 +124,9 @@ class Slicer(Objective):
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA the teacher, then enqueue every process's keys of this step (rank order)."""
-        ema_update(self.teacher_encoder, self.encoder, self.cfg.momentum)
-        ema_update(self.teacher_instance_head, self.instance_head, self.cfg.momentum)
+        for _ in range(self.cfg.ema_updates_per_step):
+            ema_update(self.teacher_encoder, self.encoder, self.cfg.momentum)
+            ema_update(self.teacher_instance_head, self.instance_head, self.cfg.momentum)
         if self._pending_keys is None:
             return
         keys = all_gather_nograd(self._pending_keys, self.dist)  # (P * 2B, E)
