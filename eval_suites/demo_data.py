@@ -10,8 +10,16 @@ with varied speed, pitch, voice variant, velocity, gain and background noise::
     <root>/tasks/demo_nsynth_family-v1-full/    # NSynth's 11 instrument families
     <root>/tasks/demo_nsynth_pitch-v1-full/     # MIDI pitch, like HEAR's nsynth_pitch
     <root>/tasks/demo_events-v1-full/           # sound events with onsets/offsets (DCASE 2016 t2)
-    <root>/corpus/NNNNN_{speech,music}.wav      # unlabeled pretraining audio, 1-6 s each
+    <root>/tasks/demo_real_sounds-v1-full/      # study only: recorded drums, tabla, ambience, ...
+    <root>/tasks/demo_real_instruments-v1-full/ # study only: recorded instruments (freepats)
+    <root>/corpus/NNNNN_{speech,music,real}.wav # unlabeled pretraining audio, 1-6 s each
     <root>/corpus/index.csv                     # path,kind,seconds,voice,language,text,programs
+                                                # (+ recording, when the corpus has real files)
+
+Presets: ``small`` (the README demo), ``tiny`` (tests) and ``study`` (method comparison:
+>= 300 test and >= 150 valid clips per task, 3,200 corpus files of which every 4th is a
+real recording, and the two real-recording tasks; real recordings come from the Debian
+packages sonic-pi-samples and freepats, see :mod:`eval_suites.recordings`).
 
 The task builders are in :mod:`eval_suites.demo_tasks`; this module holds the recipe
 (texts, voice pools, program splits, sizes per preset), the corpus, and the cache.
@@ -30,6 +38,10 @@ Disjointness of the corpus from every task's **test** split (checked by
 - instruments: the corpus plays only GM programs that are train programs of the NSynth
   family task and are test programs of no task (instrument, pitch, events: piano 0,
   trumpet 56), and no drums.
+- recordings (study): the corpus plays only train recordings of the two real-recording
+  tasks and corpus-only ones (:data:`CORPUS_ONLY_RECORDINGS`, :data:`CORPUS_ONLY_PROGRAMS`),
+  never a valid or test recording; siblings such as ``tabla_ghe1``/``tabla_ghe2`` count as
+  one recording (:func:`eval_suites.recordings.source_group`).
 - seeds: every clip of a task draws from ``numpy.random.default_rng`` with entropy of
   2 or 4 integers (``(seed, split, class, k)``, ``[seed, label]``); corpus file i uses
   ``[seed, CORPUS_SEED_TAG, i]`` (3 integers), so no corpus random stream equals a
@@ -66,7 +78,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from eval_suites import demo_tasks, hear_task, synth
+from eval_suites import demo_tasks, hear_task, recordings, synth
 from eval_suites.demo_tasks import (
     DEFAULT_VOICES,
     NSYNTH_FAMILIES,
@@ -94,6 +106,11 @@ __all__ = [
     "demo_parts",
     "code_version",
     "corpus_overlap",
+    "split_sizes",
+    "REAL_SOUND_CLASSES",
+    "FREEPATS_FAMILIES",
+    "CORPUS_ONLY_RECORDINGS",
+    "CORPUS_ONLY_PROGRAMS",
     "main",
 ]
 
@@ -245,6 +262,132 @@ CORPUS_EN_DIALECTS = ("en", "en-us", "en-gb", "en-029", "en-gb-scotland", "en-gb
 PITCH_FAMILIES = ("keyboard", "guitar", "string", "brass", "organ", "synth_lead", "vocal")
 """NSynth families whose programs all sound over MIDI 48-72 (the pitch task's instruments)."""
 
+# --------------------------------------------------------------------------- real recordings
+# Sources of the `study` preset's two real-recording tasks (eval_suites.recordings). In
+# each class list :func:`_split_sources` gives the last max(1, n // 4) recording groups
+# to test, the max(1, n // 6) before them to valid, the rest to train.
+
+
+def _sp(*stems: str) -> list[str]:
+    return [f"sonic-pi:{x}" for x in stems]
+
+
+def _fd(*stems: str) -> list[str]:
+    return [f"freepats:Drum_000/{x}" for x in stems]
+
+
+REAL_SOUND_CLASSES: dict[str, tuple[str, ...]] = {
+    "kick": tuple(_sp("bd_808", "bd_boom", "bd_fat", "bd_gas", "bd_haus", "bd_klub", "bd_mehackit",
+                      "bd_pure", "bd_sone", "drum_bass_hard", "drum_bass_soft", "bd_tek",
+                      "elec_hollow_kick") + _fd("035_Kick_1") + _sp(
+                      "bd_zome", "drum_heavy_kick", "bd_ada", "elec_soft_kick", "bd_zum")
+                  + _fd("036_Kick_2")),
+    "snare": tuple(_sp("sn_dolf", "sn_dub", "drum_snare_hard", "drum_snare_soft", "elec_filt_snare",
+                       "elec_hi_snare", "elec_lo_snare") + _fd("038_Snare_1")
+                   + _sp("sn_generic", "elec_mid_snare", "sn_zome", "elec_snare") + _fd("040_Snare_2")),
+    "cymbal": tuple(_sp("drum_cymbal_closed", "drum_cymbal_hard", "drum_cymbal_soft",
+                        "drum_cymbal_open") + _fd("042_Hi-Hat_Closed", "046_Hi-Hat_Open",
+                                                  "049_Cymbal_Crash_1", "051_Cymbal_Ride_1",
+                                                  "055_Cymbal_Splash", "059_Cymbal_Ride_2")
+                    + _sp("drum_splash_hard", "drum_splash_soft") + _fd("057_Cymbal_Crash_2")
+                    + _sp("elec_cymbal") + _fd("052_Cymbal_Chinese") + _sp("drum_cymbal_pedal")
+                    + _fd("044_Hi-Hat_Pedal")),
+    "tom": tuple(_sp("drum_tom_hi_hard", "drum_tom_hi_soft", "drum_tom_lo_hard", "drum_tom_lo_soft")
+                 + _fd("041_Tom_Low_2", "043_Tom_Low_1", "045_Tom_Mid_2", "048_Tom_High_2")
+                 + _fd("047_Tom_Mid_1") + _sp("elec_fuzz_tom", "drum_tom_mid_hard",
+                                              "drum_tom_mid_soft") + _fd("050_Tom_High_1")),
+    "tabla": tuple(_sp("tabla_dhec", *(f"tabla_ghe{i}" for i in range(1, 9)), "tabla_ke1",
+                       "tabla_ke2", "tabla_ke3", "tabla_na", "tabla_re", "tabla_te1", "tabla_te2",
+                       "tabla_te_m", "tabla_tun1", "tabla_tun2", "tabla_tun3", "tabla_na_o",
+                       "tabla_tas1", "tabla_tas2", "tabla_tas3", "tabla_na_s", "tabla_te_ne")),
+    "hand_percussion": tuple(_fd("054_Tombourine", "056_Cow_Bell", "058_Vibra-Slap", "060_Bongo_High",
+                                 "061_Bongo_Low", "063_Conga_High_2_Open", "064_Conga_Low",
+                                 "065_Timbale_High", "067_Agogo_High", "069_Cabasa", "070_Maracas",
+                                 "073_Guiro_1_Short", "074_Guiro_2_Long", "076_Wood_Block_1_High",
+                                 "078_Cuica_1_Mute", "080_Triangle_1_Mute")
+                             + _sp("drum_cowbell") + _fd("082_Shaker", "062_Conga_High_1_Mute",
+                                                         "068_Agogo_Low", "081_Triangle_2_Open",
+                                                         "066_Timbale_Low", "075_Claves",
+                                                         "077_Wood_Block_2_Low", "079_Cuica_2_Open")),
+    # siblings that may be one recording (glass hum/rub, voxy bass/hit) stay in one split
+    "ambience": tuple(_sp("ambi_choir", "ambi_dark_woosh", "ambi_glass_hum", "ambi_glass_rub",
+                          "ambi_haunted_hum", "ambi_soft_buzz", "ambi_swoosh", "ambi_drone",
+                          "ambi_lunar_land", "ambi_sauna", "ambi_piano")),
+    "bass": tuple(_sp("bass_voxy_c", "bass_voxy_hit_c", "bass_dnb_f", "bass_drop_c", "bass_thick_c",
+                      "bass_trance_c", "glitch_bass_g", "bass_woodsy_c", "bass_hit_c", "bass_hard_c")),
+    "drum_loop": tuple(_sp("loop_amen", "loop_amen_full", "loop_breakbeat", "loop_compus",
+                           "loop_garzul", "loop_industrial", "loop_mehackit1", "loop_mehackit2",
+                           "loop_safari", "loop_perc1", "loop_perc2", "loop_mika",
+                           "loop_electric", "loop_weirdo")),
+}
+"""Sound categories of the ``real_sounds`` task -> sonic-pi-samples and freepats drum
+recordings (in split order: see :func:`_split_sources`). Not used anywhere: sonic-pi's
+``loop_tabla`` (it may hold the tabla of the tabla class) and freepats' 025 Snare_Roll
+(it may be the drum kit's snare)."""
+
+FREEPATS_FAMILIES: dict[str, tuple[int, ...]] = {
+    "keyboard": (1, 2, 4, 5, 6, 7, 0),
+    "mallet": (8, 114, 14, 9, 13),
+    "organ": (16, 21, 23, 19),
+    "guitar": (24, 26, 27, 29, 30, 28, 25),
+    "bass": (32, 34, 36, 37, 38, 35, 33),
+    "string": (40, 44, 45, 46, 48, 42),
+    "brass": (56, 57, 58, 61, 59, 60),
+    "reed": (64, 65, 67, 69, 70, 68, 66, 71),
+    "flute": (72, 75, 76, 79, 74, 73),
+}
+"""NSynth-like families of the ``real_instruments`` task -> freepats GM programs
+(``Tone_000/NNN_*.pat``, recorded instruments), in split order."""
+
+CORPUS_ONLY_RECORDINGS: tuple[str, ...] = tuple(
+    _sp("elec_beep", "elec_bell", "elec_blip", "elec_blip2", "elec_blup", "elec_bong", "elec_chime",
+        "elec_flip", "elec_ping", "elec_plip", "elec_pop", "elec_tick", "elec_triangle",
+        "elec_twang", "elec_twip", "elec_wood", "glitch_perc1", "glitch_perc2", "glitch_perc3",
+        "glitch_perc4", "glitch_perc5", "glitch_robot1", "glitch_robot2", "guit_e_fifths",
+        "guit_e_slide", "guit_em9", "guit_harmonics", "loop_3d_printer", "loop_drone_g_97",
+        "mehackit_phone1", "mehackit_phone2", "mehackit_phone3", "mehackit_phone4",
+        "mehackit_robot1", "mehackit_robot2", "mehackit_robot3", "mehackit_robot4",
+        "mehackit_robot5", "mehackit_robot6", "mehackit_robot7", "misc_burp", "misc_cineboom",
+        "misc_crow", "perc_bell", "perc_bell2", "perc_door", "perc_impact1", "perc_impact2",
+        "perc_snap", "perc_snap2", "perc_swash", "perc_swoosh", "perc_till", "vinyl_backspin",
+        "vinyl_hiss", "vinyl_rewind", "vinyl_scratch", "drum_roll")
+    + _fd("026_Snap", "027_High_Q", "031_Sticks", "032_Square_Click", "033_Metronome_Click",
+          "034_Metronome_Bell", "037_Stick_Rim", "071_Whistle_1_High_Short",
+          "072_Whistle_2_Low_Long", "084_Belltree"))
+"""Recordings heard only in the corpus (in no task)."""
+
+CORPUS_ONLY_PROGRAMS: tuple[int, ...] = (15, 47, 53, 80, 84, 88, 94, 95, 98, 101, 102, 104, 120,
+                                         122, 125)
+"""freepats instrument patches heard only in the corpus (115 Wood_Block is left out: it
+may be the same recording as the drum kit's wood blocks)."""
+
+
+def _freepats_tone(program: int) -> str:
+    """``freepats:Tone_000/NNN_<name>`` of a GM program (the installed file's stem)."""
+    hits = sorted(recordings.FREEPATS_DIR.glob(f"Tone_000/{program:03d}_*.pat"))
+    if not hits:
+        raise recordings.RecordingsMissing(
+            f"no freepats patch for GM program {program} in {recordings.FREEPATS_DIR}; "
+            f"install the Debian package with `apt-get install freepats`")
+    return f"freepats:Tone_000/{hits[0].stem}"
+
+
+def _split_sources(sources: Sequence[str]) -> dict[str, list[str]]:
+    """Disjoint recordings per split: group siblings (recordings.source_group, in order of
+    first appearance); the last max(1, n // 4) groups are test, the max(1, n // 6) before
+    them valid, the rest train (needs at least 3 groups)."""
+    groups: dict[str, list[str]] = {}
+    for src in sources:
+        groups.setdefault(recordings.source_group(src), []).append(src)
+    keys = list(groups)
+    if len(keys) < 3:
+        raise ValueError(f"expected at least 3 recording groups to split, got {keys}")
+    n_test, n_valid = max(1, len(keys) // 4), max(1, len(keys) // 6)
+    cut = {"train": keys[: len(keys) - n_test - n_valid],
+           "valid": keys[len(keys) - n_test - n_valid: len(keys) - n_test],
+           "test": keys[len(keys) - n_test:]}
+    return {s: [x for k in cut[s] for x in groups[k]] for s in SPLITS}
+
 
 # --------------------------------------------------------------------------- presets
 
@@ -278,6 +421,9 @@ class DemoPreset:
     events_per_clip: tuple[int, int]
     corpus_files: int              # unlabeled corpus: number of wav files (half speech)
     seed: int = 0
+    real_sounds: SplitCounts | None = None       # clips per class of REAL_SOUND_CLASSES (None: no task)
+    real_instruments: SplitCounts | None = None  # clips per family of FREEPATS_FAMILIES (None: no task)
+    corpus_real_every: int = 0     # every k-th corpus file is a real recording (0: none)
 
     def __post_init__(self) -> None:
         lo, hi = self.pitch_range
@@ -288,6 +434,9 @@ class DemoPreset:
             raise ValueError(f"expected n_speakers in [2, {len(SPEAKER_VOICES)}], got {self.n_speakers}")
         if self.corpus_files < 2:
             raise ValueError(f"expected corpus_files >= 2, got {self.corpus_files}")
+        if self.corpus_real_every == 1 or self.corpus_real_every < 0:
+            raise ValueError(f"expected corpus_real_every = 0 (no real recordings) or >= 2, "
+                             f"got {self.corpus_real_every}")
 
 
 PRESETS: dict[str, DemoPreset] = {
@@ -307,9 +456,21 @@ PRESETS: dict[str, DemoPreset] = {
         events=SplitCounts(3, 2, 2), event_seconds=4.0, events_per_clip=(2, 3),
         corpus_files=12,
     ),
+    "study": DemoPreset(
+        name="study",
+        keywords=SplitCounts(64, 16, 32), speakers=SplitCounts(40, 10, 20), n_speakers=16,
+        languages=SplitCounts(100, 25, 50), instruments=SplitCounts(56, 14, 28),
+        pitch=SplitCounts(24, 7, 13), pitch_range=(48, 71),
+        events=SplitCounts(300, 150, 300), event_seconds=10.0, events_per_clip=(3, 6),
+        corpus_files=3200,
+        real_sounds=SplitCounts(60, 17, 34), real_instruments=SplitCounts(60, 17, 34),
+        corpus_real_every=4,
+    ),
 }
 """``small``: the README demo (whole build in about a minute or two on 2 cores);
-``tiny``: for tests (seconds)."""
+``tiny``: for tests (seconds); ``study``: for comparing methods (>= 300 test and >= 150
+valid clips per task, 3,200 corpus files of which a quarter are real recordings, two
+more tasks of real recordings)."""
 
 
 # --------------------------------------------------------------------------- parts
@@ -356,6 +517,28 @@ def _corpus_texts() -> dict[str, list[str]]:
     return out
 
 
+def _real_sound_sources() -> dict[str, dict[str, list[str]]]:
+    """``{class: {split: [source, ...]}}`` of the real_sounds task."""
+    return {label: _split_sources(srcs) for label, srcs in REAL_SOUND_CLASSES.items()}
+
+
+def _real_instrument_sources() -> dict[str, dict[str, list[str]]]:
+    """``{family: {split: [freepats patch, ...]}}`` of the real_instruments task."""
+    return {fam: _split_sources([_freepats_tone(p) for p in progs])
+            for fam, progs in FREEPATS_FAMILIES.items()}
+
+
+def _corpus_recordings() -> list[list]:
+    """``[source, pitch range or None]`` the corpus plays: train recordings of the two
+    real tasks and the corpus-only ones (never a valid or test recording)."""
+    out = [[src, None] for by_split in _real_sound_sources().values() for src in by_split["train"]]
+    out += [[src, None] for src in CORPUS_ONLY_RECORDINGS]
+    for fam, by_split in _real_instrument_sources().items():
+        out += [[src, list(NSYNTH_PITCH_RANGES[fam])] for src in by_split["train"]]
+    out += [[_freepats_tone(p), [48, 72]] for p in CORPUS_ONLY_PROGRAMS]
+    return out
+
+
 def demo_parts(preset: DemoPreset) -> list[_Part]:
     """The parts of a demo build, in build order, with their parameters."""
     seed = preset.seed
@@ -381,6 +564,22 @@ def demo_parts(preset: DemoPreset) -> list[_Part]:
                          variants=list(CORPUS_VARIANTS), en_dialects=list(CORPUS_EN_DIALECTS),
                          programs=_corpus_programs(),
                          pitch_ranges={f: list(r) for f, r in NSYNTH_PITCH_RANGES.items()})
+    if preset.corpus_real_every:
+        corpus_params.update(real_every=preset.corpus_real_every, real_sources=_corpus_recordings())
+    real_parts = []
+    if preset.real_sounds is not None:
+        real_parts.append(task("real_sounds", dict(
+            sources=_real_sound_sources(), seed=seed,
+            clips_per_class_per_split=preset.real_sounds.as_dict(), sample_duration=2.0,
+            semitones=(-2.0, 2.0), snr_db=(10.0, 30.0)),
+            len(REAL_SOUND_CLASSES) * n_per(preset.real_sounds), demo_tasks.build_recording_task))
+    if preset.real_instruments is not None:
+        real_parts.append(task("real_instruments", dict(
+            sources=_real_instrument_sources(), seed=seed,
+            clips_per_class_per_split=preset.real_instruments.as_dict(), sample_duration=1.0,
+            pitch_ranges={f: tuple(NSYNTH_PITCH_RANGES[f]) for f in FREEPATS_FAMILIES},
+            snr_db=(20.0, 40.0)),
+            len(FREEPATS_FAMILIES) * n_per(preset.real_instruments), demo_tasks.build_recording_task))
     return [
         task("keywords", dict(words=list(KEYWORDS), voices=list(KEYWORD_VOICES), seed=seed,
                               clips_per_word_per_split=preset.keywords.as_dict(),
@@ -408,10 +607,31 @@ def demo_parts(preset: DemoPreset) -> list[_Part]:
                             clip_seconds=preset.event_seconds,
                             events_per_clip=tuple(preset.events_per_clip)),
              n_per(preset.events), demo_tasks.build_event_task),
+        *real_parts,
         _Part("corpus", "corpus", corpus_params, preset.corpus_files,
               lambda root, workers, progress: _build_corpus(root / "corpus", workers=workers,
                                                             progress=progress, **corpus_params)),
     ]
+
+
+def split_sizes(preset: str | DemoPreset) -> dict[str, dict[str, int]]:
+    """Clips per split of every task of a preset, and the corpus' file counts:
+    ``{"keywords": {"train": n, "valid": n, "test": n}, ..., "corpus": {"files": n,
+    "real": n}}`` (what :func:`build_demo` writes; tests check the two agree)."""
+    preset = _resolve_preset(preset)
+    n_classes = {"keywords": len(KEYWORDS), "speakers": preset.n_speakers,
+                 "languages": len(LANGUAGE_SENTENCES), "nsynth_family": len(NSYNTH_FAMILIES),
+                 "nsynth_pitch": preset.pitch_range[1] - preset.pitch_range[0] + 1, "events": 1,
+                 "real_sounds": len(REAL_SOUND_CLASSES), "real_instruments": len(FREEPATS_FAMILIES)}
+    counts = {"keywords": preset.keywords, "speakers": preset.speakers,
+              "languages": preset.languages, "nsynth_family": preset.instruments,
+              "nsynth_pitch": preset.pitch, "events": preset.events,
+              "real_sounds": preset.real_sounds, "real_instruments": preset.real_instruments}
+    out = {name: {s: n_classes[name] * getattr(c, s) for s in SPLITS}
+           for name, c in counts.items() if c is not None}
+    k = preset.corpus_real_every
+    out["corpus"] = {"files": preset.corpus_files, "real": preset.corpus_files // k if k else 0}
+    return out
 
 
 # --------------------------------------------------------------------------- corpus
@@ -419,13 +639,22 @@ def demo_parts(preset: DemoPreset) -> list[_Part]:
 
 def _corpus_item(i: int, seed: int, texts: dict[str, list[str]],
                  variants: list[str], en_dialects: list[str], programs: list[int],
-                 pitch_ranges: dict[str, list[int]]) -> dict[str, Any]:
-    """What corpus file ``i`` holds (kind, length, voice/text or notes) and its RNG."""
+                 pitch_ranges: dict[str, list[int]], real_every: int = 0,
+                 real_sources: Sequence[Sequence] = ()) -> dict[str, Any]:
+    """What corpus file ``i`` holds (kind, length, voice/text, notes or recording) and its
+    RNG. With ``real_every`` = k, files k-1, 2k-1, ... are real recordings."""
     rng = np.random.default_rng([seed, CORPUS_SEED_TAG, i])
     kind = "speech" if i % 2 == 0 else "music"
+    if real_every and i % real_every == real_every - 1:
+        kind = "real"
     seconds = float(np.round(rng.uniform(1.0, 6.0), 2))
     item: dict[str, Any] = {"index": i, "kind": kind, "seconds": seconds, "rng": rng,
-                            "name": f"{i:05d}_{kind}.wav"}
+                            "name": f"{i:05d}_{kind}.wav", "recording": ""}
+    if kind == "real":
+        source, prange = real_sources[int(rng.integers(len(real_sources)))]
+        item.update(language="", voice="", text="", programs=[], recording=source,
+                    pitch_range=None if prange is None else tuple(prange))
+        return item
     if kind == "speech":
         lang = sorted(texts)[int(rng.integers(len(texts)))]
         base = en_dialects[int(rng.integers(len(en_dialects)))] if lang == "en" else lang
@@ -452,19 +681,44 @@ def _corpus_item(i: int, seed: int, texts: dict[str, list[str]],
     return item
 
 
+def _real_corpus_audio(it: dict[str, Any]) -> np.ndarray:
+    """A corpus file from a real recording: an instrument patch plays a sequence of
+    notes; another recording repeats (random crops, pitch shifts of -3..3 semitones,
+    gaps) until the file is full. Noise 15-40 dB, random gain."""
+    rng, n = it["rng"], int(round(it["seconds"] * SR))
+    src = it["recording"]
+    if src.startswith("freepats:Tone_000/"):
+        waves = recordings.load_source(src, SR)
+        x = demo_tasks._patch_notes(waves, n, rng, it["pitch_range"],
+                                    max(1, int(round(it["seconds"] / rng.uniform(0.3, 0.8)))))
+    else:
+        x, t = np.zeros(n, np.float32), 0
+        while t < n - SR // 20:
+            s = demo_tasks._recording_sound(src, n - t, rng, None, (-3.0, 3.0))
+            x[t: t + len(s)] += synth.normalize_peak(s, float(rng.uniform(0.5, 1.0)))
+            t += int(len(s) * rng.uniform(0.6, 1.0) + rng.uniform(0.0, 0.4) * SR) + 1
+    x = demo_tasks._add_noise(x, rng, (15.0, 40.0))
+    return synth.normalize_peak(x, float(rng.uniform(0.3, 0.95)))
+
+
 def _build_corpus(out_dir: Path, n_files: int, seed: int, texts: dict[str, list[str]],
                   variants: list[str], en_dialects: list[str], programs: list[int],
                   pitch_ranges: dict[str, list[int]], workers: int | None = None,
-                  progress: Callable[[int], Any] | None = None) -> Path:
+                  progress: Callable[[int], Any] | None = None, real_every: int = 0,
+                  real_sources: Sequence[Sequence] = ()) -> Path:
     """Write the unlabeled corpus (resumable: existing files are kept); index.csv last."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = [_corpus_item(i, seed, texts, variants, en_dialects, programs, pitch_ranges)
-             for i in range(n_files)]
+    if real_every and not real_sources:
+        raise ValueError("real_every > 0 needs real_sources")
+    items = [_corpus_item(i, seed, texts, variants, en_dialects, programs, pitch_ranges,
+                          real_every, real_sources) for i in range(n_files)]
     todo = [it for it in items if not (out_dir / it["name"]).is_file()]
     if progress is not None:
         progress(len(items) - len(todo))
 
     def render(batch: list[dict]) -> list[np.ndarray]:
+        if batch[0]["kind"] == "real":
+            return [_real_corpus_audio(batch[0])]
         if batch[0]["kind"] == "speech":
             it = batch[0]
             n = int(round(it["seconds"] * SR))
@@ -481,6 +735,7 @@ def _build_corpus(out_dir: Path, n_files: int, seed: int, texts: dict[str, list[
     speech = [[it] for it in todo if it["kind"] == "speech"]
     music = [it for it in todo if it["kind"] == "music"]
     batches = speech + [music[j: j + 16] for j in range(0, len(music), 16)]
+    batches += [[it] for it in todo if it["kind"] == "real"]
     for batch, audio in zip(batches, demo_tasks._map(render, batches, workers)):
         for it, x in zip(batch, audio):
             tmp = out_dir / f".{it['name']}.tmp"
@@ -490,10 +745,12 @@ def _build_corpus(out_dir: Path, n_files: int, seed: int, texts: dict[str, list[
                 progress(1)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "kind", "seconds", "voice", "language", "text", "programs"])
+    extra = ["recording"] if real_every else []  # the small/tiny index keeps its columns
+    w.writerow(["path", "kind", "seconds", "voice", "language", "text", "programs", *extra])
     for it in items:
         w.writerow([it["name"], it["kind"], f"{it['seconds']:.2f}", it["voice"], it["language"],
-                    it["text"], " ".join(map(str, it["programs"]))])
+                    it["text"], " ".join(map(str, it["programs"])),
+                    *([it["recording"]] if extra else [])])
     tmp = out_dir / f".{CORPUS_INDEX}.tmp"
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     os.replace(tmp, out_dir / CORPUS_INDEX)
@@ -520,16 +777,24 @@ def _test_split_sources(preset: DemoPreset) -> dict[str, set]:
     texts = set(SPEAKER_SENTENCES["test"]) | {t for lang in LANGUAGE_SENTENCES.values()
                                               for t in lang["test"]}
     texts |= set(demo_tasks._EVENT_WORDS)
-    return {"voices": voices, "texts": texts, "programs": _test_programs()}
+    recs: set[str] = set()
+    if preset.real_sounds is not None:
+        recs |= {src for s in _real_sound_sources().values() for src in s["test"]}
+    if preset.real_instruments is not None:
+        recs |= {src for s in _real_instrument_sources().values() for src in s["test"]}
+    return {"voices": voices, "texts": texts, "programs": _test_programs(),
+            "recordings": {recordings.source_group(r) for r in recs}}
 
 
 def corpus_overlap(root: str | Path, preset: str | DemoPreset = "small") -> dict[str, set]:
     """What the built corpus under ``root`` shares with any task's test split.
 
     Reads ``<root>/corpus/index.csv`` and returns ``{"voices": ..., "texts": ...,
-    "programs": ...}``, each the set of test-split sources the corpus also uses (all
-    empty for a correct build). A corpus text overlaps when any of its sentences is a
-    test sentence or an event-task word.
+    "programs": ..., "recordings": ...}``, each the set of test-split sources the corpus
+    also uses (all empty for a correct build). A corpus text overlaps when any of its
+    sentences is a test sentence or an event-task word; a recording when its group
+    (:func:`eval_suites.recordings.source_group`: siblings such as ``tabla_ghe1`` and
+    ``tabla_ghe2`` are one recording) is a test recording of a real-recording task.
     """
     preset = _resolve_preset(preset)
     test = _test_split_sources(preset)
@@ -543,8 +808,10 @@ def corpus_overlap(root: str | Path, preset: str | DemoPreset = "small") -> dict
         used_texts |= {s for s in sentences if s in r["text"]}
         used_texts |= {w for w in test["texts"] if r["text"].strip(" .").lower() == w}
     used_programs = {int(p) for r in rows for p in r["programs"].split()}
+    used_recordings = {recordings.source_group(r["recording"]) for r in rows if r.get("recording")}
     return {"voices": used_voices & test["voices"], "texts": used_texts & test["texts"],
-            "programs": used_programs & test["programs"]}
+            "programs": used_programs & test["programs"],
+            "recordings": used_recordings & test["recordings"]}
 
 
 # --------------------------------------------------------------------------- recipe and cache
@@ -562,6 +829,10 @@ def _engine_versions() -> dict[str, str]:
         out[exe] = (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else ""
     sf2 = synth.DEFAULT_SOUNDFONT
     out["soundfont"] = f"{sf2.name} {sf2.stat().st_size} bytes" if sf2.is_file() else "missing"
+    for name, folder, pattern in (("sonic-pi-samples", recordings.SONIC_PI_DIR, "*.flac"),
+                                  ("freepats", recordings.FREEPATS_DIR, "*_000/*.pat")):
+        files = sorted(folder.glob(pattern)) if folder.is_dir() else []
+        out[name] = f"{len(files)} files {sum(f.stat().st_size for f in files)} bytes"
     return out
 
 
@@ -570,7 +841,7 @@ def code_version() -> str:
     """sha256 of the generator: the source of synth, hear_task, demo_tasks and this module,
     and the engines' version strings (their output is part of the recipe)."""
     h = hashlib.sha256()
-    for mod in (synth, hear_task, demo_tasks, sys.modules[__name__]):
+    for mod in (synth, hear_task, demo_tasks, recordings, sys.modules[__name__]):
         h.update(Path(mod.__file__).read_bytes())
     h.update(json.dumps(_engine_versions(), sort_keys=True).encode())
     return h.hexdigest()
@@ -627,7 +898,8 @@ def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: in
     """Build (or bring up to date) the demo data under ``root``; returns part name -> folder.
 
     Keys: "keywords", "speakers", "languages", "nsynth_family", "nsynth_pitch", "events"
-    (HEAR task folders under ``root/tasks``) and "corpus" (``root/corpus``). Parts whose
+    (plus "real_sounds", "real_instruments" for the study preset; HEAR task folders under
+    ``root/tasks``) and "corpus" (``root/corpus``). Parts whose
     recipe hash matches ``root/recipe.json`` and that are complete are left untouched;
     the others are rebuilt (or resumed, if interrupted with the same recipe). Parts a
     previous recipe had and this one has not are deleted. ``workers``: engine processes
@@ -686,14 +958,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Build the offline demo data: six HEAR tasks (keywords, speakers, "
                     "languages, NSynth families, NSynth pitch, sound events) and an "
                     "unlabeled pretraining corpus, synthesised with espeak-ng, flite and "
-                    "fluidsynth. Cached: rerunning with the same recipe does nothing; a "
+                    "fluidsynth (the study preset adds real recordings from sonic-pi-samples "
+                    "and freepats, and two tasks of them). Cached: rerunning with the same recipe does nothing; a "
                     "changed recipe rebuilds only the parts that changed.")
     parser.add_argument("--root", type=Path, default=Path("demo_data"),
                         help="output folder (default: ./demo_data); tasks go to ROOT/tasks, "
                              "the corpus to ROOT/corpus")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small",
                         help="sizes: 'small' for the README demo (about 1-3 minutes on 2 "
-                             "cores), 'tiny' for tests (seconds); default: small")
+                             "cores), 'tiny' for tests (seconds), 'study' for comparing "
+                             "methods (>= 300 test clips per task, 3,200 corpus files, two "
+                             "more tasks of real recordings; needs the Debian packages "
+                             "sonic-pi-samples and freepats); default: small")
     parser.add_argument("--workers", type=int, default=None,
                         help="engine processes run at once (default: number of CPUs)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

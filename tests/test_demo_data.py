@@ -114,7 +114,8 @@ def test_corpus_files(built):
 
 def test_corpus_disjoint_from_every_test_split(built):
     root, _ = built
-    assert corpus_overlap(root, "tiny") == {"voices": set(), "texts": set(), "programs": set()}
+    assert corpus_overlap(root, "tiny") == {"voices": set(), "texts": set(), "programs": set(),
+                                            "recordings": set()}
 
 
 def test_corpus_overlap_detects_a_test_voice_text_and_program(built, tmp_path):
@@ -127,7 +128,8 @@ def test_corpus_overlap_detects_a_test_voice_text_and_program(built, tmp_path):
         f.write(f'x.wav,speech,1.00,{test_voice.replace("en+", "fr+")},fr,"{test_text}",\n')
         f.write("y.wav,music,1.00,,,,0\n")
     found = corpus_overlap(tmp_path, "tiny")
-    assert found == {"voices": {"espeak-variant:michel"}, "texts": {test_text}, "programs": {0}}
+    assert found == {"voices": {"espeak-variant:michel"}, "texts": {test_text}, "programs": {0},
+                     "recordings": set()}
 
 
 def test_corpus_sources_of_the_small_preset_are_disjoint():
