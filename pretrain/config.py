@@ -34,13 +34,18 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    path: str = ""  # folder (searched recursively) or a .csv/.txt manifest of audio files
+    path: str = ""  # folder (searched recursively), a .csv/.txt manifest of audio files, or a prepared store
     extensions: tuple[str, ...] = ("wav", "flac", "ogg")
     crop_seconds: float = 0.95  # RECIPE.md
     batch_size: int = 128  # per process; released SLICER code: 128 x 4 GPUs
     num_workers: int = 2
     silence_peak: float = 1e-4  # files whose peak |x| is below this are skipped as silent
     scan_headers: bool = True  # check every file's header before training (skips unreadable/empty ones early)
+    scan_workers: int = 8  # threads reading headers; results cached in run.out/header_scan.csv
+
+    def __post_init__(self) -> None:
+        if self.scan_workers < 1:
+            raise ValueError(f"data.scan_workers must be at least 1, got {self.scan_workers}")
 
 
 @dataclass
@@ -82,6 +87,7 @@ class RunConfig:
     log_every: int = 10
     progress: bool = True  # tqdm bar on the main process
     save_rank_states: bool = False  # debug: each process writes its final weights to out/rank{r}_final.pt
+    sync_batchnorm: bool = False  # DDP on CUDA: SyncBatchNorm (batch statistics over all processes)
 
 
 @dataclass

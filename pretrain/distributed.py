@@ -10,7 +10,8 @@ call the helpers unconditionally.
 Shuffle-BN (MoCo): the teacher's BatchNorm sees a batch made of samples from all
 processes in a random order, so its batch statistics cannot tie a key to its query. On a
 single process it reduces to a plain forward (a single process cannot shuffle BN
-statistics away; SyncBatchNorm is the CUDA alternative and is not used here).
+statistics away; SyncBatchNorm is the CUDA alternative, `run.sync_batchnorm`, see
+`sync_batchnorm`).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_nograd", "all_reduce_mean",
-           "shuffled_forward"]
+           "shuffled_forward", "sync_batchnorm"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +104,14 @@ def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     mine = perm[ctx.rank * b:(ctx.rank + 1) * b]  # (B,)
     y_all = all_gather_nograd(fn(x_all[mine]), ctx)  # (P*B, ...) in shuffled order
     return y_all[unperm][ctx.rank * b:(ctx.rank + 1) * b]
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm replaced by torch's SyncBatchNorm (in place; CUDA only).
+
+    Batch statistics are then computed over the batches of all processes (the teacher's too:
+    with shuffle-BN its statistics are those of the whole shuffled global batch), and the
+    running statistics are the same on every process. Parameter and buffer names are
+    unchanged, so checkpoints load into the plain encoder.
+    """
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

@@ -2,7 +2,7 @@
 
 Legend: n files in the subset, F mel bins, T frames, k centroids.
 
-On a random subset of the files (one random crop each):
+On a random subset of the files (one random crop each), raw or from a prepared store:
 - mean and std of the un-normalised log-mel over all bins and frames (BYOL-A
   pre-normalisation), stored in the frontend and in every checkpoint;
 - k-mix centroids: spherical k-means (scikit-learn KMeans on L2-normalised vectors) of each
@@ -25,8 +25,10 @@ from sklearn.cluster import KMeans
 
 from hear_slicer.frontend import FrontendConfig, LogMelFrontend
 
+from torch.utils.data import Dataset
+
 from .augment import clip_descriptor
-from .data import AudioCrops, DatasetError
+from .data import DatasetError
 
 __all__ = ["DataStats", "compute_stats", "load_or_compute_stats"]
 
@@ -50,10 +52,14 @@ class DataStats:
 
 
 @torch.no_grad()
-def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids: int, fraction: float,
+def compute_stats(dataset: Dataset, frontend_cfg: FrontendConfig, n_centroids: int, fraction: float,
                   min_files: int, max_files: int, kmeans_iters: int, kmeans_init: int, seed: int,
                   device: torch.device | str = "cpu", batch_size: int = 64) -> DataStats:
-    """Statistics on a random subset of max(min_files, fraction * n) files, at most max_files."""
+    """Statistics on a random subset of max(min_files, fraction * n) files, at most max_files.
+
+    `dataset`: `pretrain.data.AudioCrops` (raw files) or `pretrain.store.StoreCrops` (a
+    prepared store); both map (index, crop seed) to dict(wave (V, N), skipped).
+    """
     rng = np.random.default_rng(seed)
     n = len(dataset)
     size = min(n, max_files, max(min_files, math.ceil(fraction * n)))
