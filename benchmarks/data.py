@@ -10,7 +10,9 @@ The script writes --files clips of 10 s, 44.1 kHz stereo (tones + noise), as FLA
      raw, partial read       `AudioCrops` as training uses it (seek + resample the crop only)
      raw, whole-file decode  the previous loader (decode and resample the whole file, then crop)
      prepared store          `StoreCrops` (a slice of a memory-mapped int16 shard)
-   Targets on one core: raw FLAC >= 100 clips/s, store >= 1,000 clips/s.
+   Reported per CPU second of the reading process (= one dedicated core; immune to other
+   jobs on a shared machine) and per wall second. Targets on one core: raw FLAC >= 100
+   clips/s, store >= 1,000 clips/s.
 2. Clips/s with --workers DataLoader worker processes (batches of --batch), same readers.
 3. The SLICER training step on CPU as `pretrain.train` runs it (default encoder, queue
    --queue), fed from the raw FLAC files by the loader with --workers workers: the share of
@@ -56,14 +58,17 @@ def make_files(root: Path, n: int) -> tuple[Path, Path]:
     return root / "flac", root / "wav"
 
 
-def per_worker(dataset, seconds: float) -> float:
-    """Clips/s reading items one after another in this process."""
+def per_worker(dataset, seconds: float) -> tuple[float, float]:
+    """(clips per wall second, clips per CPU second) reading items one after another in this process.
+
+    The CPU-time rate is what one dedicated core delivers; on a shared machine the wall rate is lower.
+    """
     dataset[(0, 0)]  # warm-up (file cache, first-call overheads)
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds or n < 3:
         dataset[(n % len(dataset), n)]
         n += 1
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), n / max(time.process_time() - c0, 1e-9)
 
 
 def with_workers(dataset, workers: int, batch: int, seconds: float) -> float:
@@ -156,9 +161,12 @@ def main() -> int:
                 if "WAV" not in name}
         wait, step_ms = loader_wait(flac_files, args)
 
-    print(f"\n{'reader':36s} {'1 worker':>10s} {f'{args.workers} workers':>10s}  clips/s")
+    print(f"\nclips/s {'reader':36s} {'1 core (CPU time)':>18s} {'1 worker (wall)':>16s} "
+          f"{f'{args.workers} workers (wall)':>18s}")
     for name in readers:
-        print(f"{name:36s} {one[name]:10.1f} {many[name] if name in many else float('nan'):10.1f}")
+        print(f"        {name:36s} {one[name][1]:18.1f} {one[name][0]:16.1f} "
+              f"{many[name] if name in many else float('nan'):18.1f}")
+    one = {name: cpu for name, (_, cpu) in one.items()}  # per core from here on
     print(f"\npartial read / whole-file decode, FLAC: {one['raw FLAC, partial read'] / one['raw FLAC, whole-file decode (old)']:.1f}x; "
           f"store / raw FLAC partial: {one['prepared store'] / one['raw FLAC, partial read']:.1f}x")
     for name, target in (("raw FLAC, partial read", 100), ("prepared store", 1000)):

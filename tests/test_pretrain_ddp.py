@@ -153,3 +153,38 @@ def test_sync_batchnorm_keeps_names_and_is_refused_on_cpu(tmp_path):
         _train(cfg, None, DistContext(rank=0, world_size=2))  # refused before any collective call
     with pytest.raises(ValueError, match="run.sync_batchnorm must be true or false"):
         load_config(None, ["run.sync_batchnorm=2"])
+
+
+def test_rank_state_round_trip_and_prune(tmp_path):
+    """A process's memories and BN statistics come back exactly; a checkpoint's pruning takes them along."""
+    from pretrain.augment import AugmentConfig, AugmentPipeline
+    from pretrain.objectives.slicer import Slicer, SlicerConfig
+    from pretrain.rank_state import load_rank_state, prune_rank_states, save_rank_state
+
+    def parts(seed: int):
+        torch.manual_seed(seed)
+        aug = AugmentPipeline(AugmentConfig(), 16, 12)
+        obj = Slicer(EncoderConfig(n_mels=16, d=32, channels=4), SlicerConfig(queue_size=8, n_clusters=4,
+                                                                             instance_dim=8))
+        aug.remember(torch.randn(3, 16, 12))
+        obj.train()
+        obj._student(torch.randn(4, 16, 12))  # moves the BN running statistics
+        return aug, obj
+
+    ckpt = tmp_path / "checkpoints" / "step_00000007.pt"
+    aug, obj = parts(0)
+    path = save_rank_state(ckpt, 3, aug, obj)
+    assert path == tmp_path / "checkpoints" / "ranks" / "step_00000007.rank3.pt"
+    aug2, obj2 = parts(1)
+    assert not torch.equal(aug.mixup.memory.clips, aug2.mixup.memory.clips)
+    assert load_rank_state(ckpt, 3, aug2, obj2) and not load_rank_state(ckpt, 2, aug2, obj2)
+    assert_same(dict(aug.state_dict()), dict(aug2.state_dict()), "memories")
+    assert_same(batchnorm_buffers(obj), batchnorm_buffers(obj2), "BatchNorm statistics")
+    with pytest.raises(ValueError, match="process 3, not 4"):
+        path.rename(rank_state_path(ckpt, 4))
+        load_rank_state(ckpt, 4, aug2, obj2)
+    rank_state_path(ckpt, 4).rename(path)
+    other = tmp_path / "checkpoints" / "step_00000008.pt"
+    save_rank_state(other, 1, aug, obj)
+    prune_rank_states(ckpt)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["step_00000008.rank1.pt"]
