@@ -130,7 +130,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers for parts 2 and 3")
     p.add_argument("--seconds", type=float, default=3.0, help="time per clips/s measurement")
     p.add_argument("--batch", type=int, default=32, help="batch size of the loader and of the training step")
-    p.add_argument("--steps", type=int, default=6, help="timed training steps in part 3")
+    p.add_argument("--steps", type=int, default=4, help="timed training steps in part 3")
     p.add_argument("--queue", type=int, default=65536, help="SLICER queue size in part 3")
     args = p.parse_args()
     for name in ("files", "workers", "batch", "steps", "queue"):
