@@ -133,7 +133,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=4, help="timed training steps in part 3")
     p.add_argument("--queue", type=int, default=65536, help="SLICER queue size in part 3")
     args = p.parse_args()
-    for name in ("files", "workers", "batch", "steps", "queue"):
+    if args.files < 4:
+        p.error(f"--files must be at least 4 (k-means of the k-mix centroids needs 4 clips), got {args.files}")
+    for name in ("workers", "batch", "steps", "queue"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if not args.seconds > 0:
@@ -167,13 +169,15 @@ def main() -> int:
         print(f"        {name:36s} {one[name][1]:18.1f} {one[name][0]:16.1f} "
               f"{many[name] if name in many else float('nan'):18.1f}")
     one = {name: cpu for name, (_, cpu) in one.items()}  # per core from here on
-    print(f"\npartial read / whole-file decode, FLAC: {one['raw FLAC, partial read'] / one['raw FLAC, whole-file decode (old)']:.1f}x; "
-          f"store / raw FLAC partial: {one['prepared store'] / one['raw FLAC, partial read']:.1f}x")
+    partial, whole, store = (one[k] for k in ("raw FLAC, partial read", "raw FLAC, whole-file decode (old)",
+                                              "prepared store"))
+    print(f"\npartial read / whole-file decode, FLAC: {partial / whole:.1f}x; store / raw FLAC partial: "
+          f"{store / partial:.1f}x")
     for name, target in (("raw FLAC, partial read", 100), ("prepared store", 1000)):
         print(f"target {name} >= {target} clips/s on one core: {'met' if one[name] >= target else 'MISSED'} "
               f"({one[name]:.0f})")
-    print(f"\ntraining step on CPU (SLICER, batch {args.batch}, raw FLAC, {args.workers} workers): {step_ms:.0f} ms/step, "
-          f"loader wait {100 * wait:.2f} % (target < 5 %: {'met' if wait < 0.05 else 'MISSED'})")
+    print(f"\ntraining step on CPU (SLICER, batch {args.batch}, raw FLAC, {args.workers} workers): "
+          f"{step_ms:.0f} ms/step, loader wait {100 * wait:.2f} % (target < 5 %: {'met' if wait < 0.05 else 'MISSED'})")
     print(f"\nsizing at {GPU_CLIPS_PER_S} clips/s per GPU (loader cores = worker processes, one core each):")
     for name in ("raw FLAC, partial read", "raw WAV, partial read", "raw FLAC, whole-file decode (old)",
                  "prepared store"):

@@ -9,11 +9,12 @@ crops, e.g. COLA), N samples per crop (crop_seconds x 16 kHz).
 - Decoding: soundfile (wav, flac, ogg, ...), any rate and channel count; channels are
   averaged, then resampled to the target rate with soxr.
 - Crops by partial read (`read_crops`): for every format soundfile can seek sample-exactly
-  (WAV/W64/RF64/AIFF/CAF/AU and FLAC; not Ogg or MP3, whose seeks are not exact), only the crop plus a resampler margin is read and resampled, from an input
-  frame aligned to the rate ratio's period, so the crop's samples are those of the
-  whole-file decode up to the resampler's float rounding (~1e-7, tested). Crop offsets are
-  drawn exactly as before, on the resampled length computed from the header. Other
-  formats are decoded whole. The silence check looks at the crops read; only when they are
+  (WAV/W64/RF64/AIFF/CAF/AU and FLAC; not Ogg or MP3, whose seeks are not exact), only the
+  crop plus a resampler margin is read and resampled, from an input frame aligned to the
+  rate ratio's period, so the crop's samples are those of the whole-file decode up to the
+  resampler's float rounding (<= 1e-5, tested). Crop offsets are drawn exactly as before,
+  on the resampled length computed from the header. Other formats, and files shorter than
+  a crop, are decoded whole. The silence check looks at the crops read; only when they are
   all silent is the whole file decoded to tell a silent file from a quiet span of a good one.
   Non-finite samples are found in the spans read (a whole-file decode would find them anywhere).
 - Header scan (`scan_files`): threads, a progress bar, and a CSV cache keyed by each file's
@@ -47,7 +48,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 __all__ = ["DatasetError", "AudioFileError", "find_audio_files", "scan_files", "decode_audio", "resampled_length",
-           "read_crops", "random_crop", "progress_bar", "AudioCrops", "ShardedInfiniteSampler", "Batch", "collate", "make_loader"]
+           "read_crops", "random_crop", "progress_bar", "AudioCrops", "ShardedInfiniteSampler", "Batch", "collate",
+           "make_loader"]
 
 
 class DatasetError(ValueError):
