@@ -23,6 +23,8 @@ EXAMPLES = """examples:
   python -m pretrain --resume runs/fsd/checkpoints/step_00010000.pt --set run.steps=40000
   python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/fsd50k --out runs/fsd --overwrite
   torchrun --nproc_per_node=4 -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/as
+  python -m pretrain.prepare /data/as /data/as_store && python -m pretrain --set data.path=/data/as_store ...
+  torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=$HOST:29400 -m pretrain ...  # each node
 """
 
 

@@ -38,7 +38,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    path: str = ""  # folder (searched recursively) or a .csv/.txt manifest of audio files
+    path: str = ""  # folder (searched recursively), a .csv/.txt manifest of audio files, or a prepared store
     extensions: tuple[str, ...] = ("wav", "flac", "ogg")
     crop_seconds: float = 0.95  # RECIPE.md
     batch_size: int = 128  # per process; released SLICER code: 128 x 4 GPUs
@@ -46,10 +46,12 @@ class DataConfig:
     silence_peak: float = 1e-4  # files whose peak |x| is below this are skipped as silent
     scan_headers: bool = True  # check every file's header before training (skips unreadable/empty ones early)
     max_peak: float = 1000.0  # files whose peak |x| is above this are skipped as out of range (float audio is ~[-1, 1])
+    scan_workers: int = 8  # threads reading headers; results cached in run.out/header_scan.csv
     CHECKS: ClassVar[dict[str, Check]] = {
         "extensions": Check("a non-empty list of non-empty extensions", lambda v: len(v) > 0 and all(v)),
         "crop_seconds": between(0, 600, low_open=True), "batch_size": between(2, 1 << 20),
-        "num_workers": between(0, 1024), "silence_peak": between(0, 1, high_open=True), "max_peak": above(0.0)}
+        "num_workers": between(0, 1024), "silence_peak": between(0, 1, high_open=True), "max_peak": above(0.0),
+        "scan_workers": between(1, 1024)}
 
 
 @dataclass
@@ -98,6 +100,7 @@ class RunConfig:
     log_every: int = 10
     progress: bool = True  # tqdm bar on the main process
     save_rank_states: bool = False  # debug: each process writes its final weights to out/rank{r}_final.pt
+    sync_batchnorm: bool = False  # DDP on CUDA: SyncBatchNorm (batch statistics over all processes)
     CHECKS: ClassVar[dict[str, Check]] = {
         "out": non_empty("a folder path"), "steps": at_least(1), "seed": between(0, 2**31 - 1),
         "device": matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N"),

@@ -13,6 +13,7 @@ single process MoCo's answer is SplitBatchNorm (its single-GPU demo): the key ba
 shuffled and run in G groups, each normalised with its own statistics, then un-shuffled
 (`split_forward`); without it a key is computed with the statistics of the very batch that
 holds its query, which MoCo (section 3.3) calls cheating.
+SyncBatchNorm is the CUDA alternative under DDP (`run.sync_batchnorm`, see `sync_batchnorm`).
 """
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_nograd", "all_reduce_mean",
-           "shuffled_forward", "split_forward"]
+           "shuffled_forward", "split_forward", "sync_batchnorm"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,14 @@ def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     mine = perm[ctx.rank * b:(ctx.rank + 1) * b]  # (B,)
     y_all = all_gather_nograd(fn(x_all[mine]), ctx)  # (P*B, ...) in shuffled order
     return y_all[unperm][ctx.rank * b:(ctx.rank + 1) * b]
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm replaced by torch's SyncBatchNorm (in place; CUDA only).
+
+    Batch statistics are then computed over the batches of all processes (the teacher's too:
+    with shuffle-BN its statistics are those of the whole shuffled global batch), and the
+    running statistics are the same on every process. Parameter and buffer names are
+    unchanged, so checkpoints load into the plain encoder.
+    """
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

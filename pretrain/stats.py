@@ -2,7 +2,7 @@
 
 Legend: n files in the subset, F mel bins, T frames, k centroids.
 
-On a random subset of the files (one random crop each; bad files are replaced by the
+On a random subset of the files (raw or from a prepared store; one random crop each; bad files are replaced by the
 loader and listed in `skipped`, and a crop whose log-mel is not finite is left out and
 listed too, so the statistics come from good files only):
 - mean and std of the un-normalised log-mel over all bins and frames (BYOL-A
@@ -27,8 +27,10 @@ from sklearn.cluster import KMeans
 
 from hear_slicer.frontend import FrontendConfig, LogMelFrontend
 
+from torch.utils.data import Dataset
+
 from .augment import clip_descriptor
-from .data import AudioCrops, DatasetError
+from .data import DatasetError
 
 __all__ = ["DataStats", "compute_stats", "load_or_compute_stats"]
 
@@ -52,10 +54,14 @@ class DataStats:
 
 
 @torch.no_grad()
-def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids: int, fraction: float,
+def compute_stats(dataset: Dataset, frontend_cfg: FrontendConfig, n_centroids: int, fraction: float,
                   min_files: int, max_files: int, kmeans_iters: int, kmeans_init: int, seed: int,
                   device: torch.device | str = "cpu", batch_size: int = 64) -> DataStats:
-    """Statistics on a random subset of max(min_files, fraction * n) files, at most max_files."""
+    """Statistics on a random subset of max(min_files, fraction * n) files, at most max_files.
+
+    `dataset`: `pretrain.data.AudioCrops` (raw files) or `pretrain.store.StoreCrops` (a
+    prepared store); both map (index, crop seed) to dict(wave (V, N), skipped).
+    """
     rng = np.random.default_rng(seed)
     n = len(dataset)
     size = min(n, max_files, max(min_files, math.ceil(fraction * n)))

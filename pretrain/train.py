@@ -10,7 +10,8 @@ optimiser step ->
 (hear_slicer.checkpoint format, written atomically, last K kept) whose `training_state`
 holds everything needed to resume exactly: objective state (student, teacher, heads,
 queue), augmentation memories, optimiser, AMP scaler, RNG states, step, data position,
-statistics, skipped files.
+statistics, skipped files; under DDP, each other process's memories and BatchNorm
+statistics go next to it (`pretrain.rank_state`).
 
 Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -m pretrain`
 (DDP: gloo on CPU, NCCL on CUDA; only rank 0 writes).
@@ -38,11 +39,13 @@ from hear_slicer.frontend import LogMelFrontend
 from .augment import AugmentPipeline
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_changes, config_from_dict
 from .data import AudioCrops, DatasetError, find_audio_files, make_loader, scan_files
-from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed
+from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed, sync_batchnorm
 from .objectives import objective_class
 from .optim import build_optimizer, lr_at
+from .rank_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
 from .rng import capture_rng, restore_rng, seed_everything
 from .runlog import RunLog, git_revision, plot_loss_curve
+from .store import StoreCrops, is_store
 from .stats import DataStats, compute_stats, load_or_compute_stats
 
 __all__ = ["TrainingDiverged", "RunFolderError", "train", "two_views", "latest_checkpoint", "config_of_checkpoint",
@@ -178,6 +181,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overwrite: bool = 
 
 def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwrite: bool = False) -> Path:
     device = _resolve_device(cfg.run.device, ctx)
+    if cfg.run.sync_batchnorm and ctx.enabled and device.type != "cuda":
+        raise ValueError(f"run.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs only on GPUs), "
+                         f"this run is on {device}; set run.sync_batchnorm=false")
     out = Path(cfg.run.out)
     accepted: list[str] = []
     state = None
@@ -209,20 +215,25 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
 
     # ------------------------------------------------------------------ data
     skipped: dict[str, str] = dict(state["skipped"]) if state else {}
-    if ctx.is_main:
-        files = find_audio_files(cfg.data.path, cfg.data.extensions)
-        if cfg.data.scan_headers:
-            files, bad = scan_files(files)
-            skipped.update(bad)
-        if not files:
-            raise DatasetError(f"no usable audio under {cfg.data.path}: all {len(skipped)} files were skipped "
-                             f"(first: {list(skipped.items())[:3]})")
-    files = _broadcast_object(files if ctx.is_main else None, ctx)
     crop_samples = round(cfg.data.crop_seconds * cfg.frontend.sample_rate)
     n_frames = cfg.frontend.num_frames(crop_samples)
     crops_per_item = 2 if objective_class(cfg.objective.name).views_from_separate_crops else 1
-    dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak, crops_per_item,
-                         cfg.data.max_peak)
+    if is_store(cfg.data.path):  # prepared by `python -m pretrain.prepare`: no scan, no decoding
+        dataset = StoreCrops(cfg.data.path, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak,
+                             crops_per_item)
+        files = dataset.files
+    else:
+        if ctx.is_main:
+            files = find_audio_files(cfg.data.path, cfg.data.extensions)
+            if cfg.data.scan_headers:
+                files, bad = scan_files(files, cfg.data.scan_workers, out / "header_scan.csv", cfg.run.progress)
+                skipped.update(bad)
+            if not files:
+                raise DatasetError(f"no usable audio under {cfg.data.path}: all {len(skipped)} files were skipped "
+                                   f"(first: {list(skipped.items())[:3]})")
+        files = _broadcast_object(files if ctx.is_main else None, ctx)
+        dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak, crops_per_item,
+                             cfg.data.max_peak)
     log.text(f"data: {len(files)} files from {cfg.data.path}, crops of {crop_samples} samples ({n_frames} frames)"
              + (", views from two independent crops per file" if crops_per_item == 2 else ""))
 
@@ -267,18 +278,28 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         step = int(state["step"])
         rng = state["rng"]
         restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
+        own = ctx.rank == 0 or load_rank_state(Path(resume), ctx.rank, augment, objective)
+        missing = [r for r, found in enumerate(_gather_objects(own, ctx)) if not found]
+        if missing:
+            log.text(f"no saved state for process(es) {missing} in {rank_state_path(resume, 0).parent}: they start "
+                     "from rank 0's augmentation memories and BatchNorm statistics (the resume is not bit-exact)")
     else:
         seed_everything(cfg.run.seed + 1000 * ctx.rank)  # different augmentations per process
     model = objective
+    if ctx.enabled and cfg.run.sync_batchnorm:
+        objective = sync_batchnorm(objective)
+        log.text("BatchNorm: synchronised across processes (run.sync_batchnorm)")
     if ctx.enabled:
         model = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
                                         broadcast_buffers=False)
 
     def checkpoint(step: int) -> Path:
         """Write a checkpoint at `step` (collective: every process takes part)."""
+        path = out / "checkpoints" / f"step_{step:08d}.pt"
+        if ctx.rank > 0:  # before rank 0 writes the checkpoint: the gathers below wait for it
+            save_rank_state(path, ctx.rank, augment, objective)
         rngs = _gather_objects(capture_rng(), ctx)
         all_skipped = {k: v for part in _gather_objects(skipped, ctx) for k, v in part.items()}
-        path = out / "checkpoints" / f"step_{step:08d}.pt"
         if ctx.is_main:
             teacher = objective.teacher_for_export()
             ckpt = Checkpoint(
@@ -301,6 +322,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             others = sorted(p for p in (out / "checkpoints").glob("step_*.pt") if p != path)
             for old in others[:max(0, len(others) - (cfg.run.keep_last - 1))]:
                 old.unlink()
+                prune_rank_states(old)
             log.text(f"checkpoint: {path}")
         return path
 
