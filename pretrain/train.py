@@ -9,7 +9,7 @@ optimiser step ->
 `objective.after_step` (EMA teacher, queue) -> logs and, every N steps, a checkpoint
 (hear_slicer.checkpoint format, written atomically, last K kept) whose `training_state`
 holds everything needed to resume exactly: objective state (student, teacher, heads,
-queue), augmentation memories, optimiser, AMP scaler, RNG states, step, data position,
+queue), augmentation memories, optimiser, GradScaler (fp16), RNG states, step, data position,
 statistics, skipped files.
 
 Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -m pretrain`
@@ -17,7 +17,6 @@ Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -31,11 +30,12 @@ from hear_slicer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from hear_slicer.frontend import LogMelFrontend
 
 from .augment import AugmentPipeline
-from .config import TrainConfig, config_from_dict
+from .config import ConfigError, TrainConfig, config_from_dict
 from .data import AudioCrops, find_audio_files, make_loader, scan_files
 from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed
 from .objectives import objective_class
 from .optim import build_optimizer, lr_at
+from .precision import PrecisionError, autocast, autocast_dtype, make_grad_scaler
 from .rng import capture_rng, restore_rng, seed_everything
 from .runlog import RunLog, git_revision, plot_loss_curve
 from .stats import DataStats, compute_stats, load_or_compute_stats
@@ -118,6 +118,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
 
 def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Path:
     device = _resolve_device(cfg.run.device, ctx)
+    try:
+        amp_dtype = autocast_dtype(cfg.run.precision, device)  # None: float32; checked before any work
+    except PrecisionError as e:
+        raise ConfigError(str(e)) from e
     out = Path(cfg.run.out)
     log = RunLog(out, enabled=ctx.is_main)
     state = load_checkpoint(resume).training_state if resume else None
@@ -175,16 +179,20 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
     # ------------------------------------------------------------------ optimiser
     params = objective.trainable_parameters()
     optimizer = build_optimizer(params, cfg.optim)
-    use_amp = cfg.run.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)  # enabled for float16 only
+    log.text(f"precision: {cfg.run.precision} -> " + (f"autocast {str(amp_dtype).removeprefix('torch.')} on "
+             f"{device.type}" if amp_dtype is not None else "float32") + ("; GradScaler" if scaler.is_enabled() else "")
+             + "; losses and queue in float32")
 
     step = 0
     if state:
         objective.load_state_dict(state["objective"])
         augment.load_state_dict(state["augment"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if scaler.is_enabled() and not state["scaler"]:  # written by a run without fp16
+            log.text("GradScaler: the checkpoint has no scaler state (written without fp16); starting a fresh one")
+        else:
+            scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         rng = state["rng"]
         restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
@@ -246,15 +254,14 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
         with torch.no_grad():
             x = frontend(wave.flatten(0, 1)).unflatten(0, wave.shape[:2])  # (B, V, F, T) normalised log-mel
         view_a, view_b = two_views(x, augment)  # (B, F, T) each
-        autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
-        with autocast:
+        with autocast(device, amp_dtype):
             out_step = model(view_a, view_b)
         loss = out_step.loss
         finite = all_reduce_mean(torch.isfinite(loss.detach()).float(), ctx)
         if finite.item() < 1.0:
             message = (f"loss became {loss.item()} at step {step + 1}; stopping. The last good checkpoint is "
                        f"{last_path or 'none (no checkpoint was written yet)'}. Lower optim.lr, raise "
-                       "optim.warmup_steps, or set run.amp=false, then resume from it.")
+                       "optim.warmup_steps, or set run.precision=fp32, then resume from it.")
             log.text(message)
             raise TrainingDiverged(message)
         optimizer.zero_grad(set_to_none=True)
