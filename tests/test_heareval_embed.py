@@ -23,6 +23,11 @@ from eval_suites.heareval_embed import DONE_FILE, event_labels, options_suffix
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = '{"timestamp_hop_ms": 50}'  # exercises heareval's options suffix in the folder name
 PATCH_CUDA = "import torch; torch.cuda.is_available = lambda: True; "
+# heareval imports its NVML helper (heareval.gpu_max_mem) before its GPU check; with no NVML
+# library on this machine, a stand-in pynvml lets the import reach the check (runner.py line 21).
+FAKE_NVML = ("import sys, types; nv = types.ModuleType('pynvml'); nv.NVMLError = RuntimeError; "
+             "[setattr(nv, n, lambda *a: None) for n in ('nvmlInit', 'nvmlDeviceGetHandleByIndex', "
+             "'nvmlDeviceGetMemoryInfo', 'nvmlDeviceGetName')]; sys.modules['pynvml'] = nv; ")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +45,36 @@ def tasks(tmp_path_factory) -> Path:
                        {"label": vocab[(i + 2) % len(vocab)], "start": 300.0, "end": 2000.0}]
         (event / f"{split}.json").write_text(json.dumps(labels))
     (root / "notes.txt").write_text("not a task")  # heareval's runner would choke on this; we skip it
+    return root
+
+
+@pytest.fixture(scope="module")
+def synthetic_tasks(tmp_path_factory) -> Path:
+    """A scene task and an event task of tones and noise bursts written with TaskWriter
+    (numpy only: no espeak-ng or fluidsynth), so the `cuda` test also runs on a bare GPU machine."""
+    from eval_suites.hear_task import TaskMetadata, TaskWriter
+
+    root = tmp_path_factory.mktemp("synthetic_tasks")
+    splits = ["train", "valid", "test"]
+    common = dict(version="v1", split_mode="trainvaltest", splits=splits)
+    scene = TaskWriter(root / "tones-v1-full", TaskMetadata(
+        task_name="tones", embedding_type="scene", prediction_type="multiclass", sample_duration=1.0,
+        evaluation=["top1_acc"], **common))
+    event = TaskWriter(root / "bursts-v1-full", TaskMetadata(
+        task_name="bursts", embedding_type="event", prediction_type="multilabel", sample_duration=3.0,
+        evaluation=["event_onset_200ms_fms"], **common))
+    rng = np.random.default_rng(0)
+    t1, t3 = np.arange(16000) / 16000, np.arange(48000) / 16000
+    for split in splits:
+        for i in range(4):
+            f0 = 220.0 if i % 2 else 880.0
+            scene.add_clip(split, f"{split}{i}.wav", 0.3 * np.sin(2 * np.pi * f0 * t1), 16000, ["low" if i % 2 else "high"])
+            y = 0.2 * np.sin(2 * np.pi * f0 * t3) * ((t3 > 0.5) & (t3 < 1.5))
+            y = y + 0.2 * rng.normal(size=t3.size) * ((t3 > 1.0) & (t3 < 2.5))
+            event.add_clip(split, f"{split}{i}.wav", y, 16000, [{"label": "tone", "start": 500.0, "end": 1500.0},
+                                                         {"label": "noise", "start": 1000.0, "end": 2500.0}])
+    scene.finalize()
+    event.finalize()
     return root
 
 
@@ -99,7 +134,7 @@ def test_same_bytes_as_heareval_runner_and_it_runs_where_heareval_refuses(tasks,
     assert max(len(x) for x in train) >= 3  # overlapping events were really exercised
 
     # torch reports a GPU, TensorFlow (tensorflow-cpu) does not: heareval's runner refuses ...
-    refused = subprocess.run([sys.executable, "-c", PATCH_CUDA + "import runpy; runpy.run_module("
+    refused = subprocess.run([sys.executable, "-c", PATCH_CUDA + FAKE_NVML + "import runpy; runpy.run_module("
                               "'heareval.embeddings.runner', run_name='__main__')", "hear_slicer", "--help"],
                              cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert refused.returncode != 0 and "GPUs not available in tensorflow, but found by pytorch" in refused.stderr
@@ -125,12 +160,12 @@ def test_options_suffix_is_heareval_s():
     assert options_suffix({"timestamp_hop_ms": 25, "Chunk Seconds": 1.5}) == "-timestamp-hop-ms=25-chunk-seconds=1-5"
 
 
-def test_done_tasks_are_skipped_and_unfinished_folders_refused(tasks, tmp_path, capsys):
+def test_done_tasks_are_skipped_and_unfinished_folders_refused(synthetic_tasks, tmp_path, capsys):
     out = tmp_path / "emb"
-    argv = ["embed", "hear_toy_module", "--tasks-dir", str(tasks), "--task", "demo-keywords-v1-full",
+    argv = ["embed", "hear_toy_module", "--tasks-dir", str(synthetic_tasks), "--task", "bursts-v1-full",
             "--embeddings-dir", str(out), "--device", "cpu", "--no-progress"]
     assert main(argv) == 0
-    task_dir = out / "hear_toy_module" / "demo-keywords-v1-full"
+    task_dir = out / "hear_toy_module" / "bursts-v1-full"
     assert (task_dir / DONE_FILE).is_file() and not list(out.rglob("*.partial"))
     stamp = (task_dir / "train.embeddings.npy").stat().st_mtime_ns
     assert main(argv) == 0 and "done already, skipped" in capsys.readouterr().out
@@ -162,11 +197,11 @@ def test_cuda_without_a_gpu_is_refused(tasks, tmp_path, capsys):
 
 
 @pytest.mark.cuda
-def test_cuda_embeddings_match_cpu_ones(tasks, tmp_path):
+def test_cuda_embeddings_match_cpu_ones(synthetic_tasks, tmp_path):
     for device in ("cpu", "cuda"):
-        assert main(["embed", "hear_slicer", "--tasks-dir", str(tasks), "--embeddings-dir", str(tmp_path / device),
-                     "--device", device, "--no-progress"]) == 0
-    for task in ("demo-keywords-v1-full", "demo-events-v1-full"):
+        assert main(["embed", "hear_slicer", "--tasks-dir", str(synthetic_tasks), "--embeddings-dir",
+                     str(tmp_path / device), "--device", device, "--no-progress"]) == 0
+    for task in ("tones-v1-full", "bursts-v1-full"):
         a, b = tmp_path / "cpu" / "hear_slicer" / task, tmp_path / "cuda" / "hear_slicer" / task
         assert _files(a) == _files(b)
         assert json.loads((b / "profile.embeddings.json").read_text())["gpu_max_mem"] > 0

@@ -10,7 +10,9 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from hear_slicer.checkpoint import load_checkpoint, save_checkpoint
@@ -20,8 +22,6 @@ from pretrain.config import ConfigError, config_from_dict, load_config
 from pretrain.losses.instance import info_nce
 from pretrain.objectives.slicer import Slicer, SlicerConfig
 from pretrain.precision import PrecisionError, autocast, autocast_dtype, float32_loss
-
-from test_pretrain_corpus import make_corpus
 
 torch.set_num_threads(1)
 
@@ -41,7 +41,21 @@ QUEUED = {"slicer", "delores_m"}
 
 @pytest.fixture(scope="module")
 def audio(tmp_path_factory) -> Path:
-    return make_corpus(tmp_path_factory.mktemp("corpus"), n_speech=3, n_music=3)
+    """Eight 1-2 s clips of harmonic tones, chirps and noise bursts, written with soundfile only
+    (no espeak-ng or fluidsynth), so that the `cuda` tests also run on a bare GPU machine."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        t = np.arange(int(16000 * (1.0 + 0.15 * i))) / 16000
+        f0 = 110.0 * 2 ** (i / 3)
+        if i % 3 == 0:
+            x = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
+        elif i % 3 == 1:
+            x = np.sin(2 * np.pi * (f0 * t + 400.0 * t ** 2))
+        else:
+            x = rng.normal(size=t.size) * (np.sin(2 * np.pi * 3 * t) > 0)
+        sf.write(root / f"clip{i}.wav", (0.3 * x / np.abs(x).max()).astype(np.float32), 16000)
+    return root
 
 
 def _argv(name: str, audio: Path, out: Path, steps: int, *extra: str) -> list[str]:
