@@ -48,7 +48,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CORE = {"torch": "torch", "numpy": "numpy", "scipy": "scipy", "nnAudio": "nnAudio", "yaml": "pyyaml",
         "soundfile": "soundfile", "soxr": "soxr", "tqdm": "tqdm"}
-FOR_TESTS = {"pytest": "pytest", "sklearn": "scikit-learn", "pandas": "pandas", "matplotlib": "matplotlib"}
+FOR_TESTS = {"pytest": "pytest", "sklearn": "scikit-learn", "pandas": "pandas", "matplotlib": "matplotlib",
+             "intervaltree": "intervaltree"}
 INSTALL = "pip install --no-index --find-links wheels -r requirements/gpu.txt   (see benchmarks/gpu_check.sh)"
 SR = 16000
 

@@ -10,7 +10,7 @@
 
 Losses, the queue of keys and the EMA teacher's parameters stay float32 whatever the
 precision: every loss in `pretrain.losses` is wrapped in `float32_loss` (autocast off,
-floating inputs cast to float32), `KeyQueue` stores float32 keys, and autocast never changes
+half-precision inputs cast to float32), `KeyQueue` stores float32 keys, and autocast never changes
 a parameter's dtype. Only the encoder's and heads' matmuls and convolutions run in the low
 precision.
 """
@@ -71,10 +71,11 @@ def make_grad_scaler(device: torch.device, dtype: torch.dtype | None) -> torch.a
 
 
 def float32_loss(fn: F) -> F:
-    """Decorator: run the loss `fn` with autocast off and its floating tensor arguments in float32."""
+    """Decorator: run the loss `fn` with autocast off and its half-precision tensor arguments
+    (float16, bfloat16) cast to float32 (float32 and float64 inputs are left as they are)."""
 
     def cast(x):
-        return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+        return x.float() if isinstance(x, torch.Tensor) and x.dtype in (torch.float16, torch.bfloat16) else x
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
