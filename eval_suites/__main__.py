@@ -1,9 +1,11 @@
-"""Command line: ``python -m eval_suites {run,list,report,prepare}``.
+"""Command line: ``python -m eval_suites {run,list,report,embed,prepare}``.
 
     python -m eval_suites run MANIFEST [--models A B] [--tasks X Y] [--out DIR]
                                        [--tasks-root DIR] [--device cpu|cuda]
     python -m eval_suites list MANIFEST [--tasks-root DIR]
     python -m eval_suites report RESULTS_DIR
+    python -m eval_suites embed MODULE --model CKPT --tasks-dir DIR [--device cuda]
+                                       # heareval's embedding folders (eval_suites.heareval_embed)
     python -m eval_suites prepare lape ... # LAPE converters (eval_suites.lape)
 
 Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
@@ -52,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild results.csv/.md/.png from a results folder")
     rep.add_argument("results_dir", type=Path)
+
+    from eval_suites.heareval_embed import add_embed_parser
+
+    add_embed_parser(sub)
 
     try:  # the LAPE converters add `prepare lape`; the CLI works without them
         from eval_suites.lape import add_prepare_parser

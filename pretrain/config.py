@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -94,7 +95,9 @@ class RunConfig:
     steps: int = 20000
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bfloat16/float16 autocast on CUDA; ignored on CPU
+    # autocast of the encoder and heads (pretrain.precision): fp32 | bf16 (CUDA or CPU) | fp16 (CUDA only,
+    # with a GradScaler) | auto (bf16 on CUDA, fp16 on GPUs without bfloat16, fp32 on CPU; the old run.amp=true)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     checkpoint_every: int = 1000
     keep_last: int = 3
     log_every: int = 10
@@ -251,9 +254,35 @@ def _build(cls: type, values: Any, prefix: str) -> Any:
         raise ConfigError(f"invalid {prefix or 'config'}: {e}") from e
 
 
+def _upgrade_legacy_keys(d: dict[str, Any]) -> dict[str, Any]:
+    """`run.amp` (before `run.precision` existed) -> `run.precision`, with a note.
+
+    amp=true was: bfloat16 autocast on a CUDA GPU with bfloat16, float16 with a GradScaler on
+    an older GPU, nothing on CPU; that is `precision: auto`. amp=false is `precision: fp32`.
+    Checkpoints written before the change store `run.amp` and still load and resume.
+    """
+    run = d.get("run")
+    if not isinstance(run, dict) or "amp" not in run:
+        return d
+    run = dict(run)
+    amp = run.pop("amp")
+    if "precision" in run:
+        raise ConfigError(f"run.amp={amp!r} and run.precision={run['precision']!r} are both set; run.amp is the "
+                          "old name of run.precision: keep only run.precision (fp32 | bf16 | fp16 | auto)")
+    if not isinstance(amp, bool):
+        raise ConfigError(f"run.amp must be true or false, got {amp!r} (run.amp is replaced by run.precision)")
+    run["precision"] = "auto" if amp else "fp32"
+    warnings.warn(f"config key run.amp={str(amp).lower()} is replaced by run.precision; read as "
+                  f"run.precision={run['precision']} (the same behaviour)", FutureWarning, stacklevel=3)
+    return {**d, "run": run}
+
+
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Typed TrainConfig from a plain dict (YAML or a checkpoint's `train_config`)."""
-    d = dict(d or {})
+    """Typed TrainConfig from a plain dict (YAML or a checkpoint's `train_config`).
+
+    Legacy keys are upgraded first (`run.amp` -> `run.precision`, see `_upgrade_legacy_keys`).
+    """
+    d = _upgrade_legacy_keys(dict(d or {}))
     objective = dict(d.pop("objective", None) or {})
     cfg = _build(TrainConfig, d, "")
     name = objective.pop("name", "slicer")
@@ -347,8 +376,8 @@ def merge_into(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 #: Keys a resumed run may change: they do not touch the saved state (weights, optimiser
 #: moments, queue, memories, statistics, data order). Everything else is refused.
 RESUMABLE_KEYS = (
-    "run.steps", "run.out", "run.device", "run.amp", "run.checkpoint_every", "run.keep_last", "run.log_every",
-    "run.progress", "run.save_rank_states", "data.num_workers", "data.scan_headers",
+    "run.steps", "run.out", "run.device", "run.precision", "run.checkpoint_every", "run.keep_last", "run.log_every",
+    "run.progress", "run.save_rank_states", "data.num_workers", "data.scan_headers", "data.scan_workers",
     "optim.lr", "optim.warmup_steps", "optim.min_lr_ratio", "optim.grad_clip",
 )
 

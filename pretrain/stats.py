@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from hear_slicer.frontend import FrontendConfig, LogMelFrontend
 
@@ -89,6 +88,8 @@ def compute_stats(dataset: Dataset, frontend_cfg: FrontendConfig, n_centroids: i
         if len(np.unique(desc.round(6), axis=0)) < n_centroids:
             raise DatasetError(f"k-mix needs at least {n_centroids} distinct clips for k-means, the subset has "
                                f"{len(desc)}; add data, raise stats.min_files, or lower augment.kmix.k")
+        from sklearn.cluster import KMeans  # imported here: training without k-mix needs no scikit-learn
+
         km = KMeans(n_clusters=n_centroids, max_iter=kmeans_iters, n_init=kmeans_init, random_state=seed).fit(desc)
         centroids = torch.nn.functional.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1)
     return DataStats(mean, std, centroids, len(x), skipped)

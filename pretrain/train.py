@@ -9,7 +9,7 @@ optimiser step ->
 `objective.after_step` (EMA teacher, queue) -> logs and, every N steps, a checkpoint
 (hear_slicer.checkpoint format, written atomically, last K kept) whose `training_state`
 holds everything needed to resume exactly: objective state (student, teacher, heads,
-queue), augmentation memories, optimiser, AMP scaler, RNG states, step, data position,
+queue), augmentation memories, optimiser, GradScaler (fp16), RNG states, step, data position,
 statistics, skipped files; under DDP, each other process's memories and BatchNorm
 statistics go next to it (`pretrain.rank_state`).
 
@@ -22,7 +22,6 @@ would mix state (`pretrain.config.RESUMABLE_KEYS` lists those it accepts; they a
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import shutil
 import time
@@ -43,6 +42,7 @@ from .distributed import DistContext, all_reduce_mean, init_distributed, shutdow
 from .objectives import objective_class
 from .optim import build_optimizer, lr_at
 from .rank_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
+from .precision import PrecisionError, autocast, autocast_dtype, make_grad_scaler
 from .rng import capture_rng, restore_rng, seed_everything
 from .runlog import RunLog, git_revision, plot_loss_curve
 from .store import StoreCrops, is_store
@@ -184,6 +184,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     if cfg.run.sync_batchnorm and ctx.enabled and device.type != "cuda":
         raise ValueError(f"run.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs only on GPUs), "
                          f"this run is on {device}; set run.sync_batchnorm=false")
+    try:
+        amp_dtype = autocast_dtype(cfg.run.precision, device)  # None: float32; checked before any work
+    except PrecisionError as e:
+        raise ConfigError(str(e)) from e
     out = Path(cfg.run.out)
     accepted: list[str] = []
     state = None
@@ -265,16 +269,20 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     # ------------------------------------------------------------------ optimiser
     params = objective.trainable_parameters()
     optimizer = build_optimizer(params, cfg.optim)
-    use_amp = cfg.run.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)  # enabled for float16 only
+    log.text(f"precision: {cfg.run.precision} -> " + (f"autocast {str(amp_dtype).removeprefix('torch.')} on "
+             f"{device.type}" if amp_dtype is not None else "float32") + ("; GradScaler" if scaler.is_enabled() else "")
+             + "; losses and queue in float32")
 
     step = 0
     if state:
         objective.load_state_dict(state["objective"])
         augment.load_state_dict(state["augment"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if scaler.is_enabled() and not state["scaler"]:  # written by a run without fp16
+            log.text("GradScaler: the checkpoint has no scaler state (written without fp16); starting a fresh one")
+        else:
+            scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         rng = state["rng"]
         restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
@@ -349,15 +357,14 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         with torch.no_grad():
             x = frontend(wave.flatten(0, 1)).unflatten(0, wave.shape[:2])  # (B, V, F, T) normalised log-mel
         view_a, view_b = two_views(x, augment)  # (B, F, T) each
-        autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
-        with autocast:
+        with autocast(device, amp_dtype):
             out_step = model(view_a, view_b)
         loss = out_step.loss
         finite = all_reduce_mean(torch.isfinite(loss.detach()).float(), ctx)
         if finite.item() < 1.0:
             message = (f"loss became {loss.item()} at step {step + 1}; stopping. The last good checkpoint is "
                        f"{last_path or 'none (no checkpoint was written yet)'}. Lower optim.lr, raise "
-                       "optim.warmup_steps, or set run.amp=false, then resume from it.")
+                       "optim.warmup_steps, or set run.precision=fp32, then resume from it.")
             log.text(message)
             raise TrainingDiverged(message)
         optimizer.zero_grad(set_to_none=True)
