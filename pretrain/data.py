@@ -132,7 +132,7 @@ def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
     known: dict[tuple[str, int, int], str] = {}
     if cache is not None and Path(cache).is_file():
         try:
-            with open(cache, newline="") as f:
+            with open(cache, newline="", encoding="utf-8", errors="surrogateescape") as f:
                 for row in csv.DictReader(f):
                     known[(row["path"], int(row["size"]), int(row["mtime_ns"]))] = row["problem"]
         except (OSError, KeyError, ValueError, csv.Error):
@@ -160,7 +160,7 @@ def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
         cache = Path(cache)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(f".{cache.name}.tmp")
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # any file name
             w = csv.writer(f)
             w.writerow(SCAN_CACHE_FIELDS)
             w.writerows((*k, problem) for k, problem in results if k[1] >= 0)
