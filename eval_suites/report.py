@@ -5,10 +5,11 @@ report OUT`` gives the same files as the end of a run. Each protocol gets its ow
 and plot panel. A cell shows the task's primary metric (its first ``evaluation`` metric,
 e.g. ``top1_acc``; ``mean ± std`` over folds for k-fold tasks), ``FAILED`` when the cell
 failed (its error is listed under the table) or ``–`` when it was not run. The
-``mean <suite>`` columns average the primary metrics of the suite's tasks; a mean over
-fewer tasks than the suite has (a failed or missing cell) is marked ``*``.
-Note that metrics of different kinds (accuracy, F-measure, error rate) are averaged as
-they are, as in the HEAR leaderboard's summaries.
+``mean <suite>`` columns average the primary metrics of the suite's tasks where larger
+is better (accuracy, mAP, F-measure, d', AUC); a task whose primary metric is an error
+rate (smaller is better, heareval's ``maximize=False``) is never averaged with them and
+is left out of the mean. A mean over fewer tasks than the suite has (a failed or missing
+cell, or an error-rate task) is marked ``*``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from eval_suites.results import CellResult, collect_results, write_csv
 
-__all__ = ["markdown_report", "plot_results", "write_report", "print_summary"]
+__all__ = ["larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
 
 
 def _layout(results: list[CellResult]):
@@ -43,14 +44,28 @@ def _fmt(r: CellResult | None) -> str:
     return f"{m.value:.3f} ± {m.std:.3f}" if m.std is not None else f"{m.value:.3f}"
 
 
+def larger_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is better (heareval's ``maximize``; error rates are not).
+
+    Metrics heareval does not know are taken as larger-is-better unless their name says
+    error rate (ends in ``_er``, ``error`` or ``error_rate``)."""
+    try:
+        from heareval.score import available_scores
+        return bool(getattr(available_scores[metric](label_to_idx={"x": 0}), "maximize", True))
+    except (ImportError, KeyError, TypeError):
+        name = metric.lower()
+        return not (name.endswith("_er") or name.endswith("error") or name.endswith("error_rate"))
+
+
 def _suite_means(cells, model: str, protocol: str, tasks: list[str], suites: dict
                  ) -> dict[str, tuple[float, bool]]:
-    """{suite: (mean of primary metrics, complete?)}."""
+    """{suite: (mean of the larger-is-better primary metrics, complete?)}."""
     out = {}
     for suite in dict.fromkeys(suites[t] for t in tasks):
         members = [t for t in tasks if suites[t] == suite]
         vals = [cells[(model, t, protocol)].primary.value for t in members
-                if (model, t, protocol) in cells and cells[(model, t, protocol)].primary]
+                if (model, t, protocol) in cells and cells[(model, t, protocol)].primary
+                and larger_is_better(cells[(model, t, protocol)].primary.metric)]
         if vals:
             out[suite] = (float(np.mean(vals)), len(vals) == len(members))
     return out
@@ -96,7 +111,8 @@ def markdown_report(results: list[CellResult]) -> str:
                 lines.append(f"- {r.model} / {r.task}: {first}")
             lines.append("")
         if incomplete:
-            lines.append("`*` mean over the finished tasks only.")
+            lines.append("`*` mean over the finished tasks only; error-rate tasks are never "
+                         "averaged with accuracies.")
             lines.append("")
     return "\n".join(lines)
 

@@ -129,6 +129,31 @@ def test_cache_key_follows_checkpoint_content_options_and_task(tasks, tmp_path):
     assert cache_key(ModelSpec("m", "other_module", ck), scene)["digest"] != k2
 
 
+def test_cache_key_follows_the_task_audio_and_labels(tasks, tmp_path):
+    """Same names and sizes, other content: a rewritten clip or relabelled split must not
+    be served the old embeddings."""
+    _, scene, _ = tasks
+    task = tmp_path / scene.name
+    shutil.copytree(scene, task)
+    spec = ModelSpec(name="m", module="hear_toy_module")
+    k0 = cache_key(spec, task)["digest"]
+    assert cache_key(spec, task)["digest"] == k0  # stable when nothing changes
+    wav = sorted(task.glob("*/*/*.wav"))[0]
+    data = bytearray(wav.read_bytes())
+    data[-2:] = bytes([data[-2] ^ 0xFF, data[-1] ^ 0xFF])  # same size, other samples
+    stat = wav.stat()
+    wav.write_bytes(bytes(data))
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    k1 = cache_key(spec, task)["digest"]
+    assert k1 != k0
+    labels = json.loads((task / "train.json").read_text())
+    first = sorted(labels)[0]
+    second = next(n for n in sorted(labels) if labels[n] != labels[first])
+    labels[first], labels[second] = labels[second], labels[first]  # same bytes, other labels
+    (task / "train.json").write_text(json.dumps(labels))
+    assert cache_key(spec, task)["digest"] != k1
+
+
 def test_cache_is_reused_and_options_reach_load_model(tasks, tmp_path):
     _, scene, _ = tasks
     calls = []
