@@ -91,7 +91,7 @@ def _cmd_list(args) -> int:
     for t in manifest.tasks:
         state = "ok" if (t.path / "task_metadata.json").is_file() else "MISSING"
         print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state})")
-    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}")
+    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}; knn {manifest.knn}")
     problems = check_inputs(manifest)
     for p in problems:
         print(f"problem: {p}")

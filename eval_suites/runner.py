@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from eval_suites.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
 from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
 from eval_suites.protocols.heareval import run_heareval
+from eval_suites.protocols.knn import run_knn
 from eval_suites.protocols.linear import run_linear
 from eval_suites.report import write_report
 from eval_suites.results import (CellResult, MetricScore, cell_dir, collect_results,
@@ -101,6 +102,9 @@ def _score(protocol: str, manifest: Manifest, embed_dir: Path, work: Path, progr
         return summary, {"folds": [asdict(f) for f in folds]}
     if protocol == "heareval":
         return run_heareval(embed_dir, work / "work", manifest.heareval)
+    if protocol == "knn":
+        summary, folds = run_knn(embed_dir, manifest.knn, progress=progress)
+        return summary, {"folds": [asdict(f) for f in folds]}
     raise ValueError(f"unknown protocol {protocol!r}")
 
 
@@ -123,6 +127,7 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
         "cache_dir": str(cache_root), "models": [asdict(m) for m in manifest.models],
         "tasks": [asdict(t) for t in manifest.tasks],
         "linear": asdict(manifest.linear), "heareval": asdict(manifest.heareval),
+        "knn": asdict(manifest.knn),
     }, indent=1, default=str))
     fingerprints = _Fingerprints(manifest)
     todo = pending_cells(manifest, out, fingerprints)
