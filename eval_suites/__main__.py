@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
-from eval_suites.manifest import ManifestError, check_inputs, load_manifest
+from eval_suites.core.manifest import ManifestError, check_inputs, load_manifest
 
 __all__ = ["build_parser", "main"]
 
@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from eval_suites.report import print_summary
-    from eval_suites.runner import run_manifest
+    from eval_suites.core.report import print_summary
+    from eval_suites.core.runner import run_manifest
 
     manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
     manifest = manifest.select(args.models, args.tasks)
@@ -99,7 +99,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from eval_suites.report import write_report
+    from eval_suites.core.report import write_report
 
     paths = write_report(args.results_dir)
     print(paths["markdown"].read_text())

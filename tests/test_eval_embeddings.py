@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from eval_suites.demo_tasks import build_event_task, build_keyword_task
-from eval_suites.embeddings import (DONE_FILE, cache_key, ensure_embeddings, labels_at_timestamps,
+from eval_suites.synthetic.demo_tasks import build_event_task, build_keyword_task
+from eval_suites.core.embeddings import (DONE_FILE, cache_key, ensure_embeddings, labels_at_timestamps,
                                     load_hear_model, read_split, write_embeddings)
-from eval_suites.manifest import ModelSpec
-from eval_suites.protocols.linear import data_splits
+from eval_suites.core.manifest import ModelSpec
+from eval_suites.core.protocols.linear import data_splits
 
 TESTS = Path(__file__).resolve().parent
 TOY = ModelSpec(name="toy", module="hear_toy_module")

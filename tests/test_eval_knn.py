@@ -1,7 +1,7 @@
 """The ``knn`` protocol on planted embeddings: cosine neighbours, k chosen on validation.
 
 The cached task is written directly in heareval's embedding layout (the one
-:func:`eval_suites.embeddings.read_split` reads), so every row, label and split is known.
+:func:`eval_suites.core.embeddings.read_split` reads), so every row, label and split is known.
 The protocol is checked against a literal re-implementation of a cosine kNN (numpy: dot
 products of unit rows, argsort, vote) written here, and on planted answers.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval_suites.protocols.knn import KnnConfig, run_knn
+from eval_suites.core.protocols.knn import KnnConfig, run_knn
 
 TESTS = Path(__file__).resolve().parent
 
@@ -166,7 +166,7 @@ def test_bad_settings_name_the_setting(bad, fragment):
 
 
 def test_cli_run_offers_knn_with_the_same_cache_and_tables(tmp_path):
-    from eval_suites.demo_tasks import build_instrument_task
+    from eval_suites.synthetic.demo_tasks import build_instrument_task
 
     root = tmp_path / "tasks"
     build_instrument_task(root, families=("piano", "brass"), clips_per_class_per_split=4)

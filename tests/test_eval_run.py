@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from eval_suites.__main__ import main
-from eval_suites.demo_tasks import build_event_task, build_instrument_task
-from eval_suites.manifest import load_manifest
-from eval_suites.results import CSV_COLUMNS, cell_dir, collect_results
-from eval_suites.runner import pending_cells, run_manifest
+from eval_suites.synthetic.demo_tasks import build_event_task, build_instrument_task
+from eval_suites.core.manifest import load_manifest
+from eval_suites.core.results import CSV_COLUMNS, cell_dir, collect_results
+from eval_suites.core.runner import pending_cells, run_manifest
 
 TESTS = Path(__file__).resolve().parent
 
@@ -210,8 +210,8 @@ def test_manifest_error_stops_before_any_work(tmp_path, capsys):
 
 
 def test_suite_mean_never_averages_an_error_rate_with_accuracies():
-    from eval_suites.report import larger_is_better, markdown_report
-    from eval_suites.results import CellResult, MetricScore
+    from eval_suites.core.report import larger_is_better, markdown_report
+    from eval_suites.core.results import CellResult, MetricScore
 
     def cell(task, metric, value):
         return CellResult(model="m", task=task, suite="s", protocol="linear", status="ok",

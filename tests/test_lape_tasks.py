@@ -23,15 +23,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from eval_suites.embeddings import ensure_embeddings, load_hear_model
-from eval_suites.hear_task import TaskWriter, load_task, validate_task
+from eval_suites.core.embeddings import ensure_embeddings, load_hear_model
+from eval_suites.hear_format.task import TaskWriter, load_task, validate_task
 from eval_suites.lape.base import LayoutError, read_audio
 from eval_suites.lape.speech_commands import COMMANDS, TEST_FOLDERS, WORDS_V1, WORDS_V2
 from eval_suites.lape.tasks import TASKS, VARIANTS, converter
-from eval_suites.manifest import ModelSpec
-from eval_suites.protocols.heareval import HearevalConfig, run_heareval
-from eval_suites.protocols.linear import LinearConfig, run_linear
-from eval_suites.synth import Note, espeak, fluidsynth_render, noise, resample
+from eval_suites.core.manifest import ModelSpec
+from eval_suites.core.protocols.heareval import HearevalConfig, run_heareval
+from eval_suites.core.protocols.linear import LinearConfig, run_linear
+from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render, noise, resample
 
 Truth = dict[str, tuple[str, str]]  # clip name -> (split, label)
 

@@ -1,4 +1,4 @@
-"""Mini-LAPE (`python -m eval_suites.mini_lape`) and its log-mel statistics reference."""
+"""Mini-LAPE (`python -m studies.mini_lape`) and its log-mel statistics reference."""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from eval_suites import mini_lape
-from eval_suites.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
+from studies import mini_lape
+from studies.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
                                    aggregate, markdown_table, plan_runs, run_state)
 from eval_suites.references import logmel_stats
 
@@ -151,7 +151,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     and plot; a rerun reuses everything; more steps resume the runs; another config is refused."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     runs, out = tmp_path / "runs", tmp_path / "out"
-    cmd = [sys.executable, "-m", "eval_suites.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
+    cmd = [sys.executable, "-m", "studies.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
            "--runs", str(runs), "--out", str(out), "--methods", "slicer", "cola", "--ablations", "slicer_no_kmix",
            "--steps", "2", "--pretrain-seeds", "0", "1", "--seeds", "0", "1", "--tasks", "keywords", "events",
            "--no-progress"]

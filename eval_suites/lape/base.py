@@ -1,7 +1,7 @@
 """The converter base shared by LAPE's 11 tasks: layout check, clip list, parallel write.
 
 A converter turns one dataset, as its authors distribute it, into a HEAR-format task
-folder (see :mod:`eval_suites.hear_task`). Every converter does the same three steps:
+folder (see :mod:`eval_suites.hear_format.task`). Every converter does the same three steps:
 
 1. :meth:`Converter.check_layout` looks at the source root and raises
    :class:`LayoutError` naming what is missing and what the root should look like;
@@ -10,7 +10,7 @@ folder (see :mod:`eval_suites.hear_task`). Every converter does the same three s
    optional segment;
 3. :meth:`Converter.convert` (here, shared) reads each source file (or segment) with
    soundfile, averaging channels, and hands the waveform to
-   :class:`~eval_suites.hear_task.TaskWriter` (which resamples with soxr, pads or crops
+   :class:`~eval_suites.hear_format.task.TaskWriter` (which resamples with soxr, pads or crops
    to the task window and writes 16-bit wav), in a pool of worker threads with a
    progress bar. Clips already written are skipped, so an interrupted run resumes; a
    finished task folder is left untouched.
@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from eval_suites.hear_task import TaskMetadata, TaskWriter, task_is_complete
+from eval_suites.hear_format.task import TaskMetadata, TaskWriter, task_is_complete
 
 __all__ = ["Clip", "Converter", "LayoutError", "missing_classes", "read_audio"]
 
@@ -223,7 +223,7 @@ def missing_classes(clips: list[Clip], splits: list[str]) -> dict[str, list[str]
     the dict are left out).
 
     The task's label vocabulary is built from all splits together
-    (:class:`~eval_suites.hear_task.TaskWriter`), so a class absent from one split keeps
+    (:class:`~eval_suites.hear_format.task.TaskWriter`), so a class absent from one split keeps
     its index; this only says where it is absent.
     """
     every = {lab for c in clips for lab in c.labels}

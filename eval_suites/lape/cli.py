@@ -60,7 +60,7 @@ def prepare_manifest(manifest: str | Path, sources_root: str | Path, out: str | 
     All source layouts are checked first, so a missing dataset fails in seconds, not
     after hours of converting the others.
     """
-    from eval_suites.manifest import load_manifest
+    from eval_suites.core.manifest import load_manifest
 
     m = load_manifest(manifest, tasks_root=out)
     by_folder = {converter(k).metadata().folder_name: k for k in [*TASKS, *VARIANTS]}

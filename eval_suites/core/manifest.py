@@ -44,9 +44,10 @@ from typing import Any
 
 import yaml
 
-from eval_suites.protocols.heareval import HearevalConfig
-from eval_suites.protocols.knn import KnnConfig
-from eval_suites.protocols.linear import LinearConfig
+from eval_suites.core.model_spec import ModelSpec
+from eval_suites.core.protocols.heareval import HearevalConfig
+from eval_suites.core.protocols.knn import KnnConfig
+from eval_suites.core.protocols.linear import LinearConfig
 
 __all__ = [
     "PROTOCOLS",
@@ -75,16 +76,6 @@ class ManifestError(ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{where}: {len(self.problems)} problem(s):\n{lines}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One HEAR model: ``module.load_model(checkpoint, **options)``."""
-
-    name: str
-    module: str
-    checkpoint: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -332,7 +323,7 @@ def check_inputs(manifest: Manifest, check_audio: bool = False) -> list[str]:
     exists, and each task folder is a valid HEAR task (``validate_task`` when
     ``check_audio``, else the metadata, vocabulary and labels only).
     """
-    from eval_suites.hear_task import TaskFormatError, load_task, validate_task
+    from eval_suites.hear_format.task import TaskFormatError, load_task, validate_task
 
     p: list[str] = []
     for m in manifest.models:

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from eval_suites.protocols.linear import _comparable, _evaluate, _Task, data_splits
+from eval_suites.core.protocols.linear import _comparable, _evaluate, _Task, data_splits
 
 __all__ = ["KnnConfig", "KnnFold", "neighbour_votes", "run_knn"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suites.results import CellResult, collect_results, write_csv
+from eval_suites.core.results import CellResult, collect_results, write_csv
 
 __all__ = ["larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eval_suites.embeddings import EmbeddingSplit, read_split
+from eval_suites.core.embeddings import EmbeddingSplit, read_split
 
 __all__ = ["LinearConfig", "data_splits", "run_linear", "LinearFold"]
 

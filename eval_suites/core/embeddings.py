@@ -43,17 +43,15 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from eval_suites.hear_task import load_task
-
-if TYPE_CHECKING:  # the manifest imports the protocols, which import this module
-    from eval_suites.manifest import ModelSpec
+from eval_suites.core.model_spec import ModelSpec
+from eval_suites.hear_format.task import load_task
 
 __all__ = [
     "DONE_FILE",

@@ -1,6 +1,6 @@
 """Small deterministic HEAR tasks made from real synthesised audio (no downloads).
 
-Three builders write complete task folders with :class:`eval_suites.hear_task.TaskWriter`:
+Three builders write complete task folders with :class:`eval_suites.hear_format.task.TaskWriter`:
 
 - :func:`build_keyword_task`: scene, multiclass — spoken words (espeak-ng and flite
   voices, varied speed and pitch) in coloured noise at a random SNR; the test and valid
@@ -20,7 +20,7 @@ Three builders write complete task folders with :class:`eval_suites.hear_task.Ta
 
 Same arguments give byte-identical wav files and labels: every random choice comes
 from a ``numpy.random.Generator`` seeded by (seed, split, clip index), the engines are
-deterministic (see :mod:`eval_suites.synth`), and clips are written in a fixed order
+deterministic (see :mod:`eval_suites.synthetic.synth`), and clips are written in a fixed order
 whatever the number of worker threads. Engines run as subprocesses, so a thread pool
 overlaps them without a process pool's start-up cost.
 
@@ -44,8 +44,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from eval_suites import synth
-from eval_suites.hear_task import (
+from eval_suites.synthetic import synth
+from eval_suites.hear_format.task import (
     TaskMetadata,
     TaskWriter,
     load_task,
@@ -335,7 +335,7 @@ def build_keyword_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_keyword_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_keyword_task", "build_args": args,
                "voices_by_split": by_split,
                "speakers_disjoint": len(voices) >= 3,
                "source": "espeak-ng / flite speech in synthetic noise"},
@@ -386,7 +386,7 @@ def build_instrument_task(
     and :data:`NSYNTH_PITCH_RANGES` for NSynth's 11 families). With
     ``disjoint_programs`` each split plays its own programs (:func:`split_programs`),
     as NSynth's splits hold different instruments. Clips are rendered in batches of
-    one fluidsynth run each (:func:`eval_suites.synth.fluidsynth_render_many`).
+    one fluidsynth run each (:func:`eval_suites.synthetic.synth.fluidsynth_render_many`).
     """
     if family_programs is None:
         family_programs, pitch_ranges = INSTRUMENT_FAMILIES, pitch_ranges or _FAMILY_PITCH
@@ -405,7 +405,7 @@ def build_instrument_task(
     if family_programs is not INSTRUMENT_FAMILIES or disjoint_programs:
         args.update(pitch_ranges={f: list(pitch_ranges[f]) for f in families},
                     disjoint_programs=disjoint_programs)
-    notes_meta = {"builder": "eval_suites.demo_tasks.build_instrument_task", "build_args": args,
+    notes_meta = {"builder": "eval_suites.synthetic.demo_tasks.build_instrument_task", "build_args": args,
                   "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments",
                   "programs": {f: [int(p) for p in family_programs[f]] for f in families}}
     if disjoint_programs:
@@ -508,7 +508,7 @@ def build_speaker_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_speaker_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_speaker_task", "build_args": args,
                "source": "espeak-ng / flite speech in synthetic noise",
                "sentences_disjoint": True},
     )
@@ -579,7 +579,7 @@ def build_language_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_language_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_language_task", "build_args": args,
                "source": "espeak-ng speech in synthetic noise",
                "speakers_disjoint": True, "sentences_disjoint": True},
     )
@@ -642,7 +642,7 @@ def build_pitch_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["pitch_acc", "chroma_acc"],
-        notes={"builder": "eval_suites.demo_tasks.build_pitch_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_pitch_task", "build_args": args,
                "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments"},
     )
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
@@ -718,7 +718,7 @@ def build_event_task(
     metadata = TaskMetadata.event(
         name, sample_duration=clip_seconds,
         evaluation=["event_onset_200ms_fms", "segment_1s_er"],
-        notes={"builder": "eval_suites.demo_tasks.build_event_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_event_task", "build_args": args,
                "source": "espeak-ng words, fluidsynth piano/trumpet/drums, synthetic noise"},
     )
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)

@@ -2,7 +2,7 @@
 
 For each model and task the embeddings are computed once (or found in the cache) and
 every protocol of the task scores them. Each cell ends with its ``result.json``
-(:mod:`eval_suites.results`), written atomically:
+(:mod:`eval_suites.core.results`), written atomically:
 
 - a rerun skips cells whose result is ``ok`` and whose fingerprint (the embeddings' cache
   digest: module, checkpoint content, options, task; and the protocol's settings) is
@@ -25,13 +25,13 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from eval_suites.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
-from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
-from eval_suites.protocols.heareval import run_heareval
-from eval_suites.protocols.knn import run_knn
-from eval_suites.protocols.linear import run_linear
-from eval_suites.report import write_report
-from eval_suites.results import (CellResult, MetricScore, cell_dir, collect_results,
+from eval_suites.core.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
+from eval_suites.core.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
+from eval_suites.core.protocols.heareval import run_heareval
+from eval_suites.core.protocols.knn import run_knn
+from eval_suites.core.protocols.linear import run_linear
+from eval_suites.core.report import write_report
+from eval_suites.core.results import (CellResult, MetricScore, cell_dir, collect_results,
                                  load_cell, save_cell)
 
 __all__ = ["run_manifest", "pending_cells"]
