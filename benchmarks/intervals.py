@@ -1,4 +1,4 @@
-"""Speed of the bootstrap intervals (eval_suites.intervals) against a plain Python loop.
+"""Speed of the bootstrap intervals (eval_suites.core.intervals) against a plain Python loop.
 
 One cell of M clips, n_boot resamples: accuracy, an event F-measure from per-file counts and
 macro mAP over C labels; the loop draws each resample and recomputes the metric on it with
@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from eval_suites.intervals import BootstrapConfig, CellOutputs, FoldOutputs, bootstrap_cell
+from eval_suites.core.intervals import BootstrapConfig, CellOutputs, FoldOutputs, bootstrap_cell
 
 
 def timed(fn, repeats: int = 3) -> float:

@@ -8,7 +8,7 @@ import numpy as np, soundfile as sf, librosa
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.pipeline import make_pipeline
-from eval_suites.hear_task import load_task
+from eval_suites.hear_format.task import load_task
 root = sys.argv[1]
 for name in sys.argv[2:]:
     task = load_task(f"{root}/tasks/demo_{name}-v1-full")

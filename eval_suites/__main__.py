@@ -5,7 +5,7 @@
     python -m eval_suites list MANIFEST [--tasks-root DIR]
     python -m eval_suites report RESULTS_DIR
     python -m eval_suites embed MODULE --model CKPT --tasks-dir DIR [--device cuda]
-                                       # heareval's embedding folders (eval_suites.heareval_embed)
+                                       # heareval's embedding folders (eval_suites.core.heareval_embed)
     python -m eval_suites prepare lape ... # LAPE converters (eval_suites.lape)
 
 Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
-from eval_suites.manifest import ManifestError, check_inputs, load_manifest
+from eval_suites.core.manifest import ManifestError, check_inputs, load_manifest
 
 __all__ = ["build_parser", "main"]
 
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild results.csv/.md/.png from a results folder")
     rep.add_argument("results_dir", type=Path)
 
-    from eval_suites.heareval_embed import add_embed_parser
+    from eval_suites.core.heareval_embed import add_embed_parser
 
     add_embed_parser(sub)
 
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from eval_suites.report import print_summary
-    from eval_suites.runner import run_manifest
+    from eval_suites.core.report import print_summary
+    from eval_suites.core.runner import run_manifest
 
     manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
     manifest = manifest.select(args.models, args.tasks)
@@ -98,7 +98,7 @@ def _cmd_list(args) -> int:
     for t in manifest.tasks:
         state = "ok" if (t.path / "task_metadata.json").is_file() else "MISSING"
         print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state})")
-    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}")
+    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}; knn {manifest.knn}")
     problems = check_inputs(manifest)
     for p in problems:
         print(f"problem: {p}")
@@ -106,7 +106,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from eval_suites.report import write_report
+    from eval_suites.core.report import write_report
 
     paths = write_report(args.results_dir)
     print(paths["markdown"].read_text())

@@ -15,7 +15,7 @@ for tool in espeak-ng flite fluidsynth sox; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
-# Real recordings for the `study` demo preset (eval_suites/recordings.py).
+# Real recordings for the `study` demo preset (eval_suites/synthetic/recordings.py).
 [ -d /usr/share/sonic-pi/samples ] || missing+=(sonic-pi-samples)
 [ -d /usr/share/midi/freepats/Tone_000 ] || missing+=(freepats)
 if [ ${#missing[@]} -gt 0 ]; then

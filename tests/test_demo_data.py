@@ -1,4 +1,4 @@
-"""eval_suites.demo_data: the offline demo is deterministic, valid, balanced, disjoint, cached."""
+"""eval_suites.synthetic.demo_data: the offline demo is deterministic, valid, balanced, disjoint, cached."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval_suites import demo_data
-from eval_suites.demo_data import PRESETS, SplitCounts, build_demo, corpus_overlap
-from eval_suites.demo_tasks import split_voices
-from eval_suites.hear_task import load_task, validate_task
+from eval_suites.synthetic import demo_data
+from eval_suites.synthetic.demo_data import PRESETS, SplitCounts, build_demo, corpus_overlap
+from eval_suites.synthetic.demo_tasks import split_voices
+from eval_suites.hear_format.task import load_task, validate_task
 
 TINY = PRESETS["tiny"]
 TASKS = ("keywords", "speakers", "languages", "nsynth_family", "nsynth_pitch", "events")
@@ -183,7 +183,7 @@ def test_code_version_is_part_of_every_hash(monkeypatch):
 
 
 def test_manifest_lists_the_demo_tasks(built):
-    from eval_suites.manifest import check_inputs, load_manifest
+    from eval_suites.core.manifest import check_inputs, load_manifest
 
     root, paths = built
     manifest = load_manifest(Path(__file__).parents[1] / "eval_suites/manifests/demo.yaml",

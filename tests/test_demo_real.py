@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval_suites import demo_data, recordings
-from eval_suites.demo_data import PRESETS, SplitCounts, build_demo, corpus_overlap, split_sizes
-from eval_suites.hear_task import load_task, validate_task
+from eval_suites.synthetic import demo_data, recordings
+from eval_suites.synthetic.demo_data import PRESETS, SplitCounts, build_demo, corpus_overlap, split_sizes
+from eval_suites.hear_format.task import load_task, validate_task
 
 SR = 16000
 
@@ -264,7 +264,7 @@ def test_full_study_pools_are_disjoint_from_valid_and_test():
 
 
 def test_study_manifest_lists_the_study_tasks(study_tiny):
-    from eval_suites.manifest import check_inputs, load_manifest
+    from eval_suites.core.manifest import check_inputs, load_manifest
 
     root, paths = study_tiny
     manifest = load_manifest(Path(__file__).parents[1] / "eval_suites/manifests/study.yaml",

@@ -1,4 +1,4 @@
-"""Bootstrap intervals (eval_suites.intervals) and per-clip outputs (eval_suites.clip_outputs):
+"""Bootstrap intervals (eval_suites.core.intervals) and per-clip outputs (eval_suites.core.clip_outputs):
 against slow loop bootstraps that call heareval's / sklearn's own scorers on each resample,
 analytic cases, and planted differences."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from heareval.score import available_scores
 from sklearn.metrics import average_precision_score
 
-from eval_suites.clip_outputs import event_counts, event_fold_outputs, load_outputs, save_outputs
-from eval_suites.intervals import (BootstrapConfig, CellOutputs, FoldOutputs, bootstrap_cell, bootstrap_mean,
+from eval_suites.core.clip_outputs import event_counts, event_fold_outputs, load_outputs, save_outputs
+from eval_suites.core.intervals import (BootstrapConfig, CellOutputs, FoldOutputs, bootstrap_cell, bootstrap_mean,
                                    difference_intervals, model_intervals, point_value)
 
 LABELS = {"a": 0, "b": 1, "c": 2}
@@ -324,8 +324,8 @@ def test_event_counts_are_per_file_sed_eval_counts():
 def test_report_shows_intervals_and_n_a_for_results_without_outputs(tmp_path):
     import pandas as pd
 
-    from eval_suites.report import write_report
-    from eval_suites.results import CellResult, MetricScore, cell_dir, save_cell
+    from eval_suites.core.report import write_report
+    from eval_suites.core.results import CellResult, MetricScore, cell_dir, save_cell
 
     rng = np.random.default_rng(17)
     folds = {("new", "t1"): scene_fold(300, 3, 0.8, rng), ("new", "t2"): scene_fold(200, 3, 0.6, rng),

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from eval_suites.__main__ import main
-from eval_suites.clip_outputs import load_outputs
-from eval_suites.intervals import point_value, supports
-from eval_suites.demo_tasks import build_event_task, build_instrument_task
-from eval_suites.manifest import load_manifest
-from eval_suites.results import CSV_COLUMNS, cell_dir, collect_results
-from eval_suites.runner import pending_cells, run_manifest
+from eval_suites.core.clip_outputs import load_outputs
+from eval_suites.core.intervals import point_value, supports
+from eval_suites.synthetic.demo_tasks import build_event_task, build_instrument_task
+from eval_suites.core.manifest import load_manifest
+from eval_suites.core.results import CSV_COLUMNS, cell_dir, collect_results
+from eval_suites.core.runner import pending_cells, run_manifest
 
 TESTS = Path(__file__).resolve().parent
 
@@ -220,3 +220,20 @@ def test_manifest_error_stops_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no_such_hear_module" in err and "missing-v1-full" in err
     assert not out.exists()
+
+
+def test_suite_mean_never_averages_an_error_rate_with_accuracies():
+    from eval_suites.core.report import larger_is_better, markdown_report
+    from eval_suites.core.results import CellResult, MetricScore
+
+    def cell(task, metric, value):
+        return CellResult(model="m", task=task, suite="s", protocol="linear", status="ok",
+                          metrics=[MetricScore(metric=metric, value=value, std=None, folds=1)])
+
+    assert larger_is_better("top1_acc") and larger_is_better("mAP")
+    assert not larger_is_better("segment_1s_er")
+    table = markdown_report([cell("a", "top1_acc", 0.8), cell("b", "top1_acc", 0.6),
+                             cell("c", "segment_1s_er", 0.9)])
+    row = next(line for line in table.splitlines() if line.startswith("| m |"))
+    assert row.split("|")[-2].strip() == "0.700*"  # (0.8 + 0.6) / 2, the error rate left out
+    assert "error-rate tasks are never averaged" in table

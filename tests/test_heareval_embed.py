@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from eval_suites.__main__ import main
-from eval_suites.demo_tasks import build_event_task, build_keyword_task
-from eval_suites.embeddings import labels_at_timestamps
-from eval_suites.heareval_embed import DONE_FILE, event_labels, options_suffix
+from eval_suites.synthetic.demo_tasks import build_event_task, build_keyword_task
+from eval_suites.core.embeddings import labels_at_timestamps
+from eval_suites.core.heareval_embed import DONE_FILE, event_labels, options_suffix
 
 REPO = Path(__file__).resolve().parents[1]
 OPTIONS = '{"timestamp_hop_ms": 50}'  # exercises heareval's options suffix in the folder name
@@ -52,7 +52,7 @@ def tasks(tmp_path_factory) -> Path:
 def synthetic_tasks(tmp_path_factory) -> Path:
     """A scene task and an event task of tones and noise bursts written with TaskWriter
     (numpy only: no espeak-ng or fluidsynth), so the `cuda` test also runs on a bare GPU machine."""
-    from eval_suites.hear_task import TaskMetadata, TaskWriter
+    from eval_suites.hear_format.task import TaskMetadata, TaskWriter
 
     root = tmp_path_factory.mktemp("synthetic_tasks")
     splits = ["train", "valid", "test"]

@@ -25,12 +25,12 @@ import torch
 
 import hear_slicer
 from eval_suites.__main__ import main as eval_main
-from eval_suites.demo_tasks import build_keyword_task
-from eval_suites.embeddings import UnsafePickleError, ensure_embeddings, load_hear_model, read_split
-from eval_suites.manifest import ModelSpec, load_manifest
-from eval_suites.protocols.heareval import _link_embeddings
-from eval_suites.results import CorruptResultWarning, cell_dir, collect_results
-from eval_suites.runner import run_manifest
+from eval_suites.synthetic.demo_tasks import build_keyword_task
+from eval_suites.core.embeddings import UnsafePickleError, ensure_embeddings, load_hear_model, read_split
+from eval_suites.core.manifest import ModelSpec, load_manifest
+from eval_suites.core.protocols.heareval import _link_embeddings
+from eval_suites.core.results import CorruptResultWarning, cell_dir, collect_results
+from eval_suites.core.runner import run_manifest
 from hear_slicer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from pretrain.__main__ import main as pretrain_main
 from pretrain.config import ConfigError, load_config

@@ -1,4 +1,4 @@
-"""Mini-LAPE (`python -m eval_suites.mini_lape`) and its log-mel statistics reference."""
+"""Mini-LAPE (`python -m studies.mini_lape`) and its log-mel statistics reference."""
 from __future__ import annotations
 
 import math
@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from eval_suites import mini_lape
-from eval_suites.clip_outputs import save_outputs
-from eval_suites.intervals import BootstrapConfig, FoldOutputs, difference_intervals, model_intervals
-from eval_suites.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
+from studies import mini_lape
+from eval_suites.core.clip_outputs import save_outputs
+from eval_suites.core.intervals import BootstrapConfig, FoldOutputs, difference_intervals, model_intervals
+from studies.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
                                    aggregate, differences, markdown_differences, markdown_table, plan_runs,
                                    plot_table, run_state)
 from eval_suites.references import logmel_stats
@@ -194,7 +194,7 @@ def test_aggregate_gives_hierarchical_intervals_from_the_stored_outputs(tmp_path
     table = aggregate(long, ["a", "b", "c"], cfg).set_index(["model", "task"])
     assert table.loc[("a", "mean"), "runs"] == 2 and table.loc[("b", "t1"), "runs"] == 1
     # the same numbers as the intervals module called directly on the outputs
-    from eval_suites.clip_outputs import load_outputs
+    from eval_suites.core.clip_outputs import load_outputs
     def runs(run_names, task):
         return [[load_outputs(tmp_path / f"seed{p}" / r / task) for p in (0, 1)] for r in run_names]
     direct = model_intervals({t: runs(["a", "a_seed1"], t) for t in ("t1", "t2")},
@@ -221,7 +221,7 @@ def test_differences_are_paired_and_flag_what_exceeds_the_noise(tmp_path):
     long = _write_cells(tmp_path)
     cfg = BootstrapConfig(n_boot=300)
     diffs = differences(long, "a", ["b", "c"], cfg).set_index(["model", "task"])
-    from eval_suites.clip_outputs import load_outputs
+    from eval_suites.core.clip_outputs import load_outputs
     def runs(run_names, task):
         return [[load_outputs(tmp_path / f"seed{p}" / r / task) for p in (0, 1)] for r in run_names]
     direct = difference_intervals({t: runs(["a", "a_seed1"], t) for t in ("t1", "t2")},
@@ -244,7 +244,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     and plot; a rerun reuses everything; more steps resume the runs; another config is refused."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     runs, out = tmp_path / "runs", tmp_path / "out"
-    cmd = [sys.executable, "-m", "eval_suites.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
+    cmd = [sys.executable, "-m", "studies.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
            "--runs", str(runs), "--out", str(out), "--methods", "slicer", "cola", "--ablations", "slicer_no_kmix",
            "--steps", "2", "--pretrain-seeds", "0", "1", "--seeds", "0", "1", "--tasks", "keywords", "events",
            "--no-progress"]

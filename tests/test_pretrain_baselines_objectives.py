@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from eval_suites.synth import Note, espeak, fluidsynth_render, write_wav
+from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render, write_wav
 from hear_slicer.encoder import EncoderConfig
 from hear_slicer.frontend import LogMelFrontend
 from pretrain.objectives import objective_class

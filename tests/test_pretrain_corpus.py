@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from eval_suites.synth import Note, espeak, fluidsynth_render_many
+from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render_many
 from pretrain.data import (AudioCrops, DatasetError, ShardedInfiniteSampler, decode_audio, find_audio_files,
                            make_loader, scan_files)
 

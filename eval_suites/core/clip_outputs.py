@@ -1,7 +1,7 @@
 """Per-clip test outputs of a cell, stored next to its ``result.json`` so that its metric can
-be recomputed on any resample of test clips (:mod:`eval_suites.intervals`). No pickle.
+be recomputed on any resample of test clips (:mod:`eval_suites.core.intervals`). No pickle.
 
-Every protocol calls :func:`save_outputs` with one :class:`~eval_suites.intervals.FoldOutputs`
+Every protocol calls :func:`save_outputs` with one :class:`~eval_suites.core.intervals.FoldOutputs`
 per test fold. Files in the cell folder::
 
     test_predictions.npz   # folds (fold names); per fold i: ids_i (M,) clip names,
@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from eval_suites.intervals import CellOutputs, FoldOutputs
+from eval_suites.core.intervals import CellOutputs, FoldOutputs
 
 __all__ = ["OUTPUTS_FILE", "EVENTS_FILE", "save_outputs", "load_outputs", "clear_outputs",
            "scene_clip_ids", "event_counts", "event_fold_outputs"]
@@ -83,7 +83,7 @@ def scene_clip_ids(embed_dir: str | Path, split: str, labels: Sequence[list] | N
     """(M,) clip names of the rows of ``<split>.embeddings.npy`` in a cached scene task.
 
     The cache (like heareval's embedding runner) stores scene rows in a shuffled order without
-    their names; :func:`eval_suites.embeddings.write_embeddings` shuffles each split's file list
+    their names; :func:`eval_suites.core.embeddings.write_embeddings` shuffles each split's file list
     in the task's split order with one ``random.Random(0)``. That shuffle is replayed here on the
     names of the cached ``<split>.json`` files and checked: every row's label list (``labels``,
     as read from the cache) and, where the per-clip files are present, every row's embedding must
@@ -105,7 +105,7 @@ def scene_clip_ids(embed_dir: str | Path, split: str, labels: Sequence[list] | N
     if labels is not None and (len(labels) != len(order)
                                or any(list(lbl) != list(truth[n]) for lbl, n in zip(labels, order))):
         raise ValueError(f"{d}: split {split!r}: the replayed clip order does not match the cached labels; "
-                         "the embedding cache's row order changed (see eval_suites.embeddings)")
+                         "the embedding cache's row order changed (see eval_suites.core.embeddings)")
     rows, dim = json.loads((d / f"{split}.embedding-dimensions.json").read_text())
     per_clip = [d / split / f"{n}.embedding.npy" for n in order]
     if rows == len(order) and all(p.is_file() for p in per_clip):
@@ -113,7 +113,7 @@ def scene_clip_ids(embed_dir: str | Path, split: str, labels: Sequence[list] | N
         for i, p in enumerate(per_clip):
             if not np.array_equal(np.load(p).astype(np.float32), x[i]):
                 raise ValueError(f"{d}: split {split!r} row {i} is not clip {order[i]!r}; the embedding "
-                                 "cache's row order changed (see eval_suites.embeddings)")
+                                 "cache's row order changed (see eval_suites.core.embeddings)")
     return np.array(order, dtype=str)
 
 

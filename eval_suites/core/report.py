@@ -5,13 +5,14 @@ report OUT`` gives the same files as the end of a run. Each protocol gets its ow
 and plot panel. A cell shows the task's primary metric (its first ``evaluation`` metric,
 e.g. ``top1_acc``; ``mean ± std`` over folds for k-fold tasks), ``FAILED`` when the cell
 failed (its error is listed under the table) or ``–`` when it was not run. The
-``mean <suite>`` columns average the primary metrics of the suite's tasks; a mean over
-fewer tasks than the suite has (a failed or missing cell) is marked ``*``.
-Note that metrics of different kinds (accuracy, F-measure, error rate) are averaged as
-they are, as in the HEAR leaderboard's summaries.
+``mean <suite>`` columns average the primary metrics of the suite's tasks where larger
+is better (accuracy, mAP, F-measure, d', AUC); a task whose primary metric is an error
+rate (smaller is better, heareval's ``maximize=False``) is never averaged with them and
+is left out of the mean. A mean over fewer tasks than the suite has (a failed or missing
+cell, or an error-rate task) is marked ``*``.
 
 Every value carries its bootstrap interval over test clips, ``value [low, high]``
-(:mod:`eval_suites.intervals`, computed from the per-clip outputs each cell stores; a suite
+(:mod:`eval_suites.core.intervals`, computed from the per-clip outputs each cell stores; a suite
 mean resamples clips within each of its tasks). ``[n/a]`` where a cell has no per-clip
 outputs (results from before they were kept) or its metric cannot be resampled: an interval
 is never invented. The plot draws the intervals as error bars.
@@ -24,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suites.clip_outputs import OUTPUTS_FILE, load_outputs
-from eval_suites.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
-from eval_suites.results import CellResult, cell_dir, collect_results, write_csv
+from eval_suites.core.clip_outputs import OUTPUTS_FILE, load_outputs
+from eval_suites.core.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
+from eval_suites.core.results import CellResult, cell_dir, collect_results, write_csv
 
-__all__ = ["Intervals", "markdown_report", "plot_results", "write_report", "print_summary"]
+__all__ = ["Intervals", "larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
 
 
 @lru_cache(maxsize=8192)
@@ -106,14 +107,28 @@ def _fmt(r: CellResult | None, intervals: Intervals) -> str:
     return text + _ci(intervals.cell(r))
 
 
+def larger_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is better (heareval's ``maximize``; error rates are not).
+
+    Metrics heareval does not know are taken as larger-is-better unless their name says
+    error rate (ends in ``_er``, ``error`` or ``error_rate``)."""
+    try:
+        from heareval.score import available_scores
+        return bool(getattr(available_scores[metric](label_to_idx={"x": 0}), "maximize", True))
+    except (ImportError, KeyError, TypeError):
+        name = metric.lower()
+        return not (name.endswith("_er") or name.endswith("error") or name.endswith("error_rate"))
+
+
 def _suite_means(cells, model: str, protocol: str, tasks: list[str], suites: dict, intervals: Intervals
                  ) -> dict[str, tuple[float, bool, tuple[float, float] | None]]:
-    """{suite: (mean of primary metrics, complete?, interval or None)}."""
+    """{suite: (mean of the larger-is-better primary metrics, complete?, interval or None)}."""
     out = {}
     for suite in dict.fromkeys(suites[t] for t in tasks):
         members = [t for t in tasks if suites[t] == suite]
         done = [cells[(model, t, protocol)] for t in members
-                if (model, t, protocol) in cells and cells[(model, t, protocol)].primary]
+                if (model, t, protocol) in cells and cells[(model, t, protocol)].primary
+                and larger_is_better(cells[(model, t, protocol)].primary.metric)]
         if done:
             out[suite] = (float(np.mean([r.primary.value for r in done])), len(done) == len(members),
                           intervals.mean(done))
@@ -162,7 +177,8 @@ def markdown_report(results: list[CellResult], intervals: Intervals | None = Non
                 lines.append(f"- {r.model} / {r.task}: {first}")
             lines.append("")
         if incomplete:
-            lines.append("`*` mean over the finished tasks only.")
+            lines.append("`*` mean over the finished tasks only; error-rate tasks are never "
+                         "averaged with accuracies.")
             lines.append("")
     cfg = intervals.cfg
     lines.append(f"`[low, high]`: {cfg.level:.0%} bootstrap interval over test clips ({cfg.n_boot} "

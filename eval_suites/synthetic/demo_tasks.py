@@ -1,6 +1,6 @@
 """Small deterministic HEAR tasks made from real synthesised audio (no downloads).
 
-Three builders write complete task folders with :class:`eval_suites.hear_task.TaskWriter`:
+Three builders write complete task folders with :class:`eval_suites.hear_format.task.TaskWriter`:
 
 - :func:`build_keyword_task`: scene, multiclass — spoken words (espeak-ng and flite
   voices, varied speed and pitch) in coloured noise at a random SNR; the test and valid
@@ -18,12 +18,12 @@ Three builders write complete task folders with :class:`eval_suites.hear_task.Ta
 - :func:`build_pitch_task`: scene, multiclass — the MIDI pitch of one note (like HEAR's
   nsynth_pitch), several instruments per split, scored with pitch and chroma accuracy.
 - :func:`build_recording_task`: scene, multiclass — real recordings (sonic-pi-samples
-  FLAC files, freepats GUS patches; :mod:`eval_suites.recordings`), cropped, pitch-shifted
+  FLAC files, freepats GUS patches; :mod:`eval_suites.synthetic.recordings`), cropped, pitch-shifted
   and mixed into noise, with the source recordings disjoint across splits.
 
 Same arguments give byte-identical wav files and labels: every random choice comes
 from a ``numpy.random.Generator`` seeded by (seed, split, clip index), the engines are
-deterministic (see :mod:`eval_suites.synth`), and clips are written in a fixed order
+deterministic (see :mod:`eval_suites.synthetic.synth`), and clips are written in a fixed order
 whatever the number of worker threads. Engines run as subprocesses, so a thread pool
 overlaps them without a process pool's start-up cost.
 
@@ -47,8 +47,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from eval_suites import recordings, synth
-from eval_suites.hear_task import (
+from eval_suites.synthetic import recordings, synth
+from eval_suites.hear_format.task import (
     TaskMetadata,
     TaskWriter,
     load_task,
@@ -339,7 +339,7 @@ def build_keyword_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_keyword_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_keyword_task", "build_args": args,
                "voices_by_split": by_split,
                "speakers_disjoint": len(voices) >= 3,
                "source": "espeak-ng / flite speech in synthetic noise"},
@@ -390,7 +390,7 @@ def build_instrument_task(
     and :data:`NSYNTH_PITCH_RANGES` for NSynth's 11 families). With
     ``disjoint_programs`` each split plays its own programs (:func:`split_programs`),
     as NSynth's splits hold different instruments. Clips are rendered in batches of
-    one fluidsynth run each (:func:`eval_suites.synth.fluidsynth_render_many`).
+    one fluidsynth run each (:func:`eval_suites.synthetic.synth.fluidsynth_render_many`).
     """
     if family_programs is None:
         family_programs, pitch_ranges = INSTRUMENT_FAMILIES, pitch_ranges or _FAMILY_PITCH
@@ -409,7 +409,7 @@ def build_instrument_task(
     if family_programs is not INSTRUMENT_FAMILIES or disjoint_programs:
         args.update(pitch_ranges={f: list(pitch_ranges[f]) for f in families},
                     disjoint_programs=disjoint_programs)
-    notes_meta = {"builder": "eval_suites.demo_tasks.build_instrument_task", "build_args": args,
+    notes_meta = {"builder": "eval_suites.synthetic.demo_tasks.build_instrument_task", "build_args": args,
                   "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments",
                   "programs": {f: [int(p) for p in family_programs[f]] for f in families}}
     if disjoint_programs:
@@ -512,7 +512,7 @@ def build_speaker_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_speaker_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_speaker_task", "build_args": args,
                "source": "espeak-ng / flite speech in synthetic noise",
                "sentences_disjoint": True},
     )
@@ -583,7 +583,7 @@ def build_language_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_language_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_language_task", "build_args": args,
                "source": "espeak-ng speech in synthetic noise",
                "speakers_disjoint": True, "sentences_disjoint": True},
     )
@@ -646,7 +646,7 @@ def build_pitch_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["pitch_acc", "chroma_acc"],
-        notes={"builder": "eval_suites.demo_tasks.build_pitch_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_pitch_task", "build_args": args,
                "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments"},
     )
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
@@ -722,7 +722,7 @@ def build_event_task(
     metadata = TaskMetadata.event(
         name, sample_duration=clip_seconds,
         evaluation=["event_onset_200ms_fms", "segment_1s_er"],
-        notes={"builder": "eval_suites.demo_tasks.build_event_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_event_task", "build_args": args,
                "source": "espeak-ng words, fluidsynth piano/trumpet/drums, synthetic noise"},
     )
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
@@ -833,7 +833,7 @@ def _recording_sound(source: str, n_max: int, rng: np.random.Generator,
 def _check_recording_sources(sources: Mapping[str, Mapping[str, Sequence[str]]]
                              ) -> dict[str, dict[str, list[str]]]:
     """``{label: {split: [source, ...]}}``: every split non-empty, source names valid,
-    and no recording group (:func:`eval_suites.recordings.source_group`) in two splits
+    and no recording group (:func:`eval_suites.synthetic.recordings.source_group`) in two splits
     or two labels."""
     if not isinstance(sources, Mapping) or len(sources) < 2:
         raise ValueError(f"expected sources as a mapping of at least 2 labels to "
@@ -880,7 +880,7 @@ def build_recording_task(
     ``sources``: ``{label: {"train": [...], "valid": [...], "test": [...]}}`` of source
     names (``"sonic-pi:bd_808"``, ``"freepats:Drum_000/035_Kick_1"``,
     ``"freepats:Tone_000/056_Trumpet"``); a recording (and its siblings, see
-    :func:`eval_suites.recordings.source_group`) may appear in one split of one label
+    :func:`eval_suites.synthetic.recordings.source_group`) may appear in one split of one label
     only, so test clips come from recordings never heard in training. Each clip: a
     source of its label and split (in turn), made into a sound by :func:`_recording_sound`
     (instrument patches: 1-3 notes in ``pitch_ranges[label]``; other recordings: a
@@ -903,7 +903,7 @@ def build_recording_task(
               for s in SPLITS}
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_recording_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_recording_task", "build_args": args,
                "source": "real recordings: Debian sonic-pi-samples (FLAC) and freepats "
                          "(GUS patches), cropped, pitch-shifted, in synthetic noise",
                "recordings_by_split": groups,

@@ -53,17 +53,15 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from eval_suites.hear_task import load_task
-
-if TYPE_CHECKING:  # the manifest imports the protocols, which import this module
-    from eval_suites.manifest import ModelSpec
+from eval_suites.core.model_spec import ModelSpec
+from eval_suites.hear_format.task import load_task
 
 __all__ = [
     "DONE_FILE",
@@ -155,13 +153,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _task_fingerprint(task_dir: Path) -> str:
-    """sha256 over the task's metadata, vocabulary and label files, and the name and
-    size of every audio file (audio content is not read: it would cost a full pass)."""
+    """sha256 over the task's metadata, vocabulary and label files (their content), and
+    the name, size and modification time (ns) of every audio file.
+
+    Audio content is not read (it would cost a full pass over the task), but any rewrite
+    of a clip changes its mtime, so changed audio or labels give a new fingerprint; a
+    copy of the task that does not keep mtimes (``cp`` without ``-p``) does too, which
+    costs one recomputation and never serves stale embeddings.
+    """
     h = hashlib.sha256()
     for f in sorted(task_dir.glob("*.json")) + [task_dir / "labelvocabulary.csv"]:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     for wav in sorted(task_dir.glob("*/*/*.wav")):
-        h.update(f"{wav.relative_to(task_dir)}:{wav.stat().st_size}\0".encode())
+        st = wav.stat()
+        h.update(f"{wav.relative_to(task_dir)}:{st.st_size}:{st.st_mtime_ns}\0".encode())
     return h.hexdigest()
 
 

@@ -40,9 +40,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eval_suites.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
-from eval_suites.embeddings import EmbeddingSplit, read_split
-from eval_suites.intervals import FoldOutputs
+from eval_suites.core.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
+from eval_suites.core.embeddings import EmbeddingSplit, read_split
+from eval_suites.core.intervals import FoldOutputs
 
 __all__ = ["LinearConfig", "data_splits", "run_linear", "LinearFold"]
 
@@ -254,12 +254,26 @@ def _train_fold(task: _Task, split: dict[str, list[str]], cfg: LinearConfig,
                       valid_score=best_score,
                       test_scores=dict(zip(task.meta["evaluation"], scores)),
                       postprocessing=post)
+    return (fold, *fold_outputs(task, split, test, y_test, probs, predicted, test_events))
+
+
+def fold_outputs(task: _Task, split: dict[str, list[str]], test: EmbeddingSplit, y_test: np.ndarray,
+                 probs: np.ndarray, predicted: dict | None, test_events: dict | None
+                 ) -> tuple[FoldOutputs, dict | None]:
+    """A fold's per-clip test outputs (kept for the bootstrap intervals) and, for event tasks,
+    its predicted and target events. probs: (M, C) test predictions; y_test: (M, C)."""
     if task.event:
         outputs = event_fold_outputs(predicted, test_events, task.meta["evaluation"], task.label_to_idx)
-        return fold, outputs, {"predicted": predicted, "target": test_events}
+        return outputs, {"predicted": predicted, "target": test_events}
     ids = np.concatenate([scene_clip_ids(task.dir, s, read_split(task.dir, s).labels if len(split["test"]) > 1
                                          else test.labels) for s in split["test"]])
-    return fold, FoldOutputs(ids=ids, targets=y_test, scores=probs), None
+    return FoldOutputs(ids=ids, targets=y_test, scores=probs), None
+
+
+def store_outputs(outputs_dir: str | Path, task: _Task, trained: list[tuple]) -> None:
+    """Save the per-clip outputs of [(fold, outputs, events)] into ``outputs_dir``."""
+    events = {f.test_split: e for f, _, e in trained} if task.event else None
+    save_outputs(outputs_dir, {f.test_split: o for f, o, _ in trained}, events)
 
 
 def run_linear(embed_dir: str | Path, cfg: LinearConfig, progress: bool = True,
@@ -268,7 +282,7 @@ def run_linear(embed_dir: str | Path, cfg: LinearConfig, progress: bool = True,
     """Score a cached task; returns ([(metric, mean, std or None, folds)], per-fold results).
 
     Metrics are in the task's ``evaluation`` order (the first is the primary one). With
-    ``outputs_dir`` the per-clip test outputs are stored there (:mod:`eval_suites.clip_outputs`).
+    ``outputs_dir`` the per-clip test outputs are stored there (:mod:`eval_suites.core.clip_outputs`).
     """
     embed_dir = Path(embed_dir)
     task = _Task(embed_dir)
@@ -276,8 +290,7 @@ def run_linear(embed_dir: str | Path, cfg: LinearConfig, progress: bool = True,
     trained = [_train_fold(task, s, cfg, device, progress) for s in data_splits(task.meta)]
     folds = [f for f, _, _ in trained]
     if outputs_dir is not None:
-        events = {f.test_split: e for f, _, e in trained} if task.event else None
-        save_outputs(outputs_dir, {f.test_split: o for f, o, _ in trained}, events)
+        store_outputs(outputs_dir, task, trained)
     summary = []
     for metric in task.meta["evaluation"]:
         values = np.array([f.test_scores[metric] for f in folds], dtype=float)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from eval_suites import synth
+from eval_suites.synthetic import synth
 
 __all__ = [
     "SONIC_PI_DIR",

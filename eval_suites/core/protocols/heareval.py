@@ -15,7 +15,7 @@ frame, for event tasks) over, or use ``hidden_layers: [0]``.
 It writes its outputs next to the embeddings it reads, so each cell gets a work folder
 ``<work>/embeddings/<task>/`` of symbolic links to the cached files: the shared cache
 stays clean and read-only for this protocol. The labels pickles heareval reads are not
-links: each is checked with ``eval_suites.embeddings.load_labels_pickle`` (which refuses
+links: each is checked with ``eval_suites.core.embeddings.load_labels_pickle`` (which refuses
 anything but plain lists) and written afresh, so a tampered shared cache cannot run code
 in heareval's process. Environment fixes from RECIPE.md:
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch >= 2.6 refuses heareval's checkpoint
@@ -23,7 +23,7 @@ reload otherwise). The prediction runner does not import TensorFlow.
 
 heareval pickles each test fold's predictions (``<fold>.predictions.pkl``, written by the
 runner we just ran in the cell's own work folder); with ``outputs_dir`` they are converted to
-the project's per-clip outputs (:mod:`eval_suites.clip_outputs`: scene scores and targets with
+the project's per-clip outputs (:mod:`eval_suites.core.clip_outputs`: scene scores and targets with
 their clip names, or per-file event lists and counts), so the cell's intervals can be computed.
 """
 from __future__ import annotations
@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval_suites.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
-from eval_suites.intervals import FoldOutputs
-from eval_suites.embeddings import load_labels_pickle
+from eval_suites.core.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
+from eval_suites.core.intervals import FoldOutputs
+from eval_suites.core.embeddings import load_labels_pickle
 
 __all__ = ["HearevalConfig", "HEAREVAL_GRIDS", "run_heareval", "parse_predicted_scores",
            "store_outputs", "HearevalError"]

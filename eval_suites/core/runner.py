@@ -2,7 +2,7 @@
 
 For each model and task the embeddings are computed once (or found in the cache) and
 every protocol of the task scores them. Each cell ends with its ``result.json``
-(:mod:`eval_suites.results`), written atomically:
+(:mod:`eval_suites.core.results`), written atomically:
 
 - a rerun skips cells whose result is ``ok`` and whose fingerprint (the embeddings' cache
   digest: module, checkpoint content, options, task; and the protocol's settings) is
@@ -29,13 +29,14 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-from eval_suites.clip_outputs import clear_outputs
-from eval_suites.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
-from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
-from eval_suites.protocols.heareval import run_heareval
-from eval_suites.protocols.linear import run_linear
-from eval_suites.report import write_report
-from eval_suites.results import (CellResult, CorruptResult, CorruptResultWarning, MetricScore, cell_dir,
+from eval_suites.core.clip_outputs import clear_outputs
+from eval_suites.core.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
+from eval_suites.core.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
+from eval_suites.core.protocols.heareval import run_heareval
+from eval_suites.core.protocols.knn import run_knn
+from eval_suites.core.protocols.linear import run_linear
+from eval_suites.core.report import write_report
+from eval_suites.core.results import (CellResult, CorruptResult, CorruptResultWarning, MetricScore, cell_dir,
                                  collect_results, load_cell, save_cell)
 
 __all__ = ["run_manifest", "pending_cells"]
@@ -112,6 +113,9 @@ def _score(protocol: str, manifest: Manifest, embed_dir: Path, work: Path, progr
         return summary, {"folds": [asdict(f) for f in folds]}
     if protocol == "heareval":
         return run_heareval(embed_dir, work / "work", manifest.heareval, outputs_dir=work)
+    if protocol == "knn":
+        summary, folds = run_knn(embed_dir, manifest.knn, progress=progress, outputs_dir=work)
+        return summary, {"folds": [asdict(f) for f in folds]}
     raise ValueError(f"unknown protocol {protocol!r}")
 
 
@@ -134,6 +138,7 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
         "cache_dir": str(cache_root), "models": [asdict(m) for m in manifest.models],
         "tasks": [asdict(t) for t in manifest.tasks],
         "linear": asdict(manifest.linear), "heareval": asdict(manifest.heareval),
+        "knn": asdict(manifest.knn),
     }, indent=1, default=str))
     fingerprints = _Fingerprints(manifest)
     todo = pending_cells(manifest, out, fingerprints)

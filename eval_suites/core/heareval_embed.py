@@ -27,7 +27,7 @@ frame come in heareval's order). On the same device and thread count every file 
 byte for byte, except ``profile.embeddings.json`` (wall time; ``gpu_max_mem`` is torch's peak
 reserved memory in GB where heareval reads NVML's used memory of GPU 0).
 
-This writer is kept apart from ``eval_suites.embeddings`` (the evaluation suite's own cache):
+This writer is kept apart from ``eval_suites.core.embeddings`` (the evaluation suite's own cache):
 it writes heareval's format, pickle included, because that is what heareval reads; the
 suite's cache may change its own format without changing this one.
 
@@ -51,8 +51,8 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from eval_suites.embeddings import HearModel, heareval_batch_size, load_hear_model
-from eval_suites.hear_task import HearTask, load_task
+from eval_suites.core.embeddings import HearModel, heareval_batch_size, load_hear_model
+from eval_suites.hear_format.task import HearTask, load_task
 
 __all__ = ["DONE_FILE", "options_suffix", "event_labels", "write_task", "embed_tasks", "add_embed_parser"]
 
@@ -216,7 +216,7 @@ def embed_tasks(module: str, tasks_dir: str | Path, embeddings_dir: str | Path =
     """heareval's runner: embed every task folder of ``tasks_dir`` (or ``task``) with ``module``
     into ``<embeddings_dir>/<module><options>/<task>``; finished tasks are skipped.
     Returns the task folders that are complete."""
-    from eval_suites.manifest import ModelSpec
+    from eval_suites.core.manifest import ModelSpec
 
     options = dict(options or {})
     tasks_root = Path(tasks_dir)

@@ -9,7 +9,7 @@ those files and has one row per (model, task, protocol, metric)::
 
 ``std`` is the standard deviation over folds (k-fold tasks; empty otherwise), ``folds``
 the number of folds scored (1 for train/valid/test), ``ci_low``/``ci_high`` the bootstrap
-interval over test clips (:mod:`eval_suites.intervals`; empty when the cell has no per-clip
+interval over test clips (:mod:`eval_suites.core.intervals`; empty when the cell has no per-clip
 outputs, e.g. results written before they were kept, or the metric cannot be resampled). A failed cell has one row with
 ``status == "failed"``, an empty metric and value, and its error message.
 
