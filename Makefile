@@ -23,9 +23,9 @@ mutation: setup  ## mutation testing of the modules that decide results, one at 
 	nice -n 10 $(PY) scripts/mutation.py
 
 mini-lape: setup  ## the README's mini-LAPE tables: five methods, ablations, time-only crops (hours on 2 CPU cores)
-	$(PY) -m eval_suites.mini_lape --ablations slicer_no_kmix slicer_no_cluster slicer_no_entropy \
+	$(PY) -m studies.mini_lape --ablations slicer_no_kmix slicer_no_cluster slicer_no_entropy \
 	    slicer_rrc_time_only --cache results/embeddings
-	$(PY) -m eval_suites.mini_lape --set augment.rrc.frequency=false --tag rrc_time_only \
+	$(PY) -m studies.mini_lape --set augment.rrc.frequency=false --tag rrc_time_only \
 	    --ablations slicer_queue128 --cache results/embeddings --out results/mini_lape_rrc_time_only
 
 clean-venv:

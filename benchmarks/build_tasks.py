@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from eval_suites import demo_tasks
-from eval_suites.demo_data import build_demo
+from eval_suites.synthetic import demo_tasks
+from eval_suites.synthetic.demo_data import build_demo
 
 
 def timed(fn, *args, **kwargs) -> float:

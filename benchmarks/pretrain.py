@@ -42,7 +42,7 @@ PHASES = ("loader wait", "frontend", "augmentation", "forward/backward/step", "q
 def make_corpus(root: Path, n: int = 48) -> Path:
     import soundfile as sf
 
-    from eval_suites.synth import Note, espeak, fluidsynth_render_many
+    from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render_many
 
     root.mkdir(parents=True, exist_ok=True)
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]

@@ -1,13 +1,16 @@
-"""Command line: ``python -m eval_suites {run,list,report,prepare}``.
+"""Command line: ``python -m eval_suites {run,list,report,embed,prepare}``.
 
     python -m eval_suites run MANIFEST [--models A B] [--tasks X Y] [--out DIR]
                                        [--tasks-root DIR] [--device cpu|cuda]
     python -m eval_suites list MANIFEST [--tasks-root DIR]
     python -m eval_suites report RESULTS_DIR
+    python -m eval_suites embed MODULE --model CKPT --tasks-dir DIR [--device cuda]
+                                       # heareval's embedding folders (eval_suites.core.heareval_embed)
     python -m eval_suites prepare lape ... # LAPE converters (eval_suites.lape)
 
 Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
-2 for a bad manifest or command line.
+2 for a bad manifest or command line, 3 when an output cannot be written (disk full,
+read-only folder: the message names the file; results written before it are intact).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import sys
 from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
-from eval_suites.manifest import ManifestError, check_inputs, load_manifest
+from eval_suites.core.manifest import ManifestError, check_inputs, load_manifest
 
 __all__ = ["build_parser", "main"]
 
@@ -52,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild results.csv/.md/.png from a results folder")
     rep.add_argument("results_dir", type=Path)
 
+    from eval_suites.core.heareval_embed import add_embed_parser
+
+    add_embed_parser(sub)
+
     try:  # the LAPE converters add `prepare lape`; the CLI works without them
         from eval_suites.lape import add_prepare_parser
     except ImportError:
@@ -63,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args) -> int:
-    from eval_suites.report import print_summary
-    from eval_suites.runner import run_manifest
+    from eval_suites.core.report import print_summary
+    from eval_suites.core.runner import run_manifest
 
     manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
     manifest = manifest.select(args.models, args.tasks)
@@ -91,7 +98,7 @@ def _cmd_list(args) -> int:
     for t in manifest.tasks:
         state = "ok" if (t.path / "task_metadata.json").is_file() else "MISSING"
         print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state})")
-    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}")
+    print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}; knn {manifest.knn}")
     problems = check_inputs(manifest)
     for p in problems:
         print(f"problem: {p}")
@@ -99,7 +106,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from eval_suites.report import write_report
+    from eval_suites.core.report import write_report
 
     paths = write_report(args.results_dir)
     print(paths["markdown"].read_text())
@@ -119,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ManifestError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

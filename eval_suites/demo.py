@@ -2,7 +2,7 @@
 
 On a fresh machine, with nothing downloaded, it shows the whole product working:
 1. builds the demo tasks and corpus from real speech and music synthesised here
-   (`eval_suites.demo_data`, cached: a second run reuses them);
+   (`eval_suites.synthetic.demo_data`, cached: a second run reuses them);
 2. runs the real `hear-validator hear_slicer` on the model;
 3. evaluates the model on `eval_suites/manifests/demo.yaml` with both protocols (LAPE's
    linear evaluation and heareval's MLP) and prints the table; `<out>/results.csv`,
@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
-from eval_suites.demo_data import PRESETS, build_demo
-from eval_suites.manifest import ManifestError, ModelSpec, load_manifest
+from eval_suites.synthetic.demo_data import PRESETS, build_demo
+from eval_suites.core.manifest import ManifestError, ModelSpec, load_manifest
 
 DEMO_MANIFEST = Path(__file__).resolve().parent / "manifests" / "demo.yaml"
 
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     print(f"\n[3/3] Evaluation on {DEMO_MANIFEST.name}: protocols {', '.join(args.protocols)}")
-    from eval_suites.report import print_summary
-    from eval_suites.runner import run_manifest
+    from eval_suites.core.report import print_summary
+    from eval_suites.core.runner import run_manifest
 
     try:
         manifest = load_manifest(DEMO_MANIFEST, tasks_root=args.root / "tasks").select(None, args.tasks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from .encoder import TIME_REDUCTION, AudioNTT2020, EncoderConfig, fuse_for_infer
 from .frontend import FrontendConfig, LogMelFrontend
 
 __all__ = ["SlicerHearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "check_audio",
-           "DEFAULT_CHECKPOINT"]
+           "check_finite", "DEFAULT_CHECKPOINT"]
 
 #: The default checkpoint shipped as package data (see README, "Default checkpoint").
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.pt"
@@ -43,14 +44,17 @@ RANDOM_INIT_SEED = 0
 class SlicerHearModel(nn.Module):
     """Frontend + encoder with the attributes the HEAR API requires.
 
-    Options (all keyword arguments of `load_model`):
-      timestamp_hop_ms: spacing of timestamp embeddings, ms (default 40; HEAR asks <= 50).
-      chunk_seconds: length of the chunks long clips are encoded in (default 30 s).
-      max_batch_seconds: audio seconds encoded per forward pass across the batch (default 120).
-      context_frames: encoder frames of context on each side of a chunk (default 8).
+    Options (all keyword arguments of `load_model`), each checked against its range:
+      timestamp_hop_ms: spacing of timestamp embeddings, ms (default 40; HEAR asks <= 50), in [1, 10000].
+      chunk_seconds: length of the chunks long clips are encoded in (default 30 s), in [0.08, 3600].
+      max_batch_seconds: audio seconds encoded per forward pass across the batch (default 120), in [0.08, 1e5].
+      context_frames: encoder frames of context on each side of a chunk (default 8), an int in [4, 1000].
     """
 
     OPTIONS = ("timestamp_hop_ms", "chunk_seconds", "max_batch_seconds", "context_frames")
+    #: (low, high) allowed for each option, both ends included.
+    RANGES = {"timestamp_hop_ms": (1.0, 10000.0), "chunk_seconds": (0.08, 3600.0),
+              "max_batch_seconds": (0.08, 1e5), "context_frames": (4, 1000)}
 
     def __init__(
         self,
@@ -67,11 +71,12 @@ class SlicerHearModel(nn.Module):
     ):
         super().__init__()
         for name, value in (("timestamp_hop_ms", timestamp_hop_ms), ("chunk_seconds", chunk_seconds),
-                            ("max_batch_seconds", max_batch_seconds)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (isinstance(context_frames, int) and context_frames >= 4):
-            raise ValueError(f"context_frames must be an int >= 4, got {context_frames!r}")
+                            ("max_batch_seconds", max_batch_seconds), ("context_frames", context_frames)):
+            low, high = self.RANGES[name]
+            kind = "an integer" if name == "context_frames" else "a number"
+            ok_type = isinstance(value, numbers.Integral if name == "context_frames" else numbers.Real)
+            if isinstance(value, bool) or not ok_type or not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(f"load_model option {name} must be {kind} in [{low:g}, {high:g}], got {value!r}")
         self.frontend = frontend
         self.encoder = encoder.eval()
         # Same function as `encoder`, BatchNorm folded in and channels-last: used for embedding.
@@ -185,6 +190,9 @@ def load_model(model_file_path: str = "", **options: Any) -> SlicerHearModel:
     unknown = sorted(set(options) - set(SlicerHearModel.OPTIONS))
     if unknown:
         raise TypeError(f"unknown load_model option(s) {unknown}; valid options: {list(SlicerHearModel.OPTIONS)}")
+    if not isinstance(model_file_path, (str, Path)):
+        raise TypeError(f"model_file_path must be a path (str), got {type(model_file_path).__name__} "
+                        f"{model_file_path!r}")
     if model_file_path:
         ckpt, path = load_checkpoint(model_file_path), str(model_file_path)
     else:
@@ -224,13 +232,29 @@ def check_audio(audio: Any, model: nn.Module) -> torch.Tensor:
     return audio
 
 
+def check_finite(embeddings: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    """`embeddings` (n, ..., D) if all finite; else a ValueError naming the sounds and their peaks.
+
+    Finite audio can still overflow the log-mel (power of samples around 1e16 and above is
+    beyond float32), and such sounds would give NaN embeddings: they are an error, not a result.
+    """
+    bad = (~torch.isfinite(embeddings.flatten(1))).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        peaks = [f"{audio[i].abs().max().item():.3g}" for i in bad[:5]]
+        raise ValueError(f"sound(s) {bad[:5]}{' ...' if len(bad) > 5 else ''} give non-finite embeddings: their "
+                         f"peak |x| ({', '.join(peaks)}) is far outside [-1, 1]; pass audio scaled to [-1, 1]")
+    return embeddings
+
+
 @torch.inference_mode()
 def get_scene_embeddings(audio: Any, model: SlicerHearModel) -> torch.Tensor:
-    """audio (n_sounds, n_samples) float in [-1, 1] at model.sample_rate -> (n_sounds, D) float32."""
+    """audio (n_sounds, n_samples) float in [-1, 1] at model.sample_rate -> (n_sounds, D) float32.
+
+    Raises ValueError for audio whose embeddings would not be finite (samples far out of range)."""
     audio = check_audio(audio, model)
     if audio.shape[0] == 0:
         return audio.new_zeros((0, model.scene_embedding_size))
-    return model(audio)
+    return check_finite(model(audio), audio)
 
 
 @torch.inference_mode()
@@ -240,4 +264,5 @@ def get_timestamp_embeddings(audio: Any, model: SlicerHearModel) -> tuple[torch.
     if audio.shape[0] == 0:
         k = len(model.timestamps_ms(audio.shape[1]))
         return audio.new_zeros((0, k, model.timestamp_embedding_size)), audio.new_zeros((0, k))
-    return model.timestamp_embeddings(audio)
+    emb, ts = model.timestamp_embeddings(audio)
+    return check_finite(emb, audio), ts

@@ -17,6 +17,8 @@ tensors, dicts, lists, tuples, strings, numbers, booleans and None.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -98,6 +100,14 @@ class Checkpoint:
         missing = [k for k in ("frontend", "encoder", "norm_mean", "norm_std", "student") if k not in d]
         if missing:
             raise CheckpointError(f"{source} lacks required entries: {', '.join(missing)}")
+        for name in ("frontend", "encoder"):
+            if not isinstance(d[name], dict):
+                raise CheckpointError(f"{source}: '{name}' must be a mapping of config values, got {d[name]!r:.80}")
+        for name in ("norm_mean", "norm_std"):
+            if isinstance(d[name], bool) or not isinstance(d[name], (int, float)) or not math.isfinite(d[name]):
+                raise CheckpointError(f"{source}: '{name}' must be a finite number, got {d[name]!r:.80}")
+        for name in ("student", "teacher"):
+            _check_weights(d.get(name), name, source, required=name == "student")
         try:
             frontend = FrontendConfig(**d["frontend"])
             encoder = EncoderConfig(**d["encoder"])
@@ -121,14 +131,32 @@ class Checkpoint:
         return self.teacher if self.use == "teacher" else self.student
 
 
+def _check_weights(state: Any, what: str, source: str, required: bool) -> None:
+    """A state dict of finite tensors, or a CheckpointError naming the first bad entry."""
+    if state is None and not required:
+        return
+    if not isinstance(state, dict) or not state:
+        raise CheckpointError(f"{source}: '{what}' must be a non-empty state dict of tensors, got {type(state).__name__}")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: {what} entry {key!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{source}: {what} weights {key!r} hold NaN or Inf values; the checkpoint "
+                                  "comes from a diverged run or is corrupt. Use an earlier checkpoint.")
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     """Write `ckpt` to `path` atomically: a temporary file in the same folder, then rename.
 
-    A crash mid-write leaves the previous file (if any) intact.
+    A crash mid-write leaves the previous file (if any) intact. A failed write (disk full,
+    read-only folder) raises an OSError naming `path`; the previous file is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(ckpt.to_dict(), f)
@@ -138,9 +166,12 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a checkpoint gets ordinary file permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, (OSError, RuntimeError)):  # torch reports a failed write as RuntimeError
+            raise OSError(getattr(e, "errno", None) or errno.EIO,
+                          f"cannot write checkpoint {path}: {e}; earlier checkpoints are intact") from e
         raise
     return path
 

@@ -9,16 +9,22 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import ConfigError, apply_overrides, config_from_dict, load_config
+from hear_slicer.checkpoint import CheckpointError, load_checkpoint
+
+from .config import ConfigError, apply_overrides, config_from_dict, load_config, merge_into, read_yaml
 from .data import DatasetError
-from .train import TrainingDiverged, config_of_checkpoint, latest_checkpoint, train
+from .runlog import printable
+from .train import RunFolderError, TrainingDiverged, latest_checkpoint, train
 
 EXAMPLES = """examples:
   python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/fsd50k --out runs/fsd
   python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=files.csv run.steps=5000 optim.lr=1e-3
   python -m pretrain --resume runs/fsd                      # newest checkpoint in runs/fsd/checkpoints
   python -m pretrain --resume runs/fsd/checkpoints/step_00010000.pt --set run.steps=40000
+  python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/fsd50k --out runs/fsd --overwrite
   torchrun --nproc_per_node=4 -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/as
+  python -m pretrain.prepare /data/as /data/as_store && python -m pretrain --set data.path=/data/as_store ...
+  torchrun --nnodes=2 --nproc_per_node=8 --rdzv-backend=c10d --rdzv-endpoint=$HOST:29400 -m pretrain ...  # each node
 """
 
 
@@ -29,13 +35,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "Checkpoints load with hear_slicer.load_model(path).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config (e.g. pretrain/configs/slicer.yaml); defaults are used for "
-                                    "missing keys. Ignored with --resume (the checkpoint's config is used).")
+                                    "missing keys. With --resume, the checkpoint's config is the base and the "
+                                    "keys this file sets are changes to it (checked like --set).")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override config values, e.g. optim.lr=1e-3 data.batch_size=64 objective.params.queue_size=4096")
     p.add_argument("--out", help="output folder (same as --set run.out=...)")
     p.add_argument("--resume", nargs="?", const="", metavar="PATH",
                    help="resume from a checkpoint file, or from the newest checkpoint of a run folder "
-                        "(no PATH: the run folder given by --out / the config)")
+                        "(no PATH: the run folder given by --out / the config). Changes asked for with "
+                        "--config/--set are compared with the checkpoint's config: those that would mix "
+                        "state (batch size, data, model, objective, optimiser, ...) are refused, the "
+                        "others (run.steps, logging, checkpoint_every, lr schedule, ...) are listed in run.log")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in the output folder (checkpoints, logs, stats) before starting; "
+                        "without it, a folder holding another run is refused")
     return p.parse_args(argv)
 
 
@@ -47,16 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume is not None:
             target = Path(args.resume) if args.resume else Path(load_config(args.config, overrides).run.out)
             resume = latest_checkpoint(target) if target.is_dir() else target
-            base = config_of_checkpoint(resume).to_dict()
-            cfg = config_from_dict(apply_overrides(base, overrides))
+            base = config_from_dict(load_checkpoint(resume).train_config).to_dict()
+            changes = apply_overrides(read_yaml(args.config) if args.config else {}, overrides)
+            if changes.get("objective", {}).get("name", base["objective"]["name"]) != base["objective"]["name"]:
+                base["objective"] = {}  # another objective: its params are its own (the change is refused later)
+            cfg = config_from_dict(merge_into(base, changes))
         else:
             cfg = load_config(args.config, overrides)
-        train(cfg, resume=resume)
-    except (ConfigError, DatasetError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        train(cfg, resume=resume, overwrite=args.overwrite)
+    except (ConfigError, DatasetError, CheckpointError, RunFolderError, FileNotFoundError) as e:
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (TrainingDiverged, OSError) as e:  # OSError: disk full, read-only output (the message names the path)
+        print(f"error: {printable(str(e))}", file=sys.stderr)
         return 1
     return 0
 

@@ -13,14 +13,18 @@ from the global torch RNG of the device (saved and restored with the run).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import Check, above, at_least, between, ordered_pair
+
 __all__ = [
     "MixupConfig", "RandomResizeCropConfig", "KMixConfig", "AugmentConfig",
-    "log_mixup_exp", "random_resize_crop", "kmix_partners", "clip_descriptor",
+    "log_mixup_exp", "random_resize_crop", "random_crop_params", "resized_crop", "CropParams",
+    "kmix_partners", "clip_descriptor",
     "ClipMemory", "Mixup", "RandomResizeCrop", "KMix", "AugmentPipeline",
 ]
 
@@ -30,15 +34,26 @@ class MixupConfig:
     enabled: bool = True
     memory: int = 2048  # BYOL-A
     alpha: float = 0.4  # lambda ~ U(0, alpha), BYOL-A
+    CHECKS: ClassVar[dict[str, Check]] = {"memory": at_least(1), "alpha": between(0, 1)}
 
 
 @dataclass
 class RandomResizeCropConfig:
+    """BYOL-A's `RandomResizeCrop(virtual_crop_scale, freq_scale, time_scale)` (nttcslab/byol-a,
+    byol_a/augmentations.py), whose code is the source (RECIPE.md's first reading was wrong)."""
+
     enabled: bool = True
-    canvas: tuple[float, float] = (1.0, 1.5)  # virtual canvas size / input size, BYOL-A
-    scale_f: tuple[float, float] = (0.6, 1.5)  # crop height / input height, BYOL-A
-    scale_t: tuple[float, float] = (0.6, 1.5)  # crop width / input width, BYOL-A
-    frequency: bool = True  # False: crop along time only (no stretch or shift of the mel axis; ours, an ablation)
+    virtual_crop_scale: tuple[float, float] = (1.0, 1.5)  # (frequency, time) canvas size / input size, BYOL-A
+    freq_scale: tuple[float, float] = (0.6, 1.5)  # crop height / input height ~ U(range), clipped to the canvas, BYOL-A
+    time_scale: tuple[float, float] = (0.6, 1.5)  # crop width / input width ~ U(range), clipped to the canvas, BYOL-A
+    frequency: bool = True  # False: the crop spans the input's mel bins unmoved (time-only crop; ours, an ablation)
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "virtual_crop_scale": Check("(frequency, time) ratios, both >= 1 (BYOL-A: [1.0, 1.5])",
+                                    lambda v: len(v) == 2 and min(v) >= 1.0),
+        "freq_scale": Check("a range [low, high] with 0 < low <= high and high >= 1 (BYOL-A: [0.6, 1.5])",
+                            lambda v: len(v) == 2 and 0 < v[0] <= v[1] and v[1] >= 1.0),
+        "time_scale": Check("a range [low, high] with 0 < low <= high and high >= 1 (BYOL-A: [0.6, 1.5])",
+                            lambda v: len(v) == 2 and 0 < v[0] <= v[1] and v[1] >= 1.0)}
 
 
 @dataclass
@@ -48,6 +63,8 @@ class KMixConfig:
     r: int = 128  # partner drawn among the r memory entries farthest from the clip's centroid
     alpha: float = 0.4  # lambda ~ U(0, alpha), as mixup
     k: int = 4  # spherical k-means centroids (computed by pretrain.stats)
+    CHECKS: ClassVar[dict[str, Check]] = {"memory": at_least(1), "r": at_least(1), "alpha": between(0, 1),
+                                          "k": at_least(1)}
 
 
 @dataclass
@@ -89,41 +106,100 @@ def kmix_partners(desc: torch.Tensor, centroids: torch.Tensor, memory_desc: torc
     return farthest.gather(1, pick).squeeze(1)  # (B,)
 
 
-def random_resize_crop(x: torch.Tensor, canvas: tuple[float, float], scale_f: tuple[float, float],
-                       scale_t: tuple[float, float], generator: torch.Generator | None = None,
-                       frequency: bool = True) -> torch.Tensor:
-    """BYOL-A random resize crop, batched. x: (B, F, T) -> (B, F, T).
+class CropParams(NamedTuple):
+    """Per-clip crops on the virtual canvas, in canvas pixels: rows [top, top + height),
+    columns [left, left + width). All (B,) int64."""
 
-    Per clip: the input sits centred on a zero virtual canvas v times its size (v ~ U(canvas));
-    a crop of (s_f F, s_t T) (s ~ U(scale), capped at the canvas) is taken at a uniform position
-    inside the canvas and resized back to (F, T) bicubically. Implemented as one affine
-    `grid_sample` (align_corners=False), so a full-size unshifted crop returns x exactly.
-    With `frequency=False` the crop always spans the F mel bins unmoved (time-only crop), so
-    the augmentation cannot change pitch; `canvas` and `scale_t` still act on time.
+    top: torch.Tensor
+    left: torch.Tensor
+    height: torch.Tensor
+    width: torch.Tensor
+
+
+def canvas_size(f: int, t: int, virtual_crop_scale: tuple[float, float]) -> tuple[int, int]:
+    """The virtual canvas (F', T') for an (F, T) input, truncated to whole pixels as BYOL-A does."""
+    return int(f * virtual_crop_scale[0]), int(t * virtual_crop_scale[1])
+
+
+def random_crop_params(b: int, f: int, t: int, virtual_crop_scale: tuple[float, float],
+                       freq_scale: tuple[float, float], time_scale: tuple[float, float],
+                       device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                       frequency: bool = True) -> CropParams:
+    """BYOL-A's `RandomResizeCrop.get_params`, drawn for B clips at once.
+
+    height = clip(int(U(freq_scale) F), 1, F'), width = clip(int(U(time_scale) T), 1, T');
+    top ~ U{0 .. F' - height} and left ~ U{0 .. T' - width} (integers, both ends included).
+    With `frequency=False` the crop covers exactly the input's F rows.
     """
-    b, f, t = x.shape
+    canvas_f, canvas_t = canvas_size(f, t, virtual_crop_scale)
 
     def uniform(lo_hi: tuple[float, float]) -> torch.Tensor:
         lo, hi = lo_hi
-        return lo + (hi - lo) * torch.rand(b, device=x.device, generator=generator)  # (B,)
+        return lo + (hi - lo) * torch.rand(b, device=device, generator=generator, dtype=torch.float64)  # (B,)
 
-    v = uniform(canvas)  # (B,) canvas scale
-    canvas_f, canvas_t = f * v, t * v  # (B,) canvas size in input pixels
-    crop_f = torch.minimum(f * uniform(scale_f), canvas_f)  # (B,)
-    crop_t = torch.minimum(t * uniform(scale_t), canvas_t)
-    # top-left of the crop in input pixel coordinates (the input occupies [0, f) x [0, t))
-    y0 = -(canvas_f - f) / 2 + (canvas_f - crop_f) * torch.rand(b, device=x.device, generator=generator)
-    x0 = -(canvas_t - t) / 2 + (canvas_t - crop_t) * torch.rand(b, device=x.device, generator=generator)
+    height = (uniform(freq_scale) * f).long().clamp(1, canvas_f)  # (B,) int() truncates, as BYOL-A
+    width = (uniform(time_scale) * t).long().clamp(1, canvas_t)
+    top = (torch.rand(b, device=device, generator=generator, dtype=torch.float64) * (canvas_f - height + 1)).long()
+    left = (torch.rand(b, device=device, generator=generator, dtype=torch.float64) * (canvas_t - width + 1)).long()
     if not frequency:
-        crop_f, y0 = torch.full_like(crop_f, f), torch.zeros_like(y0)
-    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)  # output coords -> input coords
-    theta[:, 0, 0] = crop_t / t
-    theta[:, 0, 2] = (2 * x0 + crop_t) / t - 1
-    theta[:, 1, 1] = crop_f / f
-    theta[:, 1, 2] = (2 * y0 + crop_f) / f - 1
-    grid = F.affine_grid(theta, [b, 1, f, t], align_corners=False)  # (B, F, T, 2)
-    out = F.grid_sample(x.unsqueeze(1), grid, mode="bicubic", padding_mode="zeros", align_corners=False)
-    return out.squeeze(1)
+        height = torch.full_like(height, f)
+        top = torch.full_like(top, (canvas_f - f) // 2)
+    return CropParams(top, left, height, width)
+
+
+def _cubic_weights(frac: torch.Tensor, a: float = -0.75) -> torch.Tensor:
+    """Keys' cubic convolution weights of the 4 taps at offsets -1, 0, 1, 2 (PyTorch's bicubic,
+    A = -0.75). frac: (...,) in [0, 1) -> (..., 4)."""
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return torch.stack([far(frac + 1), near(frac), near(1 - frac), far(2 - frac)], dim=-1)
+
+
+def _resize_matrix(start: torch.Tensor, size: torch.Tensor, n_out: int, n_in: int, offset: int,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """(B, n_out, n_in) matrix W with W @ v = the crop [start, start + size) of a zero canvas
+    holding v (length n_in) at `offset`, resized to n_out by `F.interpolate(mode="bicubic",
+    align_corners=True)` along one axis: source index o (size - 1) / (n_out - 1), 4 taps clamped
+    to the crop's own edges (as interpolate reads the crop tensor), canvas zeros outside v."""
+    b, device = start.shape[0], start.device
+    scale = (size - 1).double() / (n_out - 1) if n_out > 1 else torch.zeros(b, dtype=torch.float64, device=device)
+    src = scale[:, None] * torch.arange(n_out, device=device, dtype=torch.float64)  # (B, n_out)
+    base = src.floor()
+    weights = _cubic_weights(src - base)  # (B, n_out, 4)
+    taps = base.long()[..., None] + torch.arange(-1, 3, device=device)  # (B, n_out, 4) indices in the crop
+    taps = torch.minimum(taps.clamp_min(0), (size - 1)[:, None, None])
+    rows = start[:, None, None] + taps - offset  # (B, n_out, 4) indices in v
+    inside = (rows >= 0) & (rows < n_in)  # taps on the zero canvas contribute nothing
+    w = torch.zeros(b, n_out, n_in, dtype=torch.float64, device=device)
+    w.scatter_add_(2, rows.clamp(0, n_in - 1), weights * inside)
+    return w.to(dtype)
+
+
+def resized_crop(x: torch.Tensor, params: CropParams, virtual_crop_scale: tuple[float, float]) -> torch.Tensor:
+    """BYOL-A's `RandomResizeCrop.forward` for given crops, batched. x: (B, F, T) -> (B, F, T).
+
+    Each input sits at ((F' - F) // 2, (T' - T) // 2) on a zero canvas (F', T'); its crop is
+    resized back to (F, T) bicubically with align_corners=True. Bicubic resizing is separable,
+    so the whole batch is two batched matrix products: W_f (B, F, F) @ x @ W_t^T (B, T, T).
+    """
+    b, f, t = x.shape
+    canvas_f, canvas_t = canvas_size(f, t, virtual_crop_scale)
+    w_f = _resize_matrix(params.top, params.height, f, f, (canvas_f - f) // 2, x.dtype)  # (B, F, F)
+    w_t = _resize_matrix(params.left, params.width, t, t, (canvas_t - t) // 2, x.dtype)  # (B, T, T)
+    return w_f @ x @ w_t.transpose(1, 2)
+
+
+def random_resize_crop(x: torch.Tensor, virtual_crop_scale: tuple[float, float], freq_scale: tuple[float, float],
+                       time_scale: tuple[float, float], generator: torch.Generator | None = None,
+                       frequency: bool = True) -> torch.Tensor:
+    """BYOL-A random resize crop, one independent crop per clip. x: (B, F, T) -> (B, F, T)."""
+    b, f, t = x.shape
+    params = random_crop_params(b, f, t, virtual_crop_scale, freq_scale, time_scale, x.device, generator, frequency)
+    return resized_crop(x, params, virtual_crop_scale)
 
 
 # ----------------------------------------------------------------------------- state + wrappers
@@ -181,7 +257,7 @@ class RandomResizeCrop(nn.Module):
         self.cfg = cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return random_resize_crop(x, self.cfg.canvas, self.cfg.scale_f, self.cfg.scale_t,
+        return random_resize_crop(x, self.cfg.virtual_crop_scale, self.cfg.freq_scale, self.cfg.time_scale,
                                   frequency=self.cfg.frequency)
 
 

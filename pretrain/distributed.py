@@ -9,8 +9,11 @@ call the helpers unconditionally.
 
 Shuffle-BN (MoCo): the teacher's BatchNorm sees a batch made of samples from all
 processes in a random order, so its batch statistics cannot tie a key to its query. On a
-single process it reduces to a plain forward (a single process cannot shuffle BN
-statistics away; SyncBatchNorm is the CUDA alternative and is not used here).
+single process MoCo's answer is SplitBatchNorm (its single-GPU demo): the key batch is
+shuffled and run in G groups, each normalised with its own statistics, then un-shuffled
+(`split_forward`); without it a key is computed with the statistics of the very batch that
+holds its query, which MoCo (section 3.3) calls cheating.
+SyncBatchNorm is the CUDA alternative under DDP (`run.sync_batchnorm`, see `sync_batchnorm`).
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_nograd", "all_reduce_mean",
-           "shuffled_forward"]
+           "shuffled_forward", "split_forward", "sync_batchnorm"]
 
 
 @dataclass(frozen=True)
@@ -84,15 +88,36 @@ def all_reduce_mean(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
 
 
 @torch.no_grad()
-def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+def split_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, groups: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """fn(x) with split BatchNorm on one process. x: (B, ...) -> fn's output (B, ...).
+
+    The batch is shuffled, cut into `groups` sub-batches of B // groups or B // groups + 1
+    clips, `fn` runs on each (so its BatchNorm uses that group's statistics), and the outputs
+    are un-shuffled. groups = 1 is a plain forward. No gradient (keys only).
+    """
+    b = x.shape[0]
+    if not 1 <= groups <= b:
+        raise ValueError(f"split BatchNorm needs 1 <= groups <= batch size, got {groups} groups for a batch of {b}")
+    if groups == 1:
+        return fn(x)
+    perm = torch.randperm(b, device=x.device, generator=generator)  # (B,)
+    y = torch.cat([fn(part) for part in x[perm].tensor_split(groups)], dim=0)  # (B, ...) in shuffled order
+    return y[torch.argsort(perm)]
+
+
+@torch.no_grad()
+def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, ctx: DistContext,
+                     split_groups: int = 1) -> torch.Tensor:
     """fn(x) computed with shuffle-BN across processes. x: (B, ...) -> fn's output (B, ...).
 
     All inputs are gathered, permuted with one permutation drawn on rank 0 and broadcast,
     each process runs `fn` on its slice of the shuffled batch, and the outputs are
     gathered and un-shuffled. Requires the same B on every process. No gradient (keys only).
+    On a single process: `split_forward(fn, x, split_groups)` (a plain forward for 1 group).
     """
     if not ctx.enabled:
-        return fn(x)
+        return split_forward(fn, x, split_groups)
     b = x.shape[0]
     x_all = all_gather_nograd(x, ctx)  # (P*B, ...)
     perm = torch.randperm(x_all.shape[0], device=x.device) if ctx.is_main else torch.empty(
@@ -102,3 +127,14 @@ def shuffled_forward(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     mine = perm[ctx.rank * b:(ctx.rank + 1) * b]  # (B,)
     y_all = all_gather_nograd(fn(x_all[mine]), ctx)  # (P*B, ...) in shuffled order
     return y_all[unperm][ctx.rank * b:(ctx.rank + 1) * b]
+
+
+def sync_batchnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm replaced by torch's SyncBatchNorm (in place; CUDA only).
+
+    Batch statistics are then computed over the batches of all processes (the teacher's too:
+    with shuffle-BN its statistics are those of the whole shuffled global batch), and the
+    running statistics are the same on every process. Parameter and buffer names are
+    unchanged, so checkpoints load into the plain encoder.
+    """
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

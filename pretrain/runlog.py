@@ -3,17 +3,23 @@
 - `run.log`: config, git revision, skipped files, checkpoints, errors (also printed).
 - `log.csv`: one row per logging step (step, lr, loss, the objective's metrics, clips/s, ...).
 - `loss.png`: the loss curve, drawn from log.csv at the end (matplotlib, Agg backend).
+
+Messages may hold file names that are not valid UTF-8 (Python keeps their bytes as lone
+surrogates): they are written with those bytes as backslash escapes (`\\udcff`), never raising. A write
+that fails (disk full, read-only folder) raises an OSError that names the file.
 """
 from __future__ import annotations
 
 import csv
+import io
+import os
 import subprocess
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
-__all__ = ["RunLog", "git_revision", "plot_loss_curve"]
+__all__ = ["RunLog", "git_revision", "plot_loss_curve", "printable"]
 
 
 def git_revision() -> str:
@@ -43,9 +49,9 @@ class RunLog:
     def text(self, message: str) -> None:
         if not self.enabled:
             return
+        message = printable(message)
         tqdm.write(message)
-        with open(self.out / "run.log", "a") as f:
-            f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n")
+        _append(self.out / "run.log", f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n")
 
     def row(self, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -57,10 +63,40 @@ class RunLog:
                     self._fields = next(csv.reader(f))
             else:
                 self._fields = list(values)
-                with open(path, "w", newline="") as f:
-                    csv.writer(f).writerow(self._fields)
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, self._fields, extrasaction="ignore").writerow(values)
+                _append(path, _csv_line(self._fields), mode="w")
+        _append(path, _csv_line([values.get(k, "") for k in self._fields]))
+
+    def drop_rows_after(self, step: int) -> None:
+        """Remove log.csv rows of steps after `step` (a resumed run logs them again)."""
+        path = self.out / "log.csv"
+        if not (self.enabled and path.is_file()):
+            return
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+        if len(kept) < len(rows):
+            tmp = path.with_suffix(".csv.tmp")
+            _append(tmp, "".join(_csv_line(r) for r in kept), mode="w")
+            os.replace(tmp, path)  # atomic: a kill leaves the old or the new file
+
+
+def printable(text: str) -> str:
+    """`text` with lone surrogates (undecodable bytes of file names) as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _csv_line(values: list) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(values)
+    return buf.getvalue()
+
+
+def _append(path: Path, text: str, mode: str = "a") -> None:
+    try:
+        with open(path, mode, newline="", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write the run log {path}: {e.strerror}") from e
 
 
 def plot_loss_curve(csv_path: Path, png_path: Path) -> Path | None:

@@ -2,7 +2,9 @@
 
 Legend: n files in the subset, F mel bins, T frames, k centroids.
 
-On a random subset of the files (one random crop each):
+On a random subset of the files (raw or from a prepared store; one random crop each; bad files are replaced by the
+loader and listed in `skipped`, and a crop whose log-mel is not finite is left out and
+listed too, so the statistics come from good files only):
 - mean and std of the un-normalised log-mel over all bins and frames (BYOL-A
   pre-normalisation), stored in the frontend and in every checkpoint;
 - k-mix centroids: spherical k-means (scikit-learn KMeans on L2-normalised vectors) of each
@@ -21,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 
 from hear_slicer.frontend import FrontendConfig, LogMelFrontend
 
+from torch.utils.data import Dataset
+
 from .augment import clip_descriptor
-from .data import AudioCrops, DatasetError
+from .data import DatasetError
 
 __all__ = ["DataStats", "compute_stats", "load_or_compute_stats"]
 
@@ -50,10 +53,14 @@ class DataStats:
 
 
 @torch.no_grad()
-def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids: int, fraction: float,
+def compute_stats(dataset: Dataset, frontend_cfg: FrontendConfig, n_centroids: int, fraction: float,
                   min_files: int, max_files: int, kmeans_iters: int, kmeans_init: int, seed: int,
                   device: torch.device | str = "cpu", batch_size: int = 64) -> DataStats:
-    """Statistics on a random subset of max(min_files, fraction * n) files, at most max_files."""
+    """Statistics on a random subset of max(min_files, fraction * n) files, at most max_files.
+
+    `dataset`: `pretrain.data.AudioCrops` (raw files) or `pretrain.store.StoreCrops` (a
+    prepared store); both map (index, crop seed) to dict(wave (V, N), skipped).
+    """
     rng = np.random.default_rng(seed)
     n = len(dataset)
     size = min(n, max_files, max(min_files, math.ceil(fraction * n)))
@@ -64,8 +71,14 @@ def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids
         items = [dataset[(int(i), int(rng.integers(2**31)))] for i in chosen[start:start + batch_size]]
         skipped += [s for it in items for s in it["skipped"]]
         wave = torch.stack([it["wave"][0] for it in items]).to(device)  # (b, N), first crop of each item
-        log_mels.append(frontend.log_mel(wave).cpu())  # (b, F, T)
+        mel = frontend.log_mel(wave).cpu()  # (b, F, T)
+        finite = torch.isfinite(mel).flatten(1).all(dim=1)  # (b,)
+        skipped += [(it["path"], "non-finite log-mel (samples far out of range)")
+                    for it, ok in zip(items, finite.tolist()) if not ok]
+        log_mels.append(mel[finite])
     x = torch.cat(log_mels).double()  # (n, F, T)
+    if len(x) == 0:
+        raise DatasetError(f"no file of the statistics subset gave a finite log-mel; first problems: {skipped[:3]}")
     mean, std = float(x.mean()), float(x.std())
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise DatasetError(f"log-mel statistics are degenerate (mean={mean}, std={std}); is the audio all constant?")
@@ -75,9 +88,11 @@ def compute_stats(dataset: AudioCrops, frontend_cfg: FrontendConfig, n_centroids
         if len(np.unique(desc.round(6), axis=0)) < n_centroids:
             raise DatasetError(f"k-mix needs at least {n_centroids} distinct clips for k-means, the subset has "
                                f"{len(desc)}; add data, raise stats.min_files, or lower augment.kmix.k")
+        from sklearn.cluster import KMeans  # imported here: training without k-mix needs no scikit-learn
+
         km = KMeans(n_clusters=n_centroids, max_iter=kmeans_iters, n_init=kmeans_init, random_state=seed).fit(desc)
         centroids = torch.nn.functional.normalize(torch.from_numpy(km.cluster_centers_).float(), dim=1)
-    return DataStats(mean, std, centroids, size, skipped)
+    return DataStats(mean, std, centroids, len(x), skipped)
 
 
 def load_or_compute_stats(cache: Path, files: list[Path], frontend_cfg: FrontendConfig, settings: dict,

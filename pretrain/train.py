@@ -9,16 +9,21 @@ optimiser step ->
 `objective.after_step` (EMA teacher, queue) -> logs and, every N steps, a checkpoint
 (hear_slicer.checkpoint format, written atomically, last K kept) whose `training_state`
 holds everything needed to resume exactly: objective state (student, teacher, heads,
-queue), augmentation memories, optimiser, AMP scaler, RNG states, step, data position,
-statistics, skipped files.
+queue), augmentation memories, optimiser, GradScaler (fp16), RNG states, step, data position,
+statistics, skipped files; under DDP, each other process's memories and BatchNorm
+statistics go next to it (`pretrain.rank_state`).
 
 Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -m pretrain`
 (DDP: gloo on CPU, NCCL on CUDA; only rank 0 writes).
+
+The output folder belongs to one run: a fresh run refuses a folder that holds another run's
+files (`overwrite=True` deletes them first), and a resumed run refuses config changes that
+would mix state (`pretrain.config.RESUMABLE_KEYS` lists those it accepts; they are logged).
 """
 from __future__ import annotations
 
-import contextlib
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -27,24 +32,79 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from hear_slicer.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from hear_slicer.frontend import LogMelFrontend
 
 from .augment import AugmentPipeline
-from .config import TrainConfig, config_from_dict
-from .data import AudioCrops, find_audio_files, make_loader, scan_files
-from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed
+from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_changes, config_from_dict
+from .data import AudioCrops, DatasetError, find_audio_files, make_loader, scan_files
+from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed, sync_batchnorm
 from .objectives import objective_class
 from .optim import build_optimizer, lr_at
+from .rank_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
+from .precision import PrecisionError, autocast, autocast_dtype, make_grad_scaler
 from .rng import capture_rng, restore_rng, seed_everything
 from .runlog import RunLog, git_revision, plot_loss_curve
+from .store import StoreCrops, is_store
 from .stats import DataStats, compute_stats, load_or_compute_stats
 
-__all__ = ["TrainingDiverged", "train", "two_views", "latest_checkpoint", "config_of_checkpoint"]
+__all__ = ["TrainingDiverged", "RunFolderError", "train", "two_views", "latest_checkpoint", "config_of_checkpoint",
+           "RUN_FILES"]
+
+#: What a run writes in its folder (besides `rank*_final.pt`); `overwrite=True` deletes these.
+RUN_FILES = ("checkpoints", "run.log", "log.csv", "loss.png", "stats.pt")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the run stopped without overwriting good checkpoints."""
+
+
+class RunFolderError(ValueError):
+    """The output folder holds another run; the message says how to proceed."""
+
+
+def _run_files(out: Path) -> list[Path]:
+    """The files and folders of a run present in `out`."""
+    return [out / n for n in RUN_FILES if (out / n).exists()] + sorted(out.glob("rank*_final.pt"))
+
+
+def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
+    """Refuse `out` when it holds another run; with `overwrite`, delete that run's files (main process only)."""
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"run.out {out} exists and is not a folder")
+    present = _run_files(out) if out.is_dir() else []
+    if not present:
+        return
+    if resume is not None and Path(resume).resolve().parent == (out / "checkpoints").resolve():
+        if overwrite:
+            raise RunFolderError(f"--overwrite would delete {out}, which holds the checkpoint {resume} being resumed")
+        newer = [p.name for p in sorted((out / "checkpoints").glob("step_*.pt")) if p.name > Path(resume).name]
+        if newer:
+            raise RunFolderError(f"{resume} is not the newest checkpoint of {out} (newer: {', '.join(newer)}); "
+                                 "resuming it there would mix two continuations of the run. Resume the newest, "
+                                 "or resume into another --out.")
+        return  # continuing this folder's own run
+    if not overwrite:
+        what = "resume into" if resume is not None else "start a new run in"
+        raise RunFolderError(
+            f"cannot {what} {out}: it holds another run ({', '.join(p.name for p in present)}). "
+            f"Resume that run with --resume {out}, choose another --out, or pass --overwrite to delete it.")
+    for p in present:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _check_resume_config(cfg: TrainConfig, stored: dict, resume: Path) -> list[str]:
+    """The accepted changes from the checkpoint's config to `cfg`; refused ones raise ConfigError."""
+    accepted, refused = config_changes(config_from_dict(stored), cfg)
+    if refused:
+        raise ConfigError(
+            f"cannot resume {resume} with these changes, they would mix the saved state with new settings: "
+            f"{'; '.join(refused)}. A resumed run may change only {', '.join(RESUMABLE_KEYS)}; "
+            "start a new run (another --out) to change the others.")
+    return accepted
 
 
 def latest_checkpoint(out: str | Path) -> Path:
@@ -104,46 +164,80 @@ def _gather_objects(obj, ctx: DistContext) -> list:
     return out
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Run (or resume) pretraining as configured; returns the last checkpoint written."""
+def train(cfg: TrainConfig, resume: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Run (or resume) pretraining as configured; returns the last checkpoint written.
+
+    `overwrite`: delete another run's files in `cfg.run.out` first (else that is an error).
+    """
     # ------------------------------------------------------------------ init
     probe = torch.device("cuda" if (cfg.run.device == "auto" and torch.cuda.is_available())
                          or cfg.run.device.startswith("cuda") else "cpu")
     ctx = init_distributed(probe.type)
     try:
-        return _train(cfg, resume, ctx)
+        return _train(cfg, resume, ctx, overwrite)
     finally:
         shutdown_distributed(ctx)
 
 
-def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Path:
+def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwrite: bool = False) -> Path:
     device = _resolve_device(cfg.run.device, ctx)
+    if cfg.run.sync_batchnorm and ctx.enabled and device.type != "cuda":
+        raise ValueError(f"run.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs only on GPUs), "
+                         f"this run is on {device}; set run.sync_batchnorm=false")
+    try:
+        amp_dtype = autocast_dtype(cfg.run.precision, device)  # None: float32; checked before any work
+    except PrecisionError as e:
+        raise ConfigError(str(e)) from e
     out = Path(cfg.run.out)
+    accepted: list[str] = []
+    state = None
+    if resume:
+        ckpt = load_checkpoint(resume)
+        state = ckpt.training_state
+        if not state:
+            raise CheckpointError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
+        accepted = _check_resume_config(cfg, ckpt.train_config, Path(resume))
+    problem = None  # decided by the main process alone: the others would see the files it creates
+    if ctx.is_main:
+        try:
+            _claim_run_folder(out, Path(resume) if resume else None, overwrite)
+        except RunFolderError as e:
+            problem = str(e)
+    problem = _broadcast_object(problem, ctx)
+    if problem:
+        raise RunFolderError(problem)
     log = RunLog(out, enabled=ctx.is_main)
-    state = load_checkpoint(resume).training_state if resume else None
-    if resume and not state:
-        raise ValueError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
+    if state:
+        log.drop_rows_after(int(state["step"]))  # rows logged after the checkpoint, before a kill
     seed_everything(cfg.run.seed)  # same model init on every process
     revision = git_revision()
     log.text(f"pretrain: objective {cfg.objective.name}, code revision {revision}, {ctx.world_size} process(es), "
              f"device {device}" + (f", resuming {resume} at step {state['step']}" if state else ""))
     log.text("config:\n" + cfg.dump())
+    if accepted:
+        log.text("changes accepted on resume:\n" + "\n".join(f"  {line}" for line in accepted))
 
     # ------------------------------------------------------------------ data
     skipped: dict[str, str] = dict(state["skipped"]) if state else {}
-    if ctx.is_main:
-        files = find_audio_files(cfg.data.path, cfg.data.extensions)
-        if cfg.data.scan_headers:
-            files, bad = scan_files(files)
-            skipped.update(bad)
-        if not files:
-            raise ValueError(f"no usable audio under {cfg.data.path}: all {len(skipped)} files were skipped "
-                             f"(first: {list(skipped.items())[:3]})")
-    files = _broadcast_object(files if ctx.is_main else None, ctx)
     crop_samples = round(cfg.data.crop_seconds * cfg.frontend.sample_rate)
     n_frames = cfg.frontend.num_frames(crop_samples)
     crops_per_item = 2 if objective_class(cfg.objective.name).views_from_separate_crops else 1
-    dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak, crops_per_item)
+    if is_store(cfg.data.path):  # prepared by `python -m pretrain.prepare`: no scan, no decoding
+        dataset = StoreCrops(cfg.data.path, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak,
+                             crops_per_item)
+        files = dataset.files
+    else:
+        if ctx.is_main:
+            files = find_audio_files(cfg.data.path, cfg.data.extensions)
+            if cfg.data.scan_headers:
+                files, bad = scan_files(files, cfg.data.scan_workers, out / "header_scan.csv", cfg.run.progress)
+                skipped.update(bad)
+            if not files:
+                raise DatasetError(f"no usable audio under {cfg.data.path}: all {len(skipped)} files were skipped "
+                                   f"(first: {list(skipped.items())[:3]})")
+        files = _broadcast_object(files if ctx.is_main else None, ctx)
+        dataset = AudioCrops(files, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak, crops_per_item,
+                             cfg.data.max_peak)
     log.text(f"data: {len(files)} files from {cfg.data.path}, crops of {crop_samples} samples ({n_frames} frames)"
              + (", views from two independent crops per file" if crops_per_item == 2 else ""))
 
@@ -154,7 +248,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
     elif ctx.is_main:
         s = cfg.stats
         settings = dict(vars(s), k=n_centroids, seed=cfg.run.seed, crop_samples=crop_samples,
-                        silence_peak=cfg.data.silence_peak)
+                        silence_peak=cfg.data.silence_peak, max_peak=cfg.data.max_peak)
         stats, cached = load_or_compute_stats(out / "stats.pt", files, cfg.frontend, settings, lambda: compute_stats(
             dataset, cfg.frontend, n_centroids, s.fraction, s.min_files, s.max_files, s.kmeans_iters, s.kmeans_init,
             cfg.run.seed, device))
@@ -175,31 +269,45 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
     # ------------------------------------------------------------------ optimiser
     params = objective.trainable_parameters()
     optimizer = build_optimizer(params, cfg.optim)
-    use_amp = cfg.run.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    scaler = make_grad_scaler(device, amp_dtype)  # enabled for float16 only
+    log.text(f"precision: {cfg.run.precision} -> " + (f"autocast {str(amp_dtype).removeprefix('torch.')} on "
+             f"{device.type}" if amp_dtype is not None else "float32") + ("; GradScaler" if scaler.is_enabled() else "")
+             + "; losses and queue in float32")
 
     step = 0
     if state:
         objective.load_state_dict(state["objective"])
         augment.load_state_dict(state["augment"])
         optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+        if scaler.is_enabled() and not state["scaler"]:  # written by a run without fp16
+            log.text("GradScaler: the checkpoint has no scaler state (written without fp16); starting a fresh one")
+        else:
+            scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
         rng = state["rng"]
         restore_rng(rng[ctx.rank] if ctx.rank < len(rng) else rng[0])
+        own = ctx.rank == 0 or load_rank_state(Path(resume), ctx.rank, augment, objective)
+        missing = [r for r, found in enumerate(_gather_objects(own, ctx)) if not found]
+        if missing:
+            log.text(f"no saved state for process(es) {missing} in {rank_state_path(resume, 0).parent}: they start "
+                     "from rank 0's augmentation memories and BatchNorm statistics (the resume is not bit-exact)")
     else:
         seed_everything(cfg.run.seed + 1000 * ctx.rank)  # different augmentations per process
     model = objective
+    if ctx.enabled and cfg.run.sync_batchnorm:
+        objective = sync_batchnorm(objective)
+        log.text("BatchNorm: synchronised across processes (run.sync_batchnorm)")
     if ctx.enabled:
         model = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
                                         broadcast_buffers=False)
 
     def checkpoint(step: int) -> Path:
         """Write a checkpoint at `step` (collective: every process takes part)."""
+        path = out / "checkpoints" / f"step_{step:08d}.pt"
+        if ctx.rank > 0:  # before rank 0 writes the checkpoint: the gathers below wait for it
+            save_rank_state(path, ctx.rank, augment, objective)
         rngs = _gather_objects(capture_rng(), ctx)
         all_skipped = {k: v for part in _gather_objects(skipped, ctx) for k, v in part.items()}
-        path = out / "checkpoints" / f"step_{step:08d}.pt"
         if ctx.is_main:
             teacher = objective.teacher_for_export()
             ckpt = Checkpoint(
@@ -218,8 +326,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
                 },
             )
             save_checkpoint(ckpt, path)
-            for old in sorted((out / "checkpoints").glob("step_*.pt"))[:-cfg.run.keep_last]:
+            # keep the newest keep_last - 1 others besides the one just written (never that one)
+            others = sorted(p for p in (out / "checkpoints").glob("step_*.pt") if p != path)
+            for old in others[:max(0, len(others) - (cfg.run.keep_last - 1))]:
                 old.unlink()
+                prune_rank_states(old)
             log.text(f"checkpoint: {path}")
         return path
 
@@ -246,15 +357,14 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
         with torch.no_grad():
             x = frontend(wave.flatten(0, 1)).unflatten(0, wave.shape[:2])  # (B, V, F, T) normalised log-mel
         view_a, view_b = two_views(x, augment)  # (B, F, T) each
-        autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
-        with autocast:
+        with autocast(device, amp_dtype):
             out_step = model(view_a, view_b)
         loss = out_step.loss
         finite = all_reduce_mean(torch.isfinite(loss.detach()).float(), ctx)
         if finite.item() < 1.0:
             message = (f"loss became {loss.item()} at step {step + 1}; stopping. The last good checkpoint is "
                        f"{last_path or 'none (no checkpoint was written yet)'}. Lower optim.lr, raise "
-                       "optim.warmup_steps, or set run.amp=false, then resume from it.")
+                       "optim.warmup_steps, or set run.precision=fp32, then resume from it.")
             log.text(message)
             raise TrainingDiverged(message)
         optimizer.zero_grad(set_to_none=True)
@@ -288,8 +398,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext) -> Pat
     if cfg.run.save_rank_states:
         out.mkdir(parents=True, exist_ok=True)
         torch.save({k: v.cpu() for k, v in objective.state_dict().items()}, out / f"rank{ctx.rank}_final.pt")
-    if ctx.is_main and plot_loss_curve(out / "log.csv", out / "loss.png"):
-        log.text(f"loss curve: {out / 'loss.png'}")
+    if ctx.is_main:
+        try:
+            if plot_loss_curve(out / "log.csv", out / "loss.png"):
+                log.text(f"loss curve: {out / 'loss.png'}")
+        except OSError as e:  # the checkpoints are written; a missing plot does not fail the run
+            log.text(f"could not draw the loss curve {out / 'loss.png'}: {e}")
     if last_path is None:
         raise RuntimeError(f"run.steps={total} but the run was already at step {step}; nothing was trained")
     log.text(f"done: {step} steps; model for hear_slicer.load_model: {last_path}")

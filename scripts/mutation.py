@@ -44,7 +44,7 @@ MODULES: dict[str, list[str]] = {
     "pretrain/augment.py": ["tests/test_pretrain_augment.py", "tests/test_pretrain_augment_draws.py"],
     "pretrain/distributed.py": ["tests/test_pretrain_distributed.py"],
     "hear_slicer/api.py": ["tests/test_hear_api.py"],
-    "eval_suites/protocols/linear.py": ["tests/test_linear_selection.py"],
+    "eval_suites/core/protocols/linear.py": ["tests/test_linear_selection.py"],
 }
 STATUS = re.compile(r"^\s*(\S+):\s*(killed|survived|no tests|timeout|suspicious|skipped|segfault|"
                     r"not checked|check was interrupted by user|caught by type check|"

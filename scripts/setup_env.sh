@@ -15,8 +15,11 @@ for tool in espeak-ng flite fluidsynth sox; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+# Real recordings for the `study` demo preset (eval_suites/synthetic/recordings.py).
+[ -d /usr/share/sonic-pi/samples ] || missing+=(sonic-pi-samples)
+[ -d /usr/share/midi/freepats/Tone_000 ] || missing+=(freepats)
 if [ ${#missing[@]} -gt 0 ]; then
-  pkgs="espeak-ng flite fluidsynth fluid-soundfont-gm sox libsndfile1"
+  pkgs="espeak-ng flite fluidsynth fluid-soundfont-gm sox libsndfile1 sonic-pi-samples freepats"
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "[setup] installing system packages: $pkgs"
     apt-get update -qq

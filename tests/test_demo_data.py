@@ -1,4 +1,4 @@
-"""eval_suites.demo_data: the offline demo is deterministic, valid, balanced, disjoint, cached."""
+"""eval_suites.synthetic.demo_data: the offline demo is deterministic, valid, balanced, disjoint, cached."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval_suites import demo_data
-from eval_suites.demo_data import PRESETS, SplitCounts, build_demo, corpus_overlap
-from eval_suites.demo_tasks import split_voices
-from eval_suites.hear_task import load_task, validate_task
+from eval_suites.synthetic import demo_data
+from eval_suites.synthetic.demo_data import PRESETS, SplitCounts, build_demo, corpus_overlap
+from eval_suites.synthetic.demo_tasks import split_voices
+from eval_suites.hear_format.task import load_task, validate_task
 
 TINY = PRESETS["tiny"]
 TASKS = ("keywords", "speakers", "languages", "nsynth_family", "nsynth_pitch", "events")
@@ -113,7 +113,8 @@ def test_corpus_files(built):
 
 def test_corpus_disjoint_from_every_test_split(built):
     root, _ = built
-    assert corpus_overlap(root, "tiny") == {"voices": set(), "texts": set(), "programs": set()}
+    assert corpus_overlap(root, "tiny") == {"voices": set(), "texts": set(), "programs": set(),
+                                            "recordings": set()}
 
 
 def test_corpus_overlap_detects_a_test_voice_text_and_program(built, tmp_path):
@@ -126,7 +127,8 @@ def test_corpus_overlap_detects_a_test_voice_text_and_program(built, tmp_path):
         f.write(f'x.wav,speech,1.00,{test_voice.replace("en+", "fr+")},fr,"{test_text}",\n')
         f.write("y.wav,music,1.00,,,,0\n")
     found = corpus_overlap(tmp_path, "tiny")
-    assert found == {"voices": {"espeak-variant:michel"}, "texts": {test_text}, "programs": {0}}
+    assert found == {"voices": {"espeak-variant:michel"}, "texts": {test_text}, "programs": {0},
+                     "recordings": set()}
 
 
 def test_corpus_sources_of_the_small_preset_are_disjoint():
@@ -178,7 +180,7 @@ def test_code_version_is_part_of_every_hash(monkeypatch):
 
 
 def test_manifest_lists_the_demo_tasks(built):
-    from eval_suites.manifest import check_inputs, load_manifest
+    from eval_suites.core.manifest import check_inputs, load_manifest
 
     root, paths = built
     manifest = load_manifest(Path(__file__).parents[1] / "eval_suites/manifests/demo.yaml",

@@ -1,4 +1,4 @@
-"""eval_suites.demo_tasks: real-audio HEAR tasks are valid, balanced, deterministic and truthful."""
+"""eval_suites.synthetic.demo_tasks: real-audio HEAR tasks are valid, balanced, deterministic and truthful."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval_suites import demo_tasks
-from eval_suites.hear_task import load_task, validate_task
+from eval_suites.synthetic import demo_tasks
+from eval_suites.hear_format.task import load_task, validate_task
 
 SR = 16000
 BUILDERS = {

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from eval_suites.demo_tasks import build_event_task, build_keyword_task
-from eval_suites.embeddings import (DONE_FILE, cache_key, ensure_embeddings, labels_at_timestamps,
+from eval_suites.synthetic.demo_tasks import build_event_task, build_keyword_task
+from eval_suites.core.embeddings import (DONE_FILE, cache_key, ensure_embeddings, labels_at_timestamps,
                                     load_hear_model, read_split, write_embeddings)
-from eval_suites.manifest import ModelSpec
-from eval_suites.protocols.linear import data_splits
+from eval_suites.core.manifest import ModelSpec
+from eval_suites.core.protocols.linear import data_splits
 
 TESTS = Path(__file__).resolve().parent
 TOY = ModelSpec(name="toy", module="hear_toy_module")
@@ -127,6 +127,31 @@ def test_cache_key_follows_checkpoint_content_options_and_task(tasks, tmp_path):
     assert cache_key(ModelSpec("m", "hear_toy_module", ck, {"n_mels": 16}), scene)["digest"] != k2
     assert cache_key(spec, event)["digest"] != k2
     assert cache_key(ModelSpec("m", "other_module", ck), scene)["digest"] != k2
+
+
+def test_cache_key_follows_the_task_audio_and_labels(tasks, tmp_path):
+    """Same names and sizes, other content: a rewritten clip or relabelled split must not
+    be served the old embeddings."""
+    _, scene, _ = tasks
+    task = tmp_path / scene.name
+    shutil.copytree(scene, task)
+    spec = ModelSpec(name="m", module="hear_toy_module")
+    k0 = cache_key(spec, task)["digest"]
+    assert cache_key(spec, task)["digest"] == k0  # stable when nothing changes
+    wav = sorted(task.glob("*/*/*.wav"))[0]
+    data = bytearray(wav.read_bytes())
+    data[-2:] = bytes([data[-2] ^ 0xFF, data[-1] ^ 0xFF])  # same size, other samples
+    stat = wav.stat()
+    wav.write_bytes(bytes(data))
+    os.utime(wav, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    k1 = cache_key(spec, task)["digest"]
+    assert k1 != k0
+    labels = json.loads((task / "train.json").read_text())
+    first = sorted(labels)[0]
+    second = next(n for n in sorted(labels) if labels[n] != labels[first])
+    labels[first], labels[second] = labels[second], labels[first]  # same bytes, other labels
+    (task / "train.json").write_text(json.dumps(labels))
+    assert cache_key(spec, task)["digest"] != k1
 
 
 def test_cache_is_reused_and_options_reach_load_model(tasks, tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from eval_suites.manifest import ManifestError, check_inputs, load_manifest
-from eval_suites.protocols.heareval import HearevalConfig
-from eval_suites.protocols.linear import LinearConfig
+from eval_suites.core.manifest import ManifestError, check_inputs, load_manifest
+from eval_suites.core.protocols.heareval import HearevalConfig
+from eval_suites.core.protocols.linear import LinearConfig
 
 SHIPPED = Path(__file__).resolve().parents[1] / "eval_suites" / "manifests"
 

@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from eval_suites.__main__ import main
-from eval_suites.demo_tasks import build_event_task, build_instrument_task
-from eval_suites.manifest import load_manifest
-from eval_suites.results import CSV_COLUMNS, cell_dir, collect_results
-from eval_suites.runner import pending_cells, run_manifest
+from eval_suites.core.clip_outputs import load_outputs
+from eval_suites.core.intervals import point_value, supports
+from eval_suites.synthetic.demo_tasks import build_event_task, build_instrument_task
+from eval_suites.core.manifest import load_manifest
+from eval_suites.core.results import CSV_COLUMNS, cell_dir, collect_results
+from eval_suites.core.runner import pending_cells, run_manifest
 
 TESTS = Path(__file__).resolve().parent
 
@@ -70,6 +72,16 @@ def test_cli_runs_both_protocols_for_two_models(tasks_root, tmp_path):
         v = df[df.metric == metric].value.dropna()
         assert ((v >= 0) & (v <= 1)).all(), (metric, v.tolist())
     assert (df[df.metric == "segment_1s_er"].value.dropna() >= 0).all()
+    # Every cell kept its per-clip test outputs (linear and heareval, scene and event), and they
+    # give back the protocol's own score.
+    for _, r in df.iterrows():
+        outputs = load_outputs(cell_dir(out, r.model, r.task, r.protocol))
+        assert outputs is not None, (r.model, r.task, r.protocol)
+        if not supports(r.metric):
+            assert math.isnan(r.ci_low)
+        elif not math.isnan(r.value):
+            assert point_value(outputs, r.metric) == pytest.approx(r.value, abs=1e-6), tuple(r)
+            assert 0 <= r.ci_low <= r.ci_high <= 1, tuple(r)
     assert (df.folds == 1).all() and df["std"].isna().all() and (df.seconds > 0).all()
     # The easy task is above chance (0.5) with the linear protocol. heareval's scores are
     # checked for validity only: on 8 training clips of the toy model's unstandardised
@@ -86,6 +98,7 @@ def test_cli_runs_both_protocols_for_two_models(tasks_root, tmp_path):
     for s in ("## Protocol `linear`", "## Protocol `heareval`", "| model | events | instruments | mean demo |",
               "| toy |", "| slicer |"):
         assert s in md
+    assert "[n/a]" not in md.split("`[low, high]`")[0]  # every shown score has its interval
     png = (out / "results.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     # heareval really ran, in the cell's own folder, on links into the shared cache
@@ -207,3 +220,20 @@ def test_manifest_error_stops_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no_such_hear_module" in err and "missing-v1-full" in err
     assert not out.exists()
+
+
+def test_suite_mean_never_averages_an_error_rate_with_accuracies():
+    from eval_suites.core.report import larger_is_better, markdown_report
+    from eval_suites.core.results import CellResult, MetricScore
+
+    def cell(task, metric, value):
+        return CellResult(model="m", task=task, suite="s", protocol="linear", status="ok",
+                          metrics=[MetricScore(metric=metric, value=value, std=None, folds=1)])
+
+    assert larger_is_better("top1_acc") and larger_is_better("mAP")
+    assert not larger_is_better("segment_1s_er")
+    table = markdown_report([cell("a", "top1_acc", 0.8), cell("b", "top1_acc", 0.6),
+                             cell("c", "segment_1s_er", 0.9)])
+    row = next(line for line in table.splitlines() if line.startswith("| m |"))
+    assert row.split("|")[-2].strip() == "0.700*"  # (0.8 + 0.6) / 2, the error rate left out
+    assert "error-rate tasks are never averaged" in table

@@ -1,4 +1,4 @@
-"""eval_suites.hear_task: HEAR task folders written, read, validated, resumed (real espeak-ng audio)."""
+"""eval_suites.hear_format.task: HEAR task folders written, read, validated, resumed (real espeak-ng audio)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval_suites import synth
-from eval_suites.hear_task import (
+from eval_suites.synthetic import synth
+from eval_suites.hear_format.task import (
     TaskFormatError,
     TaskMetadata,
     TaskWriter,

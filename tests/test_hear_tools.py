@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from eval_suites.demo_tasks import build_event_task, build_instrument_task
+from eval_suites.synthetic.demo_tasks import build_event_task, build_instrument_task
 from hear_slicer.checkpoint import Checkpoint, save_checkpoint
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 from hear_slicer.frontend import FrontendConfig

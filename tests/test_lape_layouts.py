@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval_suites.hear_task import validate_task
+from eval_suites.hear_format.task import validate_task
 from eval_suites.lape.base import LayoutError
 from eval_suites.lape.cli import prepare_manifest
 from eval_suites.lape.speech_commands import WORDS_V1, WORDS_V2
 from eval_suites.lape.splits import per_label_fractions, stratified_holdout
 from eval_suites.lape.tasks import SOURCE_DIRS, converter
-from eval_suites.synth import espeak, write_wav
+from eval_suites.synthetic.synth import espeak, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,8 +193,8 @@ def test_cli_single_task_and_layout_error_exit_code(tmp_path):
 
 
 def test_prepare_from_manifest_then_run_it(tmp_path):
-    from eval_suites.manifest import load_manifest
-    from eval_suites.runner import run_manifest
+    from eval_suites.core.manifest import load_manifest
+    from eval_suites.core.runner import run_manifest
 
     sources = tmp_path / "sources"
     _tiny_voxceleb(sources / SOURCE_DIRS["vc"])
@@ -217,7 +217,7 @@ def test_prepare_from_manifest_then_run_it(tmp_path):
 
 
 def test_shipped_manifest_lists_the_11_tasks(tmp_path):
-    from eval_suites.manifest import load_manifest
+    from eval_suites.core.manifest import load_manifest
     from eval_suites.lape.tasks import TASKS
 
     m = load_manifest(REPO / "eval_suites/manifests/lape.yaml", tasks_root=tmp_path)

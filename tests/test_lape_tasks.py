@@ -23,15 +23,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from eval_suites.embeddings import ensure_embeddings, load_hear_model
-from eval_suites.hear_task import TaskWriter, load_task, validate_task
-from eval_suites.lape.base import read_audio
-from eval_suites.lape.speech_commands import COMMANDS, WORDS_V1, WORDS_V2
-from eval_suites.lape.tasks import TASKS, converter
-from eval_suites.manifest import ModelSpec
-from eval_suites.protocols.heareval import HearevalConfig, run_heareval
-from eval_suites.protocols.linear import LinearConfig, run_linear
-from eval_suites.synth import Note, espeak, fluidsynth_render, noise, resample
+from eval_suites.core.embeddings import ensure_embeddings, load_hear_model
+from eval_suites.hear_format.task import TaskWriter, load_task, validate_task
+from eval_suites.lape.base import LayoutError, read_audio
+from eval_suites.lape.speech_commands import COMMANDS, TEST_FOLDERS, WORDS_V1, WORDS_V2
+from eval_suites.lape.tasks import TASKS, VARIANTS, converter
+from eval_suites.core.manifest import ModelSpec
+from eval_suites.core.protocols.heareval import HearevalConfig, run_heareval
+from eval_suites.core.protocols.linear import LinearConfig, run_linear
+from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render, noise, resample
 
 Truth = dict[str, tuple[str, str]]  # clip name -> (split, label)
 
@@ -65,9 +65,10 @@ def write(path: Path, x: np.ndarray, sr: int, subtype: str = "PCM_16", fmt: str 
 
 
 def build_speech_commands(root: Path, version: int) -> dict[str, tuple[str, str]]:
-    """speech_commands_v0.0{1,2}: word folders, lists, _background_noise_.
+    """speech_commands_v0.0{1,2}: word folders, lists, _background_noise_, and the official
+    test archive speech_commands_test_set_v0.0{1,2} (12 folders) extracted into the root.
 
-    Returns {relative path: split} for the word files."""
+    Returns {relative path: split} for the word files and the test archive's files."""
     words = WORDS_V1 if version == 1 else WORDS_V2
     voices = ["en", "en-us+f3", "en+m3"]
     planted: dict[str, str] = {}
@@ -87,23 +88,41 @@ def build_speech_commands(root: Path, version: int) -> dict[str, tuple[str, str]
     write(root / "_background_noise_/pink_noise.wav", 0.1 * noise("pink", 10 * 16000 + 5000, rng), 16000)
     (root / "_background_noise_/README.md").write_text("noise")
     (root / "LICENSE").write_text("CC-BY-4.0")
+    # the test archive: already 1 s clips in 12 folders, other speakers than the main archive
+    archive = f"speech_commands_test_set_v0.0{version}"
+    for folder in TEST_FOLDERS:
+        for i, voice in enumerate(("en+f2", "en-us+m4")):
+            rel = f"{archive}/{folder}/{folder.strip('_')}{i:07x}_nohash_{i}.wav"
+            if folder == "_silence_":
+                x = 0.02 * noise("pink", 16000, rng)
+            else:
+                x = say("house" if folder == "_unknown_" else folder, voice)
+            write(root / rel, x, 16000)
+            planted[rel] = "test"
     return planted
 
 
+LBS_TEXTS = ["one two three", "the cat sat", "red green blue", "a quiet day", "seven eight",
+             "good morning"]
+
+
 def build_librispeech(root: Path) -> Truth:
-    """LibriSpeech/train-clean-100/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac, 16 kHz flac."""
+    """LibriSpeech/train-clean-100/<spk>/<chapter>/<spk>-<chapter>-<utt>.flac, 16 kHz flac.
+
+    Speaker 19 reads two chapters, as many LibriSpeech speakers do; the label is LAPE's
+    class, the chapter (``<spk>-<chapter>``)."""
     truth: Truth = {}
     (root / "SPEAKERS.TXT").write_text(";ID |SEX| SUBSET |MINUTES| NAME\n")
-    for spk, voice in (("19", "en+m1"), ("26", "en+f2"), ("103", "en-us+m4")):
-        chapter = root / "train-clean-100" / spk / "198"
+    for spk, chap, voice in (("19", "198", "en+m1"), ("19", "227", "en+m1"), ("26", "495", "en+f2"),
+                             ("103", "1240", "en-us+m4")):
+        chapter = root / "train-clean-100" / spk / chap
         lines = []
-        for u, text in enumerate(["one two three", "the cat sat", "red green blue", "a quiet day",
-                                  "seven eight", "good morning"]):
-            name = f"{spk}-198-{u:04d}"
+        for u, text in enumerate(LBS_TEXTS):
+            name = f"{spk}-{chap}-{u:04d}"
             write(chapter / f"{name}.flac", say(text, voice), 16000, fmt="FLAC")
             lines.append(f"{name} {text.upper()}")
-            truth[f"{name}.wav"] = ("?", f"spk{spk}")
-        (chapter / f"{spk}-198.trans.txt").write_text("\n".join(lines) + "\n")
+            truth[f"{name}.wav"] = ("?", f"{spk}-{chap}")
+        (chapter / f"{spk}-{chap}.trans.txt").write_text("\n".join(lines) + "\n")
     return truth
 
 
@@ -204,16 +223,19 @@ def build_nsynth(root: Path) -> Truth:
     return truth
 
 
-def build_bird_audio(root: Path, merged_wav_dir: bool = False) -> Truth:
-    """ff1010bird/wav + warblrb10k/wav (44.1 kHz, 10 s) and the two 2018 metadata CSVs."""
+def build_bird_audio(root: Path, merged_wav_dir: bool = False, release: str = "2018") -> Truth:
+    """ff1010bird/wav + warblrb10k/wav (44.1 kHz, 10 s) and the two metadata CSVs: DCASE
+    2018's (``*_2018.csv``: itemid,datasetid,hasbird) or the 2016 figshare release that
+    LAPE used (``*_metadata.csv``: itemid,hasbird)."""
     truth: Truth = {}
     rng = np.random.default_rng(1)
-    for dataset, csv_name, ids in (("ff1010bird", "ff1010bird_metadata_2018.csv", range(100, 106)),
-                                   ("warblrb10k", "warblrb10k_public_metadata_2018.csv",
+    suffix = "_2018" if release == "2018" else ""
+    for dataset, csv_name, ids in (("ff1010bird", f"ff1010bird_metadata{suffix}.csv", range(100, 106)),
+                                   ("warblrb10k", f"warblrb10k_public_metadata{suffix}.csv",
                                     ["759808e5-f824-401e-9058", "1d94fc4a-1c63-4da0-9cac",
                                      "bb0099ce-3073-4613-8557", "c4c67e81-9aa8-4af4-8eb7",
                                      "ab9fa3b4-a5f0-4b29-a0b4", "ff0ac50c-8b5d-4d76-9d5f"])):
-        rows = ["itemid,datasetid,hasbird"]
+        rows = ["itemid,datasetid,hasbird" if release == "2018" else "itemid,hasbird"]
         for j, item in enumerate(ids):
             has = j % 2
             x = 0.05 * noise("brown", 441000, rng)
@@ -221,7 +243,7 @@ def build_bird_audio(root: Path, merged_wav_dir: bool = False) -> Truth:
                 x = x + play(123, 84 + j, 10.0, 44100)  # GM 124 "Bird Tweet"
             wav_dir = root / "wav" if merged_wav_dir else root / dataset / "wav"
             write(wav_dir / f"{item}.wav", x, 44100)
-            rows.append(f"{item},{dataset},{has}")
+            rows.append(f"{item},{dataset},{has}" if release == "2018" else f"{item},{has}")
             truth[f"{dataset}__{item}.wav"] = ("?", "bird" if has else "no_bird")
         (root / csv_name).write_text("\n".join(rows) + "\n")
     return truth
@@ -316,6 +338,17 @@ def converted(tmp_path_factory):
         src.mkdir()
         truth = build(src)
         done[key] = (src, converter(key).convert(src, out, workers=2, progress=False), truth)
+    # the variants read the same sources; lbs_spk's truth is the speaker of each utterance
+    src, _, truth = done["lbs"]
+    speaker_truth = {n: (s, "spk" + lab.split("-")[0]) for n, (s, lab) in truth.items()}
+    done["lbs_spk"] = (src, converter("lbs_spk").convert(src, out, workers=2, progress=False),
+                       speaker_truth)
+    # BSD from the 2016 figshare label files (itemid,hasbird), which LAPE used
+    src = base / "bsd_2016"
+    src.mkdir()
+    truth = build_bird_audio(src, release="2016")
+    done["bsd_2016"] = (src, converter("bsd").convert(src, base / "tasks_2016", workers=2,
+                                                      progress=False), truth)
     return done
 
 
@@ -329,9 +362,10 @@ def _clips(task) -> dict[str, tuple[str, str]]:
 
 def test_every_task_is_covered():
     assert set(TASKS) == {"sc_v1", "sc_v2_12", "sc_v2_35"} | set(BUILDERS)
+    assert set(VARIANTS) == {"lbs_spk"}
 
 
-@pytest.mark.parametrize("key", list(TASKS))
+@pytest.mark.parametrize("key", [*TASKS, *VARIANTS])
 def test_valid_hear_task_with_window(converted, key):
     _, task_dir, _ = converted[key]
     task = validate_task(task_dir)  # 16 kHz mono 16-bit, lengths = window, labels in vocab
@@ -342,7 +376,7 @@ def test_valid_hear_task_with_window(converted, key):
     assert all(task.labels[s] for s in task.metadata.splits)
 
 
-@pytest.mark.parametrize("key", list(BUILDERS))
+@pytest.mark.parametrize("key", [*BUILDERS, *VARIANTS, "bsd_2016"])
 def test_labels_and_official_splits(converted, key):
     _, task_dir, truth = converted[key]
     got = _clips(load_task(task_dir))
@@ -360,19 +394,53 @@ def test_speech_commands_labels_and_lists(converted, key):
     src, task_dir, planted = converted[key]
     task = load_task(task_dir)
     got = _clips(task)
+    archive = f"speech_commands_test_set_v0.0{1 if key == 'sc_v1' else 2}/"
     for rel, split in planted.items():
+        if rel.startswith(archive):  # the official 12-class test archive: label = its folder
+            _, folder, file = rel.split("/")
+            name = f"test__{folder}__{file}"
+            if key == "sc_v2_35":
+                assert name not in got
+            else:
+                assert got[name] == ("test", folder), name
+            continue
         word = rel.split("/")[0]
         name = rel.replace("/", "__")
         want = word if key == "sc_v2_35" else word if word in COMMANDS else "_unknown_"
-        assert got[name] == (split, want), name
+        if split == "test" and key != "sc_v2_35":
+            assert name not in got, name  # testing_list.txt is not the 12-class test set
+        else:
+            assert got[name] == (split, want), name
     silence = {n: s for n, (s, lab) in got.items() if lab == "_silence_"}
     if key == "sc_v2_35":
         assert not silence and len(task.vocabulary) == 35
     else:
         assert sorted(task.vocabulary) == sorted(list(COMMANDS) + ["_silence_", "_unknown_"])
-        # 10 whole seconds of white noise and 10.3 s of pink: 10 segments each, 8/1/1
-        splits = [s for n, s in sorted(silence.items())]
-        assert len(splits) == 20 and splits.count("train") == 16 and splits.count("test") == 2
+        # the test set is exactly the archive's 12 folders x 2 clips
+        assert len(task.labels["test"]) == 24
+        assert set(task.label_counts("test").values()) == {2}
+        # 10 whole seconds of white noise and 10.3 s of pink: 10 segments each, 9 train / 1 valid
+        noise_splits = [s for n, s in sorted(silence.items()) if "_noise__" in n]
+        assert len(noise_splits) == 20 and noise_splits.count("train") == 18
+        assert noise_splits.count("valid") == 2
+
+
+def test_speech_commands_test_archive_missing(converted, tmp_path):
+    src, _, _ = converted["sc_v1"]
+    root = tmp_path / "speech_commands_v0.01"
+    root.mkdir()
+    for item in src.iterdir():
+        if not item.name.startswith("speech_commands_test_set"):
+            (root / item.name).symlink_to(item)
+    with pytest.raises(LayoutError, match="speech_commands_test_set_v0.01"):
+        converter("sc_v1").convert(root, tmp_path / "tasks", progress=False)
+    (root / "speech_commands_test_set_v0.01").mkdir()
+    for folder in TEST_FOLDERS[:-1]:
+        (root / "speech_commands_test_set_v0.01" / folder).mkdir()
+    with pytest.raises(LayoutError, match="1 folder.*_silence_"):
+        converter("sc_v1").convert(root, tmp_path / "tasks", progress=False)
+    # the 35-class task does not need the archive
+    assert converter("sc_v2_35").layout.count("speech_commands_test_set") == 0
 
 
 def test_silence_segments_are_the_noise_recording(converted):
@@ -382,9 +450,43 @@ def test_silence_segments_are_the_noise_recording(converted):
     split = task.labels["valid"]
     name = next(n for n in split if n.startswith("_silence___white_noise"))
     index = int(name.rsplit("__", 1)[1][:4])
+    assert index == 9  # the last 10 % of the recording
     clip, sr = task.read_audio("valid", name)
     ref = noise_x[index * 16000:(index + 1) * 16000]
     assert sr == 16000 and np.max(np.abs(clip - ref)) < 1e-3  # 16-bit rounding only
+
+
+def test_librispeech_chapters_and_speaker_variant(converted):
+    lbs = load_task(converted["lbs"][1])
+    spk = load_task(converted["lbs_spk"][1])
+    # LAPE's LBS: one class per chapter folder (4 here, 585 in train-clean-100)
+    assert lbs.vocabulary == ["103-1240", "19-198", "19-227", "26-495"]
+    assert "585" in lbs.metadata.notes["classes"] and lbs.metadata.task_name == "lape_lbs"
+    # the variant: one class per speaker, stated in its metadata
+    assert spk.vocabulary == ["spk103", "spk19", "spk26"]
+    assert spk.metadata.task_name == "lape_lbs_spk" and "variant" in spk.metadata.notes["classes"]
+    # 20 % of each chapter's 6 utterances test (1), the rest train/valid
+    for chapter in lbs.vocabulary:
+        assert lbs.label_counts("test")[chapter] == 1
+        assert lbs.label_counts("train")[chapter] + lbs.label_counts("valid")[chapter] == 5
+
+
+def test_bsd_2016_and_2018_label_files_give_the_same_task(converted):
+    a = _clips(load_task(converted["bsd"][1]))
+    b = _clips(load_task(converted["bsd_2016"][1]))
+    assert a == b and {lab for _, lab in a.values()} == {"bird", "no_bird"}
+
+
+def test_class_missing_from_a_split_is_reported_not_shifted(converted, capfd):
+    from eval_suites.lape.nsynth import FAMILIES
+
+    task = load_task(converted["ns"][1])
+    # the miniature's valid and test splits hold 4 of the 11 families
+    assert task.vocabulary == sorted(FAMILIES)
+    missing = task.metadata.notes["missing_classes"]
+    assert set(missing) == {"valid", "test"} and "synth_lead" in missing["test"]
+    assert missing["test"] == sorted(set(FAMILIES) - set(list(NS_PROGRAMS)[:4]))
+    assert "train" not in missing
 
 
 def test_carved_validation_is_recorded_and_disjoint(converted):
@@ -396,11 +498,11 @@ def test_carved_validation_is_recorded_and_disjoint(converted):
     task = load_task(converted["tut"][1])
     loc = lambda n: "-".join(n.split("-")[1:3])  # noqa: E731
     assert not {loc(n) for n in task.labels["train"]} & {loc(n) for n in task.labels["valid"]}
-    # LBS: every speaker is in every split (closed-set speaker ID)
-    task = load_task(converted["lbs"][1])
-    for split in ("train", "valid", "test"):
-        assert set(task.label_counts(split).values()) != {0}
-        assert all(c > 0 for c in task.label_counts(split).values()), split
+    # LBS (chapters) and its speaker variant: every class in every split (closed set)
+    for key in ("lbs", "lbs_spk"):
+        task = load_task(converted[key][1])
+        for split in ("train", "valid", "test"):
+            assert all(c > 0 for c in task.label_counts(split).values()), (key, split)
 
 
 def test_stratified_test_shares(converted):
@@ -468,7 +570,7 @@ def embedded(converted, tmp_path_factory):
     cache = tmp_path_factory.mktemp("embeddings")
     model = load_hear_model(TOY, device="cpu")
     return {key: ensure_embeddings(TOY, task_dir, cache, lambda: model, progress=False)
-            for key, (_, task_dir, _) in converted.items()}
+            for key, (_, task_dir, _) in converted.items() if key in TASKS}
 
 
 def _check(metrics, nfolds):

@@ -1,4 +1,4 @@
-"""Mini-LAPE (`python -m eval_suites.mini_lape`) and its log-mel statistics reference."""
+"""Mini-LAPE (`python -m studies.mini_lape`) and its log-mel statistics reference."""
 from __future__ import annotations
 
 import math
@@ -12,9 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-from eval_suites import mini_lape
-from eval_suites.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
-                                   aggregate, markdown_table, plan_runs, run_state)
+from studies import mini_lape
+from eval_suites.core.clip_outputs import save_outputs
+from eval_suites.core.intervals import BootstrapConfig, FoldOutputs, difference_intervals, model_intervals
+from studies.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
+                                   aggregate, differences, markdown_differences, markdown_table, plan_runs,
+                                   plot_table, run_state)
 from eval_suites.references import logmel_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,15 +70,35 @@ def test_every_method_gets_the_same_budget():
     runs = plan_runs(Path("runs"), Path("demo_data/corpus"), 600, list(METHODS), [])
     configs = {r.name: _desired_config(r) for r in runs}
     for name, cfg in configs.items():
-        assert cfg["objective"]["name"] == METHODS[name][0].replace(".yaml", "").replace("demo", "slicer")
+        assert cfg["objective"]["name"] == METHODS[name].replace(".yaml", "")
         assert cfg["data"]["batch_size"] == 32 and cfg["data"]["crop_seconds"] == 0.95
         assert cfg["run"]["steps"] == 600 and cfg["optim"]["warmup_steps"] == 50
         assert cfg["optim"]["lr"] == 3e-4 and cfg["augment"]["mixup"]["memory"] == 512
         assert cfg["frontend"] == configs["slicer"]["frontend"] and cfg["encoder"] == configs["slicer"]["encoder"]
         assert cfg["augment"]["rrc"] == configs["slicer"]["augment"]["rrc"]
         assert cfg["augment"]["kmix"]["enabled"] == (name == "slicer")  # k-mix is SLICER's contribution
-    assert configs["delores_m"]["objective"]["params"]["queue_size"] == \
-        configs["slicer"]["objective"]["params"]["queue_size"] == 512
+    params = {name: cfg["objective"]["params"] for name, cfg in configs.items()}
+    # the rule, alike for every method with an EMA teacher / a queue: 1 - 10 / 600 and 16 x 32
+    assert params["slicer"]["momentum"] == params["delores_m"]["momentum"] == params["byol_a"]["momentum"] == 0.98333
+    assert params["slicer"]["ema_updates_per_step"] == 1
+    assert params["delores_m"]["queue_size"] == params["slicer"]["queue_size"] == 512
+    assert params["slicer"]["n_clusters"] == 32 and configs["slicer"]["augment"]["kmix"]["r"] == 32
+
+
+def test_budget_rule_only_caps_and_reads_each_methods_own_values(tmp_path):
+    """A setting already within the rule is kept; the rule reads the config it is applied to."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("objective:\n  name: slicer\n  params: {momentum: 0.9, ema_updates_per_step: 2, queue_size: 100,"
+                   " n_clusters: 8}\naugment:\n  kmix: {memory: 1024, r: 256}\n")
+    o = mini_lape.budget_overrides(cfg, steps=600, batch=32)
+    assert "objective.params.momentum" not in o  # 0.9 ** 2 < 0.98333: kept
+    assert o["objective.params.queue_size"] == "100" and o["objective.params.n_clusters"] == "8"
+    assert o["augment.kmix.r"] == "128"  # 256 / 1024 of 512
+    o = mini_lape.budget_overrides(cfg, steps=100000, batch=256)
+    assert "objective.params.momentum" not in o and o["optim.warmup_steps"] == str(100000 // 12)
+    cfg.write_text("objective:\n  name: slicer\n  params: {momentum: 0.999, ema_updates_per_step: 2}\n")
+    o = mini_lape.budget_overrides(cfg, steps=600, batch=32)
+    assert o["objective.params.momentum"] == "0.98333" and o["objective.params.ema_updates_per_step"] == "1"
 
 
 def test_pretraining_seeds_name_and_seed_the_runs():
@@ -101,13 +124,12 @@ def test_a_tagged_variant_changes_every_run_and_names_it():
     assert _comparable(_desired_config(variant[0])) == _comparable(_desired_config(base["slicer_rrc_time_only"]))
 
 
-def test_slicer_under_the_budget_is_the_demo_recipe_but_for_time_only_crops():
-    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's mini-LAPE run with
-    time-only random resize crops, so the mini-LAPE rows describe the default model."""
+def test_slicer_under_the_budget_is_the_demo_recipe():
+    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's study run on the demo
+    corpus, so the study's rows describe the default model's recipe."""
     from pretrain.config import load_config
 
-    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, ["slicer"], [],
-                       overrides={"augment.rrc.frequency": "false"}, tag="t")[0]
+    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, ["slicer"], [])[0]
     demo = load_config(str(mini_lape.CONFIGS / "demo.yaml")).to_dict()
     assert _diff(_comparable(_desired_config(slicer)), _comparable(demo)) == []
 
@@ -141,7 +163,78 @@ def test_aggregate_and_markdown_rank_by_mean():
     md = markdown_table(aggregate(pd.DataFrame(rows), ["a", "b"]), ["a", "b"], ["t1", "t2"], {"a": "note"})
     lines = md.splitlines()
     assert lines[2].startswith("| 1 | b |") and lines[3].startswith("| 2 | a |") and lines[3].endswith("| note |")
-    assert "0.800 ± 0.141" in lines[3]
+    # results without per-clip outputs (no column "cell"): the interval is n/a, never invented
+    assert "| 0.800 [n/a] |" in lines[3] and "[0." not in md
+
+
+def _write_cells(root: Path, n: int = 120) -> pd.DataFrame:
+    """Cells of three groups on two tasks with stored per-clip outputs: "a" (2 pretraining runs,
+    good), "b" (1 run, worse), "c" (1 run, the same outputs as "a"'s first run). Returns the long table."""
+    rng = np.random.default_rng(0)
+    truth = {t: rng.integers(0, 3, n) for t in ("t1", "t2")}
+    p_right = {("a", "a"): 0.85, ("a", "a_seed1"): 0.75, ("b", "b"): 0.45, ("c", "c"): 0.85}
+    rows = []
+    for (group, run), p in p_right.items():
+        for task, true in truth.items():
+            for probe in (0, 1):
+                g = np.random.default_rng([{"a": 0, "a_seed1": 1, "b": 2, "c": 0}[run], probe, len(task)])
+                pred = np.where(g.random(n) < p, true, (true + 1) % 3)
+                scores = np.eye(3)[pred] + 0.01 * g.random((n, 3))
+                d = root / f"seed{probe}" / run / task
+                fold = FoldOutputs(np.array([f"{task}_{i}" for i in range(n)]), np.eye(3, dtype=np.uint8)[true], scores)
+                save_outputs(d, {"test": fold})
+                rows.append(dict(group=group, model=run, task=task, seed=probe, metric="top1_acc",
+                                 value=float((pred == true).mean()), status="ok", error="", cell=str(d)))
+    return pd.DataFrame(rows)
+
+
+def test_aggregate_gives_hierarchical_intervals_from_the_stored_outputs(tmp_path):
+    long = _write_cells(tmp_path)
+    cfg = BootstrapConfig(n_boot=300)
+    table = aggregate(long, ["a", "b", "c"], cfg).set_index(["model", "task"])
+    assert table.loc[("a", "mean"), "runs"] == 2 and table.loc[("b", "t1"), "runs"] == 1
+    # the same numbers as the intervals module called directly on the outputs
+    from eval_suites.core.clip_outputs import load_outputs
+    def runs(run_names, task):
+        return [[load_outputs(tmp_path / f"seed{p}" / r / task) for p in (0, 1)] for r in run_names]
+    direct = model_intervals({t: runs(["a", "a_seed1"], t) for t in ("t1", "t2")},
+                             {"t1": "top1_acc", "t2": "top1_acc"}, cfg)
+    for task in ("t1", "t2", "mean"):
+        assert table.loc[("a", task), "mean"] == pytest.approx(direct[task].value)
+        assert (table.loc[("a", task), "ci_low"], table.loc[("a", task), "ci_high"]) == \
+            pytest.approx((direct[task].low, direct[task].high))
+    assert table.loc[("b", "mean"), "ci_high"] < table.loc[("a", "mean"), "ci_low"]
+    md = markdown_table(table.reset_index(), ["a", "b", "c"], ["t1", "t2"], {})
+    assert f"**{table.loc[('a', 'mean'), 'mean']:.3f} [{table.loc[('a', 'mean'), 'ci_low']:.3f}, " in md
+    plot_table(table.reset_index(), [("all", ["a", "b", "c"])], ["t1", "t2"], tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 5000
+
+    # a cell without outputs makes that task's interval, and the mean's, n/a
+    broken = long.copy()
+    broken.loc[(broken.model == "b") & (broken.task == "t2") & (broken.seed == 1), "cell"] = str(tmp_path / "none")
+    t2 = aggregate(broken, ["a", "b", "c"], cfg).set_index(["model", "task"])
+    assert not math.isnan(t2.loc[("b", "t1"), "ci_low"])
+    assert math.isnan(t2.loc[("b", "t2"), "ci_low"]) and math.isnan(t2.loc[("b", "mean"), "ci_low"])
+
+
+def test_differences_are_paired_and_flag_what_exceeds_the_noise(tmp_path):
+    long = _write_cells(tmp_path)
+    cfg = BootstrapConfig(n_boot=300)
+    diffs = differences(long, "a", ["b", "c"], cfg).set_index(["model", "task"])
+    from eval_suites.core.clip_outputs import load_outputs
+    def runs(run_names, task):
+        return [[load_outputs(tmp_path / f"seed{p}" / r / task) for p in (0, 1)] for r in run_names]
+    direct = difference_intervals({t: runs(["a", "a_seed1"], t) for t in ("t1", "t2")},
+                                  {t: runs(["b"], t) for t in ("t1", "t2")}, {"t1": "top1_acc", "t2": "top1_acc"}, cfg)
+    for task in ("t1", "t2", "mean"):
+        assert diffs.loc[("b", task), "diff"] == pytest.approx(direct[task].value)
+        assert (diffs.loc[("b", task), "ci_low"], diffs.loc[("b", task), "ci_high"]) == \
+            pytest.approx((direct[task].low, direct[task].high))
+    assert diffs.loc[("b", "mean"), "excludes_zero"]  # 0.8 vs 0.45: far beyond the noise
+    assert not diffs.loc[("c", "mean"), "excludes_zero"]  # c is a's first run: the seeds' spread covers it
+    md = markdown_differences(diffs.reset_index(), "a", ["t1", "t2"])
+    assert md.splitlines()[0] == "| a minus | t1 | t2 | mean |"
+    assert "| b | **+0." in md and "| c | " in md and "| c | **" not in md
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -151,7 +244,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     and plot; a rerun reuses everything; more steps resume the runs; another config is refused."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     runs, out = tmp_path / "runs", tmp_path / "out"
-    cmd = [sys.executable, "-m", "eval_suites.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
+    cmd = [sys.executable, "-m", "studies.mini_lape", "--preset", "tiny", "--root", str(tmp_path / "data"),
            "--runs", str(runs), "--out", str(out), "--methods", "slicer", "cola", "--ablations", "slicer_no_kmix",
            "--steps", "2", "--pretrain-seeds", "0", "1", "--seeds", "0", "1", "--tasks", "keywords", "events",
            "--no-progress"]
@@ -173,7 +266,15 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("reused") == 5 and ": training" not in again.stdout
+    assert again.stdout.count("reused") == 6 and ": training" not in again.stdout  # 5 runs + random_init
+
+    # a fresh machine with only the committed results folder: nothing is trained or evaluated again
+    fresh = subprocess.run(cmd[:cmd.index("--runs") + 1] + [str(tmp_path / "runs_fresh")] + cmd[cmd.index("--runs") + 2:],
+                           env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
+    assert ": training" not in fresh.stdout and "probe seed" not in fresh.stdout
+    assert not (tmp_path / "runs_fresh").exists() or not any((tmp_path / "runs_fresh").glob("*/checkpoints"))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
 
     more = [a if a != "2" else "3" for a in cmd[:cmd.index("--steps") + 2]] + cmd[cmd.index("--steps") + 2:]
     more[more.index("--methods") + 1:more.index("--ablations")] = ["cola"]
@@ -186,7 +287,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     assert not (runs / "cola" / "checkpoints" / "step_00000003.pt").exists()
 
     other = PretrainRun("slicer", mini_lape.CONFIGS / "demo.yaml",
-                        {**mini_lape.BUDGET, "data.path": str(tmp_path / "data" / "corpus"),
+                        {**mini_lape.budget_overrides(mini_lape.CONFIGS / "demo.yaml"), "data.path": str(tmp_path / "data" / "corpus"),
                          "data.batch_size": "16"}, runs / "slicer")
     with pytest.raises(ValueError, match="data.batch_size"):
         run_state(other, 2)

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.augment import (AugmentConfig, AugmentPipeline, ClipMemory, KMix, KMixConfig, clip_descriptor,
-                              kmix_partners, log_mixup_exp, random_resize_crop)
+from pretrain.augment import (AugmentConfig, AugmentPipeline, ClipMemory, CropParams, KMix, KMixConfig,
+                              RandomResizeCropConfig, clip_descriptor, kmix_partners, log_mixup_exp,
+                              random_crop_params, random_resize_crop, resized_crop)
 
 torch.set_num_threads(1)
 
@@ -50,34 +51,6 @@ def test_kmix_random_partner_until_memory_holds_r():
     assert out.shape == x.shape and not torch.allclose(out, x)
 
 
-def test_random_resize_crop_shapes_and_identity():
-    x = torch.randn(6, 64, 96)
-    out = random_resize_crop(x, (1.0, 1.5), (0.6, 1.5), (0.6, 1.5))
-    assert out.shape == x.shape and torch.isfinite(out).all()
-    assert not torch.allclose(out, x)
-    same = random_resize_crop(x, (1.0, 1.0), (1.0, 1.0), (1.0, 1.0))  # full-size crop of an unpadded canvas
-    torch.testing.assert_close(same, x, atol=1e-4, rtol=1e-4)
-
-
-def test_random_resize_crop_places_input_on_the_canvas():
-    # constant input on a 1.5x zero canvas, crop of the input's size: the output is 1 where the
-    # crop overlaps the input (by more than the bicubic support) and 0 where it sees only canvas
-    f, t = 16, 40
-    x = torch.ones(1, f, t, dtype=torch.float64)
-    for seed in range(5):
-        out = random_resize_crop(x, (1.5, 1.5), (1.0, 1.0), (1.0, 1.0), generator=torch.Generator().manual_seed(seed))[0]
-        g = torch.Generator().manual_seed(seed)
-        u = [float(torch.rand(1, generator=g)) for _ in range(5)]  # canvas, scale_f, scale_t, y0, x0 draws
-        y0 = -(0.5 * f) / 2 + 0.5 * f * u[3]  # crop top-left in input pixels
-        x0 = -(0.5 * t) / 2 + 0.5 * t * u[4]
-        rows, cols = torch.arange(f) + y0, torch.arange(t) + x0  # input coordinate of each output pixel
-        inside = ((rows >= 1) & (rows <= f - 2))[:, None] & ((cols >= 1) & (cols <= t - 2))[None, :]
-        outside = ((rows <= -2) | (rows >= f + 1))[:, None] | ((cols <= -2) | (cols >= t + 1))[None, :]
-        assert inside.any() and outside.any()
-        torch.testing.assert_close(out[inside], torch.ones_like(out[inside]))
-        torch.testing.assert_close(out[outside], torch.zeros_like(out[outside]))
-
-
 def test_pipeline_views_do_not_change_memory_and_remember_pushes():
     cfg = AugmentConfig()
     cfg.mixup.memory, cfg.kmix.memory, cfg.kmix.r, cfg.kmix.k = 8, 8, 4, 2
@@ -107,13 +80,3 @@ def test_clip_memory_fifo():
     assert [float(mem.clips[s, 0, 0]) for s in range(4)] == [expected[s] for s in range(4)]
 
 
-def test_random_resize_crop_time_only_keeps_the_mel_axis():
-    """frequency=False (the ablation of RRC's frequency stretch): every mel bin keeps its row."""
-    torch.manual_seed(0)
-    profile = torch.randn(4, 64, 1, dtype=torch.float64)  # a mel profile per clip, constant in time
-    x = profile.expand(4, 64, 96).contiguous()
-    mid = slice(20, 76)  # away from the time edges, where bicubic taps reach the zero padding
-    timed = random_resize_crop(x, (1.0, 1.0), (0.6, 1.5), (0.6, 1.5), frequency=False)
-    torch.testing.assert_close(timed[:, :, mid], x[:, :, mid], rtol=1e-9, atol=1e-9)
-    stretched = random_resize_crop(x, (1.0, 1.0), (0.6, 1.5), (0.6, 1.5))  # the default moves mel rows
-    assert (stretched[:, :, mid] - x[:, :, mid]).abs().max() > 0.1

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from eval_suites.synth import Note, espeak, fluidsynth_render, write_wav
+from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render, write_wav
 from hear_slicer.encoder import EncoderConfig
 from hear_slicer.frontend import LogMelFrontend
 from pretrain.objectives import objective_class
@@ -146,10 +146,18 @@ def test_delores_m_enqueues_the_teacher_keys_of_the_step(views):
     view_a, view_b = views
     b = view_a.shape[0]
     with torch.no_grad():
+        torch.manual_seed(7)
         obj(view_a, view_b)
         keys = obj._pending_keys.clone()  # (B, H) teacher keys of view b
-        # They are the teacher's unit keys of view b (single process: no shuffle).
-        expected, _ = copy.deepcopy(obj.teacher)(view_b)
+        # They are the teacher's unit keys of view b, computed in split-BN groups: the same
+        # permutation (same seed), each group through its own forward.
+        torch.manual_seed(7)
+        perm = torch.randperm(b)
+        teacher = copy.deepcopy(obj.teacher)
+        expected = torch.empty_like(keys)
+        for group in perm.tensor_split(obj.cfg.split_bn_groups):
+            expected[group] = teacher(view_b[group])[0]
+    assert obj.cfg.split_bn_groups > 1
     torch.testing.assert_close(keys, expected)
     torch.testing.assert_close(keys.norm(dim=1), torch.ones(b))
     obj.after_step(1, 1)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import hear_slicer
-from eval_suites.synth import espeak
+from eval_suites.synthetic.synth import espeak
 from hear_slicer.checkpoint import load_checkpoint
 from pretrain.__main__ import main
 from test_pretrain_corpus import make_corpus

@@ -79,9 +79,9 @@ def test_queue_checkpoint_round_trip(tmp_path):
 
 def test_config_overrides_and_errors(tmp_path):
     cfg = load_config("pretrain/configs/slicer.yaml", ["optim.lr=1e-3", "objective.params.queue_size=512",
-                                                       "augment.rrc.canvas=[1.0, 1.2]", "data.path=/x"])
+                                                       "augment.rrc.virtual_crop_scale=[1.0, 1.2]", "data.path=/x"])
     assert cfg.optim.lr == 1e-3 and cfg.objective.params.queue_size == 512
-    assert cfg.augment.rrc.canvas == (1.0, 1.2) and cfg.data.path == "/x"
+    assert cfg.augment.rrc.virtual_crop_scale == (1.0, 1.2) and cfg.data.path == "/x"
     assert cfg.objective.params.momentum == 0.999 and cfg.frontend.n_mels == 64  # RECIPE defaults
     with pytest.raises(ConfigError, match="optim.lrr"):
         load_config(None, ["optim.lrr=1"])

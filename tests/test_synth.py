@@ -1,4 +1,4 @@
-"""eval_suites.synth against the real engines (espeak-ng, flite, fluidsynth) and analytic cases."""
+"""eval_suites.synthetic.synth against the real engines (espeak-ng, flite, fluidsynth) and analytic cases."""
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval_suites import synth
+from eval_suites.synthetic import synth
 
 SR = 16000
 

@@ -1,7 +1,7 @@
 """The converter base shared by LAPE's 11 tasks: layout check, clip list, parallel write.
 
 A converter turns one dataset, as its authors distribute it, into a HEAR-format task
-folder (see :mod:`eval_suites.hear_task`). Every converter does the same three steps:
+folder (see :mod:`eval_suites.hear_format.task`). Every converter does the same three steps:
 
 1. :meth:`Converter.check_layout` looks at the source root and raises
    :class:`LayoutError` naming what is missing and what the root should look like;
@@ -10,7 +10,7 @@ folder (see :mod:`eval_suites.hear_task`). Every converter does the same three s
    optional segment;
 3. :meth:`Converter.convert` (here, shared) reads each source file (or segment) with
    soundfile, averaging channels, and hands the waveform to
-   :class:`~eval_suites.hear_task.TaskWriter` (which resamples with soxr, pads or crops
+   :class:`~eval_suites.hear_format.task.TaskWriter` (which resamples with soxr, pads or crops
    to the task window and writes 16-bit wav), in a pool of worker threads with a
    progress bar. Clips already written are skipped, so an interrupted run resumes; a
    finished task folder is left untouched.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +29,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from eval_suites.hear_task import TaskMetadata, TaskWriter, task_is_complete
+from eval_suites.hear_format.task import TaskMetadata, TaskWriter, task_is_complete
 
-__all__ = ["Clip", "Converter", "LayoutError", "read_audio"]
+__all__ = ["Clip", "Converter", "LayoutError", "missing_classes", "read_audio"]
 
 
 class LayoutError(FileNotFoundError):
@@ -114,6 +115,10 @@ class Converter(abc.ABC):
         """Free-text facts about the conversion recorded in ``task_metadata.json``."""
         return {}
 
+    def label_set(self) -> tuple[str, ...] | None:
+        """The task's full label set when the dataset defines one (else ``None``)."""
+        return None
+
     # ----------------------------------------------------------------- shared
 
     def layout_error(self, problem: str) -> LayoutError:
@@ -127,7 +132,8 @@ class Converter(abc.ABC):
         """A :class:`LayoutError` for a missing path, with the expected layout."""
         return self.layout_error(f"{what} not found: expected {root / relative}.")
 
-    def metadata(self) -> TaskMetadata:
+    def metadata(self, missing: dict[str, list[str]] | None = None) -> TaskMetadata:
+        """The task's metadata; ``missing`` (split -> classes absent from it) goes to notes."""
         splits = self.splits()
         return TaskMetadata(
             task_name=self.task_name,
@@ -140,7 +146,8 @@ class Converter(abc.ABC):
             splits=splits,
             nfolds=len(splits) if self.split_mode == "presplit_kfold" else None,
             mode="full",
-            notes={"suite": "lape", "seed": self.seed, **self.notes()},
+            notes={"suite": "lape", "seed": self.seed, **self.notes(),
+                   **({"missing_classes": missing} if missing else {})},
         )
 
     def convert(self, root: str | Path, out: str | Path, workers: int = 4,
@@ -162,6 +169,13 @@ class Converter(abc.ABC):
             return task_dir  # idempotent: a finished task is never rewritten
         clips = self.list_clips(root)
         self._check_clips(clips)
+        missing = missing_classes(clips, self.splits())
+        if missing:
+            meta = self.metadata(missing)
+            print(f"{self.task_name}: " + "; ".join(
+                f"split {s} has no clip of {', '.join(c)}" for s, c in missing.items())
+                + " (the label vocabulary is the whole task's, so label indices do not shift; "
+                  "recorded in task_metadata.json -> notes.missing_classes)", file=sys.stderr)
         writer = TaskWriter(task_dir, meta, overwrite=False)
         todo = [c for c in clips if not writer.has_clip(c.split, c.name)]
 
@@ -197,3 +211,23 @@ class Converter(abc.ABC):
             if (c.split, c.name) in names:
                 raise AssertionError(f"converter bug: clip name {c.name} used twice in {c.split}")
             names.add((c.split, c.name))
+        known = self.label_set()
+        if known is not None:
+            unknown = sorted({lab for c in clips for lab in c.labels} - set(known))
+            if unknown:
+                raise AssertionError(f"converter bug: labels {unknown} outside {known}")
+
+
+def missing_classes(clips: list[Clip], splits: list[str]) -> dict[str, list[str]]:
+    """{split: sorted classes of the task that no clip of that split has} (empty splits of
+    the dict are left out).
+
+    The task's label vocabulary is built from all splits together
+    (:class:`~eval_suites.hear_format.task.TaskWriter`), so a class absent from one split keeps
+    its index; this only says where it is absent.
+    """
+    every = {lab for c in clips for lab in c.labels}
+    present: dict[str, set[str]] = {s: set() for s in splits}
+    for c in clips:
+        present[c.split].update(c.labels)
+    return {s: sorted(every - present[s]) for s in splits if every - present[s]}

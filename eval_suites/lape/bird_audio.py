@@ -1,11 +1,19 @@
-"""DCASE 2018 Task 3 bird audio detection development data (freefield1010 + warblr) -> BSD.
+"""Bird audio detection development data (freefield1010 + warblr) -> BSD.
 
 Distributed as ``ff1010bird_wav.zip`` and ``warblrb10k_public_wav.zip`` (10 s, 44.1 kHz,
-16-bit mono wav named ``<itemid>.wav``; both zips extract to a ``wav/`` folder) and the
-label files ``ff1010bird_metadata_2018.csv`` and ``warblrb10k_public_metadata_2018.csv``
-(columns ``itemid,datasetid,hasbird``, hasbird 0/1). Label: ``bird`` / ``no_bird``.
+16-bit mono wav named ``<itemid>.wav``; both zips extract to a ``wav/`` folder) and one
+label file per dataset, in either of two releases (hasbird 0/1; label ``bird`` /
+``no_bird``):
 
-Expected root: the two CSV files, and each zip extracted into its own folder
+- the 2016/17 Bird Audio Detection challenge files on figshare, which LAPE used:
+  ``ff1010bird_metadata.csv`` and ``warblrb10k_public_metadata.csv`` (``itemid,hasbird``);
+- the DCASE 2018 Task 3 files: ``ff1010bird_metadata_2018.csv`` and
+  ``warblrb10k_public_metadata_2018.csv`` (``itemid,datasetid,hasbird``).
+
+The audio is the same in both. Where both label files of a dataset are present the 2018
+one is read.
+
+Expected root: a label file per dataset, and each zip extracted into its own folder
 (``ff1010bird/wav/``, ``warblrb10k/wav/``) or both into one ``wav/`` folder (the layout
 of the DCASE 2018 baseline). Split: 20 % test, stratified by label with a fixed seed;
 10 % of the rest valid (stratified); the others train.
@@ -22,9 +30,9 @@ from eval_suites.lape.splits import stratified_holdout
 
 __all__ = ["BirdAudioDetection", "SOURCES"]
 
-SOURCES = {"ff1010bird": "ff1010bird_metadata_2018.csv",
-           "warblrb10k": "warblrb10k_public_metadata_2018.csv"}
-"""Dataset name -> its label file."""
+SOURCES = {"ff1010bird": ("ff1010bird_metadata_2018.csv", "ff1010bird_metadata.csv"),
+           "warblrb10k": ("warblrb10k_public_metadata_2018.csv", "warblrb10k_public_metadata.csv")}
+"""Dataset name -> its label file names (DCASE 2018, then the 2016 figshare release)."""
 
 
 @dataclass
@@ -35,8 +43,9 @@ class BirdAudioDetection(Converter):
     window: float = field(init=False, default=10.0)
     layout: str = field(init=False, default=(
         "  <root>/\n"
-        "    ff1010bird_metadata_2018.csv         (itemid,datasetid,hasbird)\n"
-        "    warblrb10k_public_metadata_2018.csv  (itemid,datasetid,hasbird)\n"
+        "    ff1010bird_metadata_2018.csv         (itemid,datasetid,hasbird; DCASE 2018)\n"
+        "    warblrb10k_public_metadata_2018.csv  (itemid,datasetid,hasbird; DCASE 2018)\n"
+        "      or ff1010bird_metadata.csv, warblrb10k_public_metadata.csv (itemid,hasbird; 2016 figshare)\n"
         "    ff1010bird/wav/<itemid>.wav          (ff1010bird_wav.zip extracted in ff1010bird/)\n"
         "    warblrb10k/wav/<itemid>.wav          (warblrb10k_public_wav.zip in warblrb10k/)\n"
         "  or both zips extracted into a single <root>/wav/"
@@ -48,19 +57,25 @@ class BirdAudioDetection(Converter):
                 return d
         return None
 
+    def _label_file(self, root: Path, dataset: str) -> Path | None:
+        return next((root / n for n in SOURCES[dataset] if (root / n).is_file()), None)
+
     def _table(self, root: Path, dataset: str) -> pd.DataFrame:
-        path = root / SOURCES[dataset]
+        path = self._label_file(root, dataset)
         table = pd.read_csv(path, dtype={"itemid": str})
         absent = {"itemid", "hasbird"} - set(table.columns)
         if absent:
             raise self.layout_error(f"{path} has columns {list(table.columns)}; expected "
-                                    f"itemid,datasetid,hasbird (missing {sorted(absent)})")
+                                    f"itemid,hasbird or itemid,datasetid,hasbird (missing {sorted(absent)})")
+        bad = sorted(set(table["hasbird"].astype(str)) - {"0", "1"})
+        if bad:
+            raise self.layout_error(f"{path}: hasbird must be 0 or 1, found {bad[:5]}")
         return table
 
     def check_layout(self, root: Path) -> None:
-        for dataset, csv_name in SOURCES.items():
-            if not (root / csv_name).is_file():
-                raise self.missing(root, csv_name, f"the {dataset} label file")
+        for dataset, names in SOURCES.items():
+            if self._label_file(root, dataset) is None:
+                raise self.missing(root, f"{names[0]} (or {names[1]})", f"the {dataset} label file")
             if self._audio_dir(root, dataset) is None:
                 raise self.missing(root, f"{dataset}/wav", f"the {dataset} audio folder")
 
@@ -80,7 +95,8 @@ class BirdAudioDetection(Converter):
                 wav = audio / f"{row.itemid}.wav"
                 if not wav.is_file():
                     raise self.missing(root, wav.relative_to(root).as_posix(),
-                                       f"audio of {dataset} item {row.itemid} (listed in {SOURCES[dataset]})")
+                                       f"audio of {dataset} item {row.itemid} (listed in "
+                                       f"{self._label_file(root, dataset).name})")
                 items.append((dataset, row.itemid, wav, "bird" if int(row.hasbird) else "no_bird"))
         items.sort(key=lambda t: (t[0], t[1]))
         labels = [t[3] for t in items]

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from eval_suites.lape.base import LayoutError
-from eval_suites.lape.tasks import SOURCE_DIRS, TASKS, converter
+from eval_suites.lape.tasks import SOURCE_DIRS, TASKS, VARIANTS, converter
 
 __all__ = ["add_prepare_parser", "prepare", "prepare_manifest"]
 
@@ -33,7 +33,8 @@ def add_prepare_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--task", choices=list(TASKS), help="one LAPE task")
+    which.add_argument("--task", choices=[*TASKS, *VARIANTS],
+                       help="one LAPE task (lbs_spk: speaker-ID variant of lbs)")
     which.add_argument("--manifest", type=Path, help="prepare every LAPE task of this manifest")
     p.add_argument("--source", type=Path, help="dataset root (with --task)")
     p.add_argument("--sources-root", type=Path,
@@ -59,10 +60,10 @@ def prepare_manifest(manifest: str | Path, sources_root: str | Path, out: str | 
     All source layouts are checked first, so a missing dataset fails in seconds, not
     after hours of converting the others.
     """
-    from eval_suites.manifest import load_manifest
+    from eval_suites.core.manifest import load_manifest
 
     m = load_manifest(manifest, tasks_root=out)
-    by_folder = {converter(k).metadata().folder_name: k for k in TASKS}
+    by_folder = {converter(k).metadata().folder_name: k for k in [*TASKS, *VARIANTS]}
     jobs = []
     for t in m.tasks:
         key = by_folder.get(t.path.name)

@@ -14,7 +14,7 @@ from eval_suites.lape.urbansound import UrbanSound8K
 from eval_suites.lape.voxceleb import VoxCelebSpeakers
 from eval_suites.lape.voxforge import VoxForgeLanguages
 
-__all__ = ["TASKS", "SOURCE_DIRS", "converter"]
+__all__ = ["TASKS", "VARIANTS", "SOURCE_DIRS", "converter"]
 
 TASKS: dict[str, Callable[[], Converter]] = {
     "sc_v1": lambda: SpeechCommands(dataset_version=1, classes=12),
@@ -44,12 +44,21 @@ SOURCE_DIRS: dict[str, str] = {
     "bsd": "bird_audio_detection",
     "tut": "TUT-urban-acoustic-scenes-2018-development",
     "us8k": "UrbanSound8K",
+    "lbs_spk": "LibriSpeech",
 }
 """Folder of each dataset under ``--sources-root`` when all tasks are prepared at once."""
 
 
+VARIANTS: dict[str, Callable[[], Converter]] = {
+    "lbs_spk": lambda: LibriSpeechSpeakers(label="speaker"),
+}
+"""Tasks beside LAPE's 11 (not in the shipped manifest): ``lbs_spk`` is speaker
+identification over LibriSpeech's 251 speakers, where LAPE's LBS has 585 chapter classes."""
+
+
 def converter(task: str) -> Converter:
-    """The converter of LAPE task ``task`` (a key of :data:`TASKS`)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown LAPE task {task!r}; expected one of {', '.join(TASKS)}")
-    return TASKS[task]()
+    """The converter of task ``task`` (a key of :data:`TASKS` or :data:`VARIANTS`)."""
+    known = {**TASKS, **VARIANTS}
+    if task not in known:
+        raise ValueError(f"unknown LAPE task {task!r}; expected one of {', '.join(known)}")
+    return known[task]()

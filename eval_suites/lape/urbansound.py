@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval_suites.hear_task import fold_names
+from eval_suites.hear_format.task import fold_names
 from eval_suites.lape.base import Clip, Converter
 
 __all__ = ["UrbanSound8K", "CLASSES"]

@@ -1,8 +1,11 @@
 """VoxForge language identification, 6 languages -> VF.
 
-VoxForge distributes one ``.tgz`` archive per recording session at
-``repository.voxforge1.org/downloads/<Language>/Trunk/Audio/Main/16kHz_16bit/`` (the
-archive list TFDS uses is ``voxforge_urls.txt``). An archive
+VoxForge distributes one ``.tgz`` archive per recording session under
+``repository.voxforge1.org/downloads/<folder>/Trunk/Audio/Main/16kHz_16bit/``, where
+``<folder>`` is the language's folder on the server, which is not a ``<Language>``
+pattern: English is under ``SpeechCorpus``, Russian under ``Russian`` (see the server's
+``downloads/`` index for the others; TFDS's voxforge builder reads its own list of archive
+URLs, ``voxforge_urls.txt``). An archive
 ``<user>-<date>-<id>.tgz`` extracts to ``<user>-<date>-<id>/wav/*.wav`` (16 kHz 16-bit
 mono; a few sessions ship ``flac/*.flac`` instead) and ``etc/`` (PROMPTS, README).
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from ..precision import float32_loss
+
 __all__ = ["cross_correlation", "barlow_twins_terms", "barlow_twins_loss"]
 
 
@@ -68,6 +70,7 @@ def barlow_twins_terms(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return on_diag, off_diag
 
 
+@float32_loss
 def barlow_twins_loss(
     z1: torch.Tensor,
     z2: torch.Tensor,

@@ -12,9 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..precision import float32_loss
+
 __all__ = ["byol_loss"]
 
 
+@float32_loss
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Mean over the batch of ``2 - 2 cos(prediction_b, target_b)``.
 

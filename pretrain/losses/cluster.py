@@ -19,9 +19,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..precision import float32_loss
+
 __all__ = ["cluster_contrast", "negative_entropy"]
 
 
+@float32_loss
 def cluster_contrast(p_a: torch.Tensor, p_b: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """NT-Xent between cluster columns of two views. p_a, p_b: (B, C) soft assignments -> 0-d tensor."""
     if p_a.shape != p_b.shape or p_a.dim() != 2:
@@ -37,6 +40,7 @@ def cluster_contrast(p_a: torch.Tensor, p_b: torch.Tensor, temperature: float = 
     return F.cross_entropy(sim, positives)
 
 
+@float32_loss
 def negative_entropy(p: torch.Tensor) -> torch.Tensor:
     """log C - H(mean cluster usage). p: (B, C) soft assignments -> 0-d tensor in [0, log C]."""
     if p.dim() != 2:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..precision import float32_loss
+
 __all__ = ["bilinear_logits", "cola_loss"]
 
 
@@ -38,6 +40,7 @@ def bilinear_logits(anchors: torch.Tensor, positives: torch.Tensor, weight: torc
     return anchors.float() @ weight.float() @ positives.float().T  # (B, B), float32 inputs
 
 
+@float32_loss
 def cola_loss(
     anchors: torch.Tensor, positives: torch.Tensor, weight: torch.Tensor, symmetric: bool = False
 ) -> torch.Tensor:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..precision import float32_loss
+
 __all__ = ["info_nce"]
 
 
+@float32_loss
 def info_nce(query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
     """Mean InfoNCE loss of each query against its positive key and K negatives.
 

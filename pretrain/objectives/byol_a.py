@@ -15,12 +15,13 @@ The target is updated by `after_step`, never inside `forward`. Sources: BYOL-A p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, at_least, between
 from ..distributed import DistContext, shuffled_forward
 from ..ema import copy_as_teacher, ema_update
 from ..losses.byol import byol_loss
@@ -37,6 +38,8 @@ class ByolAConfig:
     projector_hidden: int = 4096
     predictor_hidden: int = 4096
     export: Literal["student", "teacher"] = "student"  # the online encoder is BYOL-A's representation
+    CHECKS: ClassVar[dict[str, Check]] = {"momentum": between(0, 1), "projection_dim": at_least(1),
+                                          "projector_hidden": at_least(1), "predictor_hidden": at_least(1)}
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.momentum <= 1.0:

@@ -23,6 +23,7 @@ from torch import nn
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, at_least
 from ..distributed import DistContext
 from ..losses.cola import cola_loss
 from .base import Objective, ObjectiveOutput
@@ -34,6 +35,7 @@ __all__ = ["ColaConfig", "Cola"]
 class ColaConfig:
     embedding_dim: int = 512  # E, COLA paper
     symmetric: bool = False  # COLA: one direction (first segment as anchor)
+    CHECKS: ClassVar[dict[str, Check]] = {"embedding_dim": at_least(1)}
 
     def __post_init__(self) -> None:
         if self.embedding_dim <= 0:

@@ -22,7 +22,7 @@ block projectors, lambda_barlow 5e-5 and loss_scale 1/32).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from torch import nn
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, above, at_least, between
 from ..distributed import DistContext, all_gather_nograd, shuffled_forward
 from ..ema import copy_as_teacher, ema_update
 from ..losses.barlow import barlow_twins_loss
@@ -55,6 +56,11 @@ class DeLoResMConfig:
     scale: float = 5e-5 / 32  # multiplier of each block's Barlow Twins term
     bn_eps: float = 1e-5
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
+    split_bn_groups: int = 4  # one process: keys in G shuffled groups with their own BN statistics (MoCo)
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "queue_size": at_least(1), "momentum": between(0, 1), "temperature": above(0.0), "head_dim": at_least(1),
+        "block_projector_dim": at_least(1), "block_projector_layers": at_least(1), "lambd": at_least(0.0),
+        "scale": above(0.0), "bn_eps": above(0.0), "split_bn_groups": at_least(1)}
 
     def __post_init__(self) -> None:
         if self.queue_size <= 0 or self.head_dim <= 0:
@@ -109,7 +115,7 @@ class DeLoResM(Objective):
     def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> ObjectiveOutput:
         q, q_blocks = self.student(view_a)  # (B, H), [(B, G_k)]
         with torch.no_grad():
-            packed = shuffled_forward(self._teacher_packed, view_b, self.dist)  # (B, H + sum G_k)
+            packed = shuffled_forward(self._teacher_packed, view_b, self.dist, self.cfg.split_bn_groups)  # (B, H + sum G_k)
             k, *k_blocks = packed.split([self.cfg.head_dim] + self.block_dims, dim=1)
         loss_moco = info_nce(q, k, self.queue.keys, self.cfg.temperature)
         barlow = [

@@ -8,17 +8,20 @@ Barlow Twins loss of the two views' projections (`pretrain.losses.barlow`), whos
 standardisation is the "non-affine BatchNorm on the outputs" of the released code.
 
 Sources: the DeLoRes paper and ``Sreyan88/LAPE`` ``src/upstream/delores_s`` (projector
-2048-2048-2048); the loss weights are the paper's Barlow Twins ``lambd = 0.0051`` by
-default, LAPE's ``5e-5 * (on + off) / 32`` with ``lambd: 1.0, scale: 1.5625e-6``.
+2048-2048-2048). Loss weights: LAPE's code, which produced the SLICER paper's table, by
+default: ``5e-5 * (on + off) / 32``, i.e. ``lambd: 1.0, scale: 1.5625e-6``; the Barlow Twins
+paper's ``on + 0.0051 off`` (``lambd: 0.0051, scale: 1.0``) as a variant.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, above, at_least
 from ..distributed import DistContext
 from ..losses.barlow import barlow_twins_loss
 from ..projector import build_mlp
@@ -31,9 +34,11 @@ __all__ = ["DeLoResSConfig", "DeLoResS"]
 class DeLoResSConfig:
     projector_dim: int = 2048  # E: width of every projector layer
     projector_layers: int = 3  # Linear layers in the projector
-    lambd: float = 0.0051  # weight of the off-diagonal (redundancy) term
-    scale: float = 1.0  # overall loss multiplier
+    lambd: float = 1.0  # weight of the off-diagonal (redundancy) term; LAPE 1.0 (Barlow Twins paper: 0.0051)
+    scale: float = 5e-5 / 32  # overall loss multiplier; LAPE 5e-5 / 32 (Barlow Twins paper: 1.0)
     bn_eps: float = 1e-5  # variance floor of the output standardisation
+    CHECKS: ClassVar[dict[str, Check]] = {"projector_dim": at_least(1), "projector_layers": at_least(1),
+                                          "lambd": at_least(0.0), "scale": above(0.0), "bn_eps": above(0.0)}
 
     def __post_init__(self) -> None:
         if self.projector_dim <= 0 or self.projector_layers < 1:

@@ -16,7 +16,7 @@ process are enqueued (`after_step`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 
 from hear_slicer.encoder import AudioNTT2020, EncoderConfig
 
+from ..checks import Check, above, at_least, between
 from ..distributed import DistContext, all_gather_nograd, shuffled_forward
 from ..ema import copy_as_teacher, ema_update
 from ..losses.cluster import cluster_contrast, negative_entropy
@@ -42,13 +43,20 @@ class SlicerConfig:
     queue_size: int = 65536  # K
     instance_temperature: float = 0.07
     cluster_temperature: float = 1.0
-    momentum: float = 0.999  # teacher EMA
+    momentum: float = 0.999  # teacher EMA per update (poster, released code)
+    ema_updates_per_step: int = 1  # EMA updates after each step; released code: 2 (= momentum**2 per step)
     entropy_term: bool = True  # Contrastive Clustering's negative-entropy term (released SLICER code: off)
     entropy_weight: float = 1.0
     instance_weight: float = 1.0
     cluster_weight: float = 1.0
-    shuffle_bn: bool = True  # shuffle-BN for the teacher under DDP
+    shuffle_bn: bool = True  # shuffle-BN for the teacher's keys (across processes under DDP)
+    split_bn_groups: int = 4  # one process: keys in G shuffled groups with their own BN statistics (MoCo)
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "instance_dim": at_least(1), "n_clusters": at_least(2), "cluster_hidden": at_least(0),
+        "queue_size": at_least(1), "instance_temperature": above(0.0), "cluster_temperature": above(0.0),
+        "momentum": between(0, 1), "entropy_weight": at_least(0.0), "instance_weight": at_least(0.0),
+        "cluster_weight": at_least(0.0), "ema_updates_per_step": at_least(1), "split_bn_groups": at_least(1)}
 
 
 class Slicer(Objective):
@@ -83,8 +91,8 @@ class Slicer(Objective):
         q_b, p_b = self._student(view_b)
         with torch.no_grad():
             if cfg.shuffle_bn:
-                k_a = shuffled_forward(self._teacher_keys, view_a, self.dist)  # (B, E)
-                k_b = shuffled_forward(self._teacher_keys, view_b, self.dist)
+                k_a = shuffled_forward(self._teacher_keys, view_a, self.dist, cfg.split_bn_groups)  # (B, E)
+                k_b = shuffled_forward(self._teacher_keys, view_b, self.dist, cfg.split_bn_groups)
             else:
                 k_a, k_b = self._teacher_keys(view_a), self._teacher_keys(view_b)
         negatives = self.queue.keys.clone()  # (K, E), as of before this step's enqueue
@@ -107,8 +115,9 @@ class Slicer(Objective):
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
         """EMA the teacher, then enqueue every process's keys of this step (rank order)."""
-        ema_update(self.teacher_encoder, self.encoder, self.cfg.momentum)
-        ema_update(self.teacher_instance_head, self.instance_head, self.cfg.momentum)
+        for _ in range(self.cfg.ema_updates_per_step):
+            ema_update(self.teacher_encoder, self.encoder, self.cfg.momentum)
+            ema_update(self.teacher_instance_head, self.instance_head, self.cfg.momentum)
         if self._pending_keys is None:
             return
         keys = all_gather_nograd(self._pending_keys, self.dist)  # (P * 2B, E)

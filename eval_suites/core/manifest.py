@@ -21,6 +21,7 @@ key it concerns and what was expected. Example::
     protocols:                       # the protocols and their settings
       linear: {epochs: 50, lr: 0.001, batch_size: 32, seed: 0}
       heareval: {grid: fast, grid_points: 8}
+      knn: {ks: [1, 3, 5, 10, 20, 50], standardize: false}   # no training: seconds
 
 The tasks root is, in order: the ``--tasks-root`` option, the environment variable
 named by ``tasks_root_env``, the ``tasks_root`` key, the manifest's own folder. A
@@ -43,8 +44,10 @@ from typing import Any
 
 import yaml
 
-from eval_suites.protocols.heareval import HearevalConfig
-from eval_suites.protocols.linear import LinearConfig
+from eval_suites.core.model_spec import ModelSpec
+from eval_suites.core.protocols.heareval import HearevalConfig
+from eval_suites.core.protocols.knn import KnnConfig
+from eval_suites.core.protocols.linear import LinearConfig
 
 __all__ = [
     "PROTOCOLS",
@@ -56,7 +59,8 @@ __all__ = [
     "check_inputs",
 ]
 
-PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "heareval": HearevalConfig}
+PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "heareval": HearevalConfig,
+                              "knn": KnnConfig}
 """Protocol name -> its settings dataclass (the keys a manifest may give it)."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -72,16 +76,6 @@ class ManifestError(ValueError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{where}: {len(self.problems)} problem(s):\n{lines}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One HEAR model: ``module.load_model(checkpoint, **options)``."""
-
-    name: str
-    module: str
-    checkpoint: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,10 +99,11 @@ class Manifest:
     heareval: HearevalConfig
     tasks_root: Path
     cache_dir: Path | None = None
+    knn: KnnConfig = field(default_factory=KnnConfig)
 
-    def protocol_config(self, protocol: str) -> LinearConfig | HearevalConfig:
-        """The settings of ``protocol`` ("linear" or "heareval")."""
-        return {"linear": self.linear, "heareval": self.heareval}[protocol]
+    def protocol_config(self, protocol: str) -> LinearConfig | HearevalConfig | KnnConfig:
+        """The settings of ``protocol`` ("linear", "heareval" or "knn")."""
+        return {"linear": self.linear, "heareval": self.heareval, "knn": self.knn}[protocol]
 
     def select(self, models: list[str] | None = None, tasks: list[str] | None = None) -> "Manifest":
         """A copy restricted to the named models and tasks (None keeps all)."""
@@ -307,6 +302,7 @@ def load_manifest(path: str | Path, tasks_root: str | Path | None = None) -> Man
         source=source, models=models, tasks=tasks,
         linear=protocols.get("linear", LinearConfig()),
         heareval=protocols.get("heareval", HearevalConfig()),
+        knn=protocols.get("knn", KnnConfig()),
         tasks_root=root,
         cache_dir=_resolve(base, cache_dir).resolve() if cache_dir else None,
     )
@@ -327,7 +323,7 @@ def check_inputs(manifest: Manifest, check_audio: bool = False) -> list[str]:
     exists, and each task folder is a valid HEAR task (``validate_task`` when
     ``check_audio``, else the metadata, vocabulary and labels only).
     """
-    from eval_suites.hear_task import TaskFormatError, load_task, validate_task
+    from eval_suites.hear_format.task import TaskFormatError, load_task, validate_task
 
     p: list[str] = []
     for m in manifest.models:

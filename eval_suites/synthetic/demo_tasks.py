@@ -1,6 +1,6 @@
 """Small deterministic HEAR tasks made from real synthesised audio (no downloads).
 
-Three builders write complete task folders with :class:`eval_suites.hear_task.TaskWriter`:
+Three builders write complete task folders with :class:`eval_suites.hear_format.task.TaskWriter`:
 
 - :func:`build_keyword_task`: scene, multiclass — spoken words (espeak-ng and flite
   voices, varied speed and pitch) in coloured noise at a random SNR; the test and valid
@@ -17,10 +17,13 @@ Three builders write complete task folders with :class:`eval_suites.hear_task.Ta
   (like VoxForge), with voice variants and sentences disjoint across splits.
 - :func:`build_pitch_task`: scene, multiclass — the MIDI pitch of one note (like HEAR's
   nsynth_pitch), several instruments per split, scored with pitch and chroma accuracy.
+- :func:`build_recording_task`: scene, multiclass — real recordings (sonic-pi-samples
+  FLAC files, freepats GUS patches; :mod:`eval_suites.synthetic.recordings`), cropped, pitch-shifted
+  and mixed into noise, with the source recordings disjoint across splits.
 
 Same arguments give byte-identical wav files and labels: every random choice comes
 from a ``numpy.random.Generator`` seeded by (seed, split, clip index), the engines are
-deterministic (see :mod:`eval_suites.synth`), and clips are written in a fixed order
+deterministic (see :mod:`eval_suites.synthetic.synth`), and clips are written in a fixed order
 whatever the number of worker threads. Engines run as subprocesses, so a thread pool
 overlaps them without a process pool's start-up cost.
 
@@ -44,8 +47,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from eval_suites import synth
-from eval_suites.hear_task import (
+from eval_suites.synthetic import recordings, synth
+from eval_suites.hear_format.task import (
     TaskMetadata,
     TaskWriter,
     load_task,
@@ -63,6 +66,7 @@ __all__ = [
     "build_speaker_task",
     "build_language_task",
     "build_pitch_task",
+    "build_recording_task",
     "split_voices",
     "split_programs",
     "silent_notes",
@@ -335,7 +339,7 @@ def build_keyword_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_keyword_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_keyword_task", "build_args": args,
                "voices_by_split": by_split,
                "speakers_disjoint": len(voices) >= 3,
                "source": "espeak-ng / flite speech in synthetic noise"},
@@ -386,7 +390,7 @@ def build_instrument_task(
     and :data:`NSYNTH_PITCH_RANGES` for NSynth's 11 families). With
     ``disjoint_programs`` each split plays its own programs (:func:`split_programs`),
     as NSynth's splits hold different instruments. Clips are rendered in batches of
-    one fluidsynth run each (:func:`eval_suites.synth.fluidsynth_render_many`).
+    one fluidsynth run each (:func:`eval_suites.synthetic.synth.fluidsynth_render_many`).
     """
     if family_programs is None:
         family_programs, pitch_ranges = INSTRUMENT_FAMILIES, pitch_ranges or _FAMILY_PITCH
@@ -405,7 +409,7 @@ def build_instrument_task(
     if family_programs is not INSTRUMENT_FAMILIES or disjoint_programs:
         args.update(pitch_ranges={f: list(pitch_ranges[f]) for f in families},
                     disjoint_programs=disjoint_programs)
-    notes_meta = {"builder": "eval_suites.demo_tasks.build_instrument_task", "build_args": args,
+    notes_meta = {"builder": "eval_suites.synthetic.demo_tasks.build_instrument_task", "build_args": args,
                   "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments",
                   "programs": {f: [int(p) for p in family_programs[f]] for f in families}}
     if disjoint_programs:
@@ -508,7 +512,7 @@ def build_speaker_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_speaker_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_speaker_task", "build_args": args,
                "source": "espeak-ng / flite speech in synthetic noise",
                "sentences_disjoint": True},
     )
@@ -579,7 +583,7 @@ def build_language_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
-        notes={"builder": "eval_suites.demo_tasks.build_language_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_language_task", "build_args": args,
                "source": "espeak-ng speech in synthetic noise",
                "speakers_disjoint": True, "sentences_disjoint": True},
     )
@@ -642,7 +646,7 @@ def build_pitch_task(
                 sample_duration=sample_duration, snr_db=list(snr_db))
     metadata = TaskMetadata.scene(
         name, sample_duration=sample_duration, evaluation=["pitch_acc", "chroma_acc"],
-        notes={"builder": "eval_suites.demo_tasks.build_pitch_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_pitch_task", "build_args": args,
                "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments"},
     )
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
@@ -718,7 +722,7 @@ def build_event_task(
     metadata = TaskMetadata.event(
         name, sample_duration=clip_seconds,
         evaluation=["event_onset_200ms_fms", "segment_1s_er"],
-        notes={"builder": "eval_suites.demo_tasks.build_event_task", "build_args": args,
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_event_task", "build_args": args,
                "source": "espeak-ng words, fluidsynth piano/trumpet/drums, synthetic noise"},
     )
     task_dir, writer = _open_writer(out_dir, metadata, overwrite)
@@ -758,3 +762,174 @@ def build_event_task(
 def _jsonable(sizes: SplitSizes) -> int | dict[str, int]:
     """A split size as it is recorded in the task notes (JSON)."""
     return sizes if isinstance(sizes, int) else {k: int(sizes[k]) for k in SPLITS}
+
+
+# --------------------------------------------------------------------------- real recordings
+
+
+def _edge_fade(x: np.ndarray, ms: float = 5.0) -> np.ndarray:
+    """``x`` with linear 5 ms fades at both ends (no click where a crop cuts)."""
+    k = min(len(x) // 2, int(SR * ms / 1000))
+    if k > 0:
+        ramp = np.linspace(0.0, 1.0, k, dtype=np.float32)
+        x = x.copy()
+        x[:k] *= ramp
+        x[-k:] *= ramp[::-1]
+    return x
+
+
+def _patch_notes(waves: list, n_max: int, rng: np.random.Generator,
+                 pitch_range: tuple[int, int], n_notes: int) -> np.ndarray:
+    """``n_notes`` overlapping-free notes of a GUS patch at random pitches in
+    ``pitch_range``, random lengths and velocities, within ``n_max`` samples."""
+    seconds = n_max / SR
+    x = np.zeros(n_max, np.float32)
+    t = float(rng.uniform(0.0, 0.1))
+    lo, hi = pitch_range
+    for _ in range(n_notes):
+        if t >= seconds - 0.05:
+            break
+        dur = float(rng.uniform(0.25, 0.8)) * seconds / n_notes * 1.2
+        note = recordings.render_patch_note(waves, int(rng.integers(lo, hi + 1)), dur, SR,
+                                            max_seconds=seconds - t)
+        start = int(round(t * SR))
+        seg = note[: n_max - start] * float(rng.uniform(0.4, 1.0))
+        x[start: start + len(seg)] += seg
+        t += dur
+    return x
+
+
+def _recording_sound(source: str, n_max: int, rng: np.random.Generator,
+                     pitch_range: tuple[int, int] | None = None,
+                     semitones: tuple[float, float] = (-2.0, 2.0)) -> np.ndarray:
+    """One sound (<= ``n_max`` samples) from a real recording.
+
+    A freepats instrument patch (``Tone_000``) plays 1-3 notes in ``pitch_range``; a
+    freepats drum patch or a sonic-pi recording is pitch-shifted (resampled) by a random
+    amount in ``semitones`` and, when longer than ``n_max``, cropped at a random start
+    (up to 8 tries for a crop that is not near-silent), with 5 ms edge fades.
+    """
+    audio = recordings.load_source(source, SR)
+    if source.startswith("freepats:Tone_000/"):
+        if pitch_range is None:
+            raise ValueError(f"source {source!r} is an instrument patch: it needs a pitch range")
+        return _patch_notes(audio, n_max, rng, pitch_range, int(rng.integers(1, 4)))
+    shift = float(rng.uniform(*semitones))
+    if source.startswith("freepats:"):
+        audio = recordings.render_patch_note(audio, None, 10.0, SR, max_seconds=10.0)
+    ratio = 2.0 ** (shift / 12.0)
+    need = int(n_max * ratio)  # source samples that fill n_max after the shift
+    if len(audio) > need:
+        peak = float(np.abs(audio).max())
+        for _ in range(8):
+            start = int(rng.integers(0, len(audio) - need + 1))
+            crop = audio[start: start + need]
+            if float(np.abs(crop).max()) >= 0.1 * peak:
+                break
+        audio = crop
+    return _edge_fade(recordings.pitch_shift(audio, shift)[:n_max])
+
+
+def _check_recording_sources(sources: Mapping[str, Mapping[str, Sequence[str]]]
+                             ) -> dict[str, dict[str, list[str]]]:
+    """``{label: {split: [source, ...]}}``: every split non-empty, source names valid,
+    and no recording group (:func:`eval_suites.synthetic.recordings.source_group`) in two splits
+    or two labels."""
+    if not isinstance(sources, Mapping) or len(sources) < 2:
+        raise ValueError(f"expected sources as a mapping of at least 2 labels to "
+                         f"{{split: [source, ...]}}, got {sources!r}")
+    out: dict[str, dict[str, list[str]]] = {}
+    owner: dict[str, tuple[str, str]] = {}
+    problems = []
+    for label, by_split in sources.items():
+        if not isinstance(by_split, Mapping) or set(by_split) != set(SPLITS):
+            raise ValueError(f"sources[{label!r}]: expected a mapping with keys {SPLITS}, "
+                             f"got {by_split!r}")
+        out[str(label)] = {s: [str(x) for x in by_split[s]] for s in SPLITS}
+        for split in SPLITS:
+            if not out[label][split]:
+                problems.append(f"{label}/{split} has no source")
+            for src in out[label][split]:
+                recordings.source_path(src)  # ValueError / RecordingsMissing naming it
+                group = recordings.source_group(src)
+                if group in owner and owner[group] != (label, split):
+                    problems.append(f"recording {group} is in {owner[group][0]}/{owner[group][1]} "
+                                    f"and {label}/{split}")
+                owner.setdefault(group, (label, split))
+    if problems:
+        raise ValueError("sources: " + "; ".join(problems))
+    return out
+
+
+def build_recording_task(
+    out_dir: str | Path,
+    sources: Mapping[str, Mapping[str, Sequence[str]]],
+    clips_per_class_per_split: SplitSizes = 3,
+    seed: int = 0,
+    sample_duration: float = 2.0,
+    name: str = "demo-recordings",
+    pitch_ranges: Mapping[str, tuple[int, int]] | None = None,
+    semitones: tuple[float, float] = (-2.0, 2.0),
+    snr_db: tuple[float, float] = (10.0, 30.0),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: Progress = None,
+) -> Path:
+    """Classify real recordings: one label per class of source recordings.
+
+    ``sources``: ``{label: {"train": [...], "valid": [...], "test": [...]}}`` of source
+    names (``"sonic-pi:bd_808"``, ``"freepats:Drum_000/035_Kick_1"``,
+    ``"freepats:Tone_000/056_Trumpet"``); a recording (and its siblings, see
+    :func:`eval_suites.synthetic.recordings.source_group`) may appear in one split of one label
+    only, so test clips come from recordings never heard in training. Each clip: a
+    source of its label and split (in turn), made into a sound by :func:`_recording_sound`
+    (instrument patches: 1-3 notes in ``pitch_ranges[label]``; other recordings: a
+    random crop, pitch-shifted by ``semitones``), at a random offset, in white/pink/brown
+    noise at an SNR drawn from ``snr_db``, at a random gain (peak 0.3-0.95).
+    """
+    srcs = _check_recording_sources(sources)
+    labels = list(srcs)
+    ranges = {k: (int(v[0]), int(v[1])) for k, v in (pitch_ranges or {}).items()}
+    needs_range = [lb for lb in labels if lb not in ranges and any(
+        x.startswith("freepats:Tone_000/") for s in SPLITS for x in srcs[lb][s])]
+    if needs_range:
+        raise ValueError(f"labels {needs_range} play instrument patches: give their MIDI "
+                         f"pitch_ranges, got {pitch_ranges!r}")
+    per_split = _per_split(clips_per_class_per_split, "clips_per_class_per_split")
+    args = dict(sources=srcs, seed=seed, clips_per_class_per_split=_jsonable(clips_per_class_per_split),
+                sample_duration=sample_duration, snr_db=list(snr_db), semitones=list(semitones),
+                pitch_ranges={k: list(v) for k, v in sorted(ranges.items())})
+    groups = {s: sorted({recordings.source_group(x) for lb in labels for x in srcs[lb][s]})
+              for s in SPLITS}
+    metadata = TaskMetadata.scene(
+        name, sample_duration=sample_duration, evaluation=["top1_acc", "mAP"],
+        notes={"builder": "eval_suites.synthetic.demo_tasks.build_recording_task", "build_args": args,
+               "source": "real recordings: Debian sonic-pi-samples (FLAC) and freepats "
+                         "(GUS patches), cropped, pitch-shifted, in synthetic noise",
+               "recordings_by_split": groups,
+               "n_recordings_by_split": {s: len(groups[s]) for s in SPLITS},
+               "recordings_disjoint": True},
+    )
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    if writer is None:
+        return task_dir
+    clips = [_Clip(split, f"{split}-{label}-{k:03d}.wav", [label], (seed, si, li, k))
+             for si, split in enumerate(SPLITS) for li, label in enumerate(labels)
+             for k in range(per_split[split])]
+    n_total = int(round(sample_duration * SR))
+
+    def render(c: _Clip) -> np.ndarray:
+        rng = np.random.default_rng(c.seed)
+        label, k = c.labels[0], c.seed[3]
+        pool = srcs[label][c.split]
+        source = pool[k % len(pool)]  # each recording of the split equally often
+        sound = _recording_sound(source, n_total, rng, ranges.get(label), semitones)
+        if float(np.abs(sound).max()) < 1e-4:
+            raise RuntimeError(f"{c.name}: source {source} gave silence")
+        x = np.zeros(n_total, np.float32)
+        offset = int(rng.integers(0, n_total - len(sound) + 1))
+        x[offset: offset + len(sound)] = synth.normalize_peak(sound, 0.8)
+        x = _add_noise(x, rng, snr_db)
+        return synth.normalize_peak(x, float(rng.uniform(0.3, 0.95)))
+
+    return _write(writer, clips, render, workers, progress)

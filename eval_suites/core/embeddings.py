@@ -15,7 +15,7 @@ Layout of one cached task (``<cache>/<model>-<key>/<task folder name>/``), ident
     <split>/<clip>.timestamps.json        # event only: (T,) in ms
     <split>.embedding-dimensions.json     # [M, D]
     <split>.embeddings.npy                # raw float32 np.memmap (M, D), NOT a .npy file
-    <split>.target-labels.pkl             # pickled list of M label lists
+    <split>.target-labels.pkl             # pickled list of M label lists (for heareval)
     <split>.filename-timestamps.json      # event only: [[<split>/<clip> path, t ms], ...]
     profile.embeddings.json, .done.embeddings
     cache_key.json                        # ours: what the cache key was made of
@@ -31,6 +31,15 @@ The cache key hashes the model's module name, the checkpoint's content (sha256),
 name and size of each audio file). A changed checkpoint or relabelled task gets a new
 folder; the old one is left alone. A folder is written under ``<name>.partial`` and
 renamed when complete, so an interrupted run never leaves a half-written cache entry.
+
+Safety: the cache may be shared, so nothing read from it can run code. The labels pickle
+exists only because heareval's prediction runner reads it; this package reads it with
+:func:`load_labels_pickle`, an unpickler that refuses every object that is not a list,
+string or number (a tampered file is an error, never executed), and the ``heareval``
+protocol hands heareval a fresh pickle of the labels so checked, not the cached file.
+Writes go through ordinary file I/O (no ``np.memmap`` writer, which dies with SIGBUS on a
+full disk): a full disk or read-only folder is an OSError naming the file, and the
+half-written ``.partial`` folder is removed.
 """
 from __future__ import annotations
 
@@ -41,19 +50,18 @@ import pickle
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from eval_suites.hear_task import load_task
-
-if TYPE_CHECKING:  # the manifest imports the protocols, which import this module
-    from eval_suites.manifest import ModelSpec
+from eval_suites.core.model_spec import ModelSpec
+from eval_suites.hear_format.task import load_task
 
 __all__ = [
     "DONE_FILE",
@@ -68,6 +76,8 @@ __all__ = [
     "ensure_embeddings",
     "EmbeddingSplit",
     "read_split",
+    "load_labels_pickle",
+    "UnsafePickleError",
 ]
 
 DONE_FILE = ".done.embeddings"
@@ -143,13 +153,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def _task_fingerprint(task_dir: Path) -> str:
-    """sha256 over the task's metadata, vocabulary and label files, and the name and
-    size of every audio file (audio content is not read: it would cost a full pass)."""
+    """sha256 over the task's metadata, vocabulary and label files (their content), and
+    the name, size and modification time (ns) of every audio file.
+
+    Audio content is not read (it would cost a full pass over the task), but any rewrite
+    of a clip changes its mtime, so changed audio or labels give a new fingerprint; a
+    copy of the task that does not keep mtimes (``cp`` without ``-p``) does too, which
+    costs one recomputation and never serves stale embeddings.
+    """
     h = hashlib.sha256()
     for f in sorted(task_dir.glob("*.json")) + [task_dir / "labelvocabulary.csv"]:
         h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
     for wav in sorted(task_dir.glob("*/*/*.wav")):
-        h.update(f"{wav.relative_to(task_dir)}:{wav.stat().st_size}\0".encode())
+        st = wav.stat()
+        h.update(f"{wav.relative_to(task_dir)}:{st.st_size}:{st.st_mtime_ns}\0".encode())
     return h.hexdigest()
 
 
@@ -196,6 +213,43 @@ def labels_at_timestamps(events: list[dict], timestamps: np.ndarray) -> list[lis
     return [[lbl for start, end, lbl in intervals if start <= t < end] for t in timestamps]
 
 
+class UnsafePickleError(ValueError):
+    """A labels pickle holds something other than lists, strings and numbers."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles lists, tuples, dicts, strings, numbers, booleans and None only: any class
+    or function reference (how a pickle runs code) is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise UnsafePickleError(f"refusing to load {module}.{name}: a labels file holds only lists of labels")
+
+
+def load_labels_pickle(path: str | Path) -> list:
+    """A ``<split>.target-labels.pkl`` list, read without running any code it may hold."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            labels = _PlainUnpickler(fh).load()
+    except UnsafePickleError as e:
+        raise UnsafePickleError(f"{path}: {e}; the file was not written by this package (tampered cache?). "
+                                "Delete the cache folder to recompute it.") from e
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+        raise ValueError(f"{path} is corrupt ({type(e).__name__}: {e}); delete the cache folder to recompute it") from e
+    if not isinstance(labels, list):
+        raise ValueError(f"{path}: expected a list of label lists, got {type(labels).__name__}")
+    return labels
+
+
+def _write_file(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Run ``write(file)`` on ``path``; a failed write is an OSError that names ``path``."""
+    try:
+        with open(path, mode) as fh:
+            write(fh)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
+
+
 def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, embedding_type: str,
                         prediction_type: str, split: str, embed_task_dir: Path,
                         slug_dir: Path) -> None:
@@ -212,37 +266,36 @@ def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, emb
                              f"got shape {a.shape}")
     rows = sum(1 if a.ndim == 1 else a.shape[0] for a in arrays)
     dim = arrays[-1].shape[-1]
-    (embed_task_dir / f"{split}.embedding-dimensions.json").write_text(json.dumps((rows, dim)))
-    memmap = np.memmap(embed_task_dir / f"{split}.embeddings.npy", dtype=np.float32,
-                       mode="w+", shape=(rows, dim))  # (M, D)
+    _write_file(embed_task_dir / f"{split}.embedding-dimensions.json",
+                lambda fh: fh.write(json.dumps((rows, dim))), mode="w")
+    blocks: list[np.ndarray] = []  # the rows of the (M, D) matrix, in order
     labels: list = []
     filename_timestamps: list = []
-    idx = 0
     for f, emb in zip(files, arrays):
         lbl = json.loads(Path(str(f).replace("embedding.npy", "target-labels.json")).read_text())
         if embedding_type == "scene":
             if prediction_type == "multiclass" and len(lbl) != 1:
                 raise ValueError(f"{f}: multiclass clip with labels {lbl!r}; expected exactly one")
-            memmap[idx] = emb
+            blocks.append(emb[None])
             labels.append(lbl)
-            idx += 1
         else:
             ts = json.loads(Path(str(f).replace("embedding.npy", "timestamps.json")).read_text())
             if not (emb.shape[0] == len(lbl) == len(ts)):
                 raise ValueError(f"{f}: {emb.shape[0]} embeddings, {len(ts)} timestamps and "
                                  f"{len(lbl)} label lists; expected the same number")
-            memmap[idx: idx + emb.shape[0]] = emb
+            blocks.append(emb)
             labels += lbl
             slug = str(slug_dir / split / f.name).replace(".embedding.npy", "")
             filename_timestamps += [(slug, t) for t in ts]
-            idx += emb.shape[0]
-    memmap.flush()
-    del memmap
-    with open(embed_task_dir / f"{split}.target-labels.pkl", "wb") as fh:
-        pickle.dump(labels, fh)
+
+    def write_rows(fh) -> None:  # raw float32 rows, the bytes np.memmap(mode="w+") would hold
+        for block in blocks:
+            fh.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+    _write_file(embed_task_dir / f"{split}.embeddings.npy", write_rows)
+    _write_file(embed_task_dir / f"{split}.target-labels.pkl", lambda fh: pickle.dump(labels, fh))
     if embedding_type == "event":
-        (embed_task_dir / f"{split}.filename-timestamps.json").write_text(
-            json.dumps(filename_timestamps, indent=4))
+        _write_file(embed_task_dir / f"{split}.filename-timestamps.json",
+                    lambda fh: fh.write(json.dumps(filename_timestamps, indent=4)), mode="w")
 
 
 def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path,
@@ -322,21 +375,44 @@ def ensure_embeddings(spec: ModelSpec, task_dir: str | Path, cache_root: str | P
     key = cache_key(spec, task_dir)
     final = embedding_dir(cache_root, spec, task_dir, key)
     if (final / DONE_FILE).is_file():
-        return final
+        problem = _cache_problem(final)
+        if problem is None:
+            return final
+        warnings.warn(f"embedding cache {final} is damaged ({problem}); recomputing it", stacklevel=2)
     partial = final.with_name(final.name + ".partial")
     for stale in (partial, final):
         if stale.exists():
             shutil.rmtree(stale)
     model = get_model()
     start = time.time()
-    write_embeddings(model, task_dir, partial, progress=progress, final_dir=final)
-    (partial / "profile.embeddings.json").write_text(json.dumps(
-        {"time_elapsed": time.time() - start, "gpu_max_mem": None,
-         "gpu_device_name": str(model.device)}, indent=4))
-    (partial / KEY_FILE).write_text(json.dumps(key, indent=1, default=str))
-    (partial / DONE_FILE).touch()
+    try:
+        write_embeddings(model, task_dir, partial, progress=progress, final_dir=final)
+        profile = {"time_elapsed": time.time() - start, "gpu_max_mem": None, "gpu_device_name": str(model.device)}
+        _write_file(partial / "profile.embeddings.json", lambda fh: fh.write(json.dumps(profile, indent=4)), "w")
+        _write_file(partial / KEY_FILE, lambda fh: fh.write(json.dumps(key, indent=1, default=str)), "w")
+        _write_file(partial / DONE_FILE, lambda fh: None, "w")
+    except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)  # free what the failed write took; other entries stay
+        raise OSError(e.errno, f"cannot write embeddings under {partial} ({e}); that partial folder was "
+                               "removed, finished cache entries and results are intact") from e
     partial.rename(final)
     return final
+
+
+def _cache_problem(d: Path) -> str | None:
+    """What is wrong with a finished cache folder at a glance (sizes, not content), or None."""
+    try:
+        splits = json.loads((d / "task_metadata.json").read_text())["splits"]
+        for split in splits:
+            rows, dim = json.loads((d / f"{split}.embedding-dimensions.json").read_text())
+            size = (d / f"{split}.embeddings.npy").stat().st_size
+            if size != rows * dim * 4:
+                return f"{split}.embeddings.npy holds {size} bytes, expected {rows} x {dim} float32"
+            if not (d / f"{split}.target-labels.pkl").is_file():
+                return f"{split}.target-labels.pkl is missing"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
 
 
 # --------------------------------------------------------------------------- reader
@@ -360,10 +436,13 @@ def read_split(embed_dir: str | Path, split: str) -> EmbeddingSplit:
     its (clip name, timestamp) rows from a cached task folder."""
     d = Path(embed_dir)
     rows, dim = json.loads((d / f"{split}.embedding-dimensions.json").read_text())
+    size = (d / f"{split}.embeddings.npy").stat().st_size
+    if size != rows * dim * 4:
+        raise ValueError(f"{d / f'{split}.embeddings.npy'} holds {size} bytes, expected {rows} x {dim} float32; "
+                         "the cache is corrupt, delete the folder to recompute it")
     x = np.array(np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="r",
                            shape=(rows, dim)))  # (M, D)
-    with open(d / f"{split}.target-labels.pkl", "rb") as fh:
-        labels = pickle.load(fh)
+    labels = load_labels_pickle(d / f"{split}.target-labels.pkl")
     ft_path = d / f"{split}.filename-timestamps.json"
     ft = None
     if ft_path.is_file():

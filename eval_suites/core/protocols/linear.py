@@ -40,7 +40,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from eval_suites.embeddings import EmbeddingSplit, read_split
+from eval_suites.core.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
+from eval_suites.core.embeddings import EmbeddingSplit, read_split
+from eval_suites.core.intervals import FoldOutputs
 
 __all__ = ["LinearConfig", "data_splits", "run_linear", "LinearFold"]
 
@@ -153,14 +155,15 @@ def _score(score_fn, value) -> float:
 
 def _evaluate(task: _Task, probs: np.ndarray, y: np.ndarray, data: EmbeddingSplit,
               target_events: dict | None, fns: list, postprocessing: dict | None = None
-              ) -> tuple[list[float], dict | None]:
-    """Scores of ``fns`` on predictions ``probs`` (M, C) against ``y`` (M, C).
+              ) -> tuple[list[float], dict | None, dict | None]:
+    """(scores of ``fns``, post-processing, predicted events) on predictions ``probs`` (M, C)
+    against ``y`` (M, C).
 
     Event tasks: every post-processing of the grid is tried and the one giving the best
     first score is used (pass ``postprocessing`` to fix it, as on test).
     """
     if not task.event:
-        return [_score(f, f(probs, y)) for f in fns], None
+        return [_score(f, f(probs, y)) for f in fns], None, None
     grid, events_for_files = _event_postprocessing()
     grid = task.meta.get("evaluation_params", {}).get("event_postprocessing_grid", grid)
     idx_to_label = {i: lbl for lbl, i in task.label_to_idx.items()}
@@ -170,14 +173,14 @@ def _evaluate(task: _Task, probs: np.ndarray, y: np.ndarray, data: EmbeddingSpli
     with contextlib.redirect_stderr(io.StringIO()):  # heareval draws a progress bar here
         by_post = events_for_files(torch.from_numpy(probs), names, times, idx_to_label,
                                    grid, fixed)
-    best: tuple[list[float], dict] | None = None
+    best: tuple[list[float], dict, dict] | None = None
     for post, predicted in by_post.items():
         # Clips without any predicted event still count (as misses).
         predicted = {name: predicted.get(name, []) for name in target_events}
         scores = [_score(f, f(predicted, target_events)) for f in fns]
         primary = _comparable(scores[0], fns[0])
         if best is None or primary > _comparable(best[0][0], fns[0]):
-            best = (scores, dict(post))
+            best = (scores, dict(post), predicted)
     assert best is not None
     return best
 
@@ -190,7 +193,8 @@ def _comparable(value: float, fn) -> float:
 
 
 def _train_fold(task: _Task, split: dict[str, list[str]], cfg: LinearConfig,
-                device: torch.device, progress: bool) -> LinearFold:
+                device: torch.device, progress: bool) -> tuple[LinearFold, FoldOutputs, dict | None]:
+    """The fold's result, its per-clip test outputs and (event tasks) its test events."""
     train, y_train = task.load(split["train"])
     valid, y_valid = task.load(split["valid"])
     test, y_test = task.load(split["test"])
@@ -232,7 +236,7 @@ def _train_fold(task: _Task, split: dict[str, list[str]], cfg: LinearConfig,
             loss.backward()
             opt.step()
         layer.eval()
-        (score,), _ = _evaluate(task, predict(x_va), y_valid, valid, valid_events, [primary])
+        (score,), _, _ = _evaluate(task, predict(x_va), y_valid, valid, valid_events, [primary])
         if best_state is None or _comparable(score, primary) > _comparable(best_score, primary):
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(layer.state_dict())
@@ -242,25 +246,51 @@ def _train_fold(task: _Task, split: dict[str, list[str]], cfg: LinearConfig,
     layer.eval()
     post = None
     if task.event:  # the post-processing is chosen on validation, with the epoch
-        _, post = _evaluate(task, predict(x_va), y_valid, valid, valid_events, [primary])
+        _, post, _ = _evaluate(task, predict(x_va), y_valid, valid, valid_events, [primary])
     test_events = task.target_events(split["test"]) if task.event else None
-    scores, _ = _evaluate(task, predict(x_te), y_test, test, test_events, task.scores, post)
-    return LinearFold(test_split="|".join(split["test"]), best_epoch=best_epoch,
+    probs = predict(x_te)  # (M, C)
+    scores, _, predicted = _evaluate(task, probs, y_test, test, test_events, task.scores, post)
+    fold = LinearFold(test_split="|".join(split["test"]), best_epoch=best_epoch,
                       valid_score=best_score,
                       test_scores=dict(zip(task.meta["evaluation"], scores)),
                       postprocessing=post)
+    return (fold, *fold_outputs(task, split, test, y_test, probs, predicted, test_events))
 
 
-def run_linear(embed_dir: str | Path, cfg: LinearConfig, progress: bool = True
+def fold_outputs(task: _Task, split: dict[str, list[str]], test: EmbeddingSplit, y_test: np.ndarray,
+                 probs: np.ndarray, predicted: dict | None, test_events: dict | None
+                 ) -> tuple[FoldOutputs, dict | None]:
+    """A fold's per-clip test outputs (kept for the bootstrap intervals) and, for event tasks,
+    its predicted and target events. probs: (M, C) test predictions; y_test: (M, C)."""
+    if task.event:
+        outputs = event_fold_outputs(predicted, test_events, task.meta["evaluation"], task.label_to_idx)
+        return outputs, {"predicted": predicted, "target": test_events}
+    ids = np.concatenate([scene_clip_ids(task.dir, s, read_split(task.dir, s).labels if len(split["test"]) > 1
+                                         else test.labels) for s in split["test"]])
+    return FoldOutputs(ids=ids, targets=y_test, scores=probs), None
+
+
+def store_outputs(outputs_dir: str | Path, task: _Task, trained: list[tuple]) -> None:
+    """Save the per-clip outputs of [(fold, outputs, events)] into ``outputs_dir``."""
+    events = {f.test_split: e for f, _, e in trained} if task.event else None
+    save_outputs(outputs_dir, {f.test_split: o for f, o, _ in trained}, events)
+
+
+def run_linear(embed_dir: str | Path, cfg: LinearConfig, progress: bool = True,
+               outputs_dir: str | Path | None = None
                ) -> tuple[list[tuple[str, float, float | None, int]], list[LinearFold]]:
     """Score a cached task; returns ([(metric, mean, std or None, folds)], per-fold results).
 
-    Metrics are in the task's ``evaluation`` order (the first is the primary one).
+    Metrics are in the task's ``evaluation`` order (the first is the primary one). With
+    ``outputs_dir`` the per-clip test outputs are stored there (:mod:`eval_suites.core.clip_outputs`).
     """
     embed_dir = Path(embed_dir)
     task = _Task(embed_dir)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    folds = [_train_fold(task, s, cfg, device, progress) for s in data_splits(task.meta)]
+    trained = [_train_fold(task, s, cfg, device, progress) for s in data_splits(task.meta)]
+    folds = [f for f, _, _ in trained]
+    if outputs_dir is not None:
+        store_outputs(outputs_dir, task, trained)
     summary = []
     for metric in task.meta["evaluation"]:
         values = np.array([f.test_scores[metric] for f in folds], dtype=float)

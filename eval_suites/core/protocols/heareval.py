@@ -14,23 +14,39 @@ frame, for event tasks) over, or use ``hidden_layers: [0]``.
 
 It writes its outputs next to the embeddings it reads, so each cell gets a work folder
 ``<work>/embeddings/<task>/`` of symbolic links to the cached files: the shared cache
-stays clean and read-only for this protocol. Environment fixes from RECIPE.md:
+stays clean and read-only for this protocol. The labels pickles heareval reads are not
+links: each is checked with ``eval_suites.core.embeddings.load_labels_pickle`` (which refuses
+anything but plain lists) and written afresh, so a tampered shared cache cannot run code
+in heareval's process. Environment fixes from RECIPE.md:
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (torch >= 2.6 refuses heareval's checkpoint
 reload otherwise). The prediction runner does not import TensorFlow.
+
+heareval pickles each test fold's predictions (``<fold>.predictions.pkl``, written by the
+runner we just ran in the cell's own work folder); with ``outputs_dir`` they are converted to
+the project's per-clip outputs (:mod:`eval_suites.core.clip_outputs`: scene scores and targets with
+their clip names, or per-file event lists and counts), so the cell's intervals can be computed.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from eval_suites.core.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
+from eval_suites.core.intervals import FoldOutputs
+from eval_suites.core.embeddings import load_labels_pickle
+
 __all__ = ["HearevalConfig", "HEAREVAL_GRIDS", "run_heareval", "parse_predicted_scores",
-           "HearevalError"]
+           "store_outputs", "HearevalError"]
 
 HEAREVAL_GRIDS = ("default", "fast", "faster")
 """Grid names accepted by heareval 2021.1.3's ``--grid`` option."""
@@ -98,6 +114,10 @@ def _link_embeddings(embed_dir: Path, task_link_dir: Path, param_grid: dict | No
             params = metadata.setdefault("evaluation_params", {})
             params["task_specific_param_grid"] = {**params.get("task_specific_param_grid", {}), **param_grid}
             (task_link_dir / f.name).write_text(json.dumps(metadata, indent=1))
+        elif f.name.endswith(".target-labels.pkl"):  # checked, then re-pickled: never hand heareval the cached file
+            labels = load_labels_pickle(f)
+            with open(task_link_dir / f.name, "wb") as fh:
+                pickle.dump(labels, fh)
         else:
             (task_link_dir / f.name).symlink_to(f.resolve())
 
@@ -107,10 +127,7 @@ def parse_predicted_scores(path: str | Path, metadata: dict
     """[(metric, mean over folds, std over folds or None, folds)] from heareval's
     ``test.predicted-scores.json``, in the task's ``evaluation`` order."""
     scores = json.loads(Path(path).read_text())
-    if metadata["split_mode"] == "trainvaltest":
-        fold_keys = ["test"]
-    else:
-        fold_keys = sorted(metadata["splits"])
+    fold_keys = _fold_keys(metadata)
     missing = [k for k in fold_keys if k not in scores]
     if missing:
         raise HearevalError(f"{path}: no test results for {missing}; keys are {sorted(scores)}")
@@ -124,11 +141,42 @@ def parse_predicted_scores(path: str | Path, metadata: dict
     return out
 
 
+def _fold_keys(metadata: dict) -> list[str]:
+    return ["test"] if metadata["split_mode"] == "trainvaltest" else sorted(metadata["splits"])
+
+
+def store_outputs(task_dir: Path, embed_dir: Path, metadata: dict, outputs_dir: str | Path) -> Path:
+    """Convert heareval's ``<fold>.predictions.pkl`` in ``task_dir`` (its working copy of the
+    task) into per-clip outputs in ``outputs_dir``. Test rows are in the cached split's order
+    (heareval never shuffles the test loader)."""
+    vocab = pd.read_csv(embed_dir / "labelvocabulary.csv")
+    label_to_idx = {str(lbl): int(i) for i, lbl in zip(vocab["idx"], vocab["label"])}
+    folds, events = {}, {}
+    for key in _fold_keys(metadata):
+        path = task_dir / f"{key}.predictions.pkl"
+        if not path.is_file():
+            raise HearevalError(f"heareval's prediction runner wrote no {path.name} in {task_dir}")
+        with open(path, "rb") as fh:  # heareval's own output, written by the run above
+            pred = pickle.load(fh)
+        if metadata["embedding_type"] == "event":
+            folds[key] = event_fold_outputs(pred["predicted_events"], pred["target_events"],
+                                            metadata["evaluation"], label_to_idx)
+            events[key] = {"predicted": pred["predicted_events"], "target": pred["target_events"]}
+        else:
+            with open(embed_dir / f"{key}.target-labels.pkl", "rb") as fh:
+                labels = pickle.load(fh)
+            folds[key] = FoldOutputs(ids=scene_clip_ids(embed_dir, key, labels),
+                                     targets=np.asarray(pred["target"]), scores=np.asarray(pred["prediction"]))
+    return save_outputs(outputs_dir, folds, events or None)
+
+
 def run_heareval(embed_dir: str | Path, work_dir: str | Path, cfg: HearevalConfig,
-                 python: str | None = None) -> tuple[list[tuple[str, float, float | None, int]], dict]:
+                 python: str | None = None, outputs_dir: str | Path | None = None
+                 ) -> tuple[list[tuple[str, float, float | None, int]], dict]:
     """Run heareval's prediction runner on a cached task; returns (metrics, details).
 
     ``work_dir`` is emptied first. The runner's output goes to ``work_dir/heareval.log``.
+    With ``outputs_dir`` the per-clip test outputs are stored there (:func:`store_outputs`).
     Raises :class:`HearevalError` when it fails or times out.
     """
     embed_dir = Path(embed_dir).resolve()
@@ -163,4 +211,7 @@ def run_heareval(embed_dir: str | Path, work_dir: str | Path, cfg: HearevalConfi
     details = {"hparams": raw.get("hparams"), "postprocessing": raw.get("postprocessing"),
                "scores_file": str(scores_path), "grid": cfg.grid, "grid_points": cfg.grid_points,
                "param_grid": cfg.param_grid}
-    return parse_predicted_scores(scores_path, metadata), details
+    summary = parse_predicted_scores(scores_path, metadata)
+    if outputs_dir is not None:
+        store_outputs(work / task_rel, embed_dir, metadata, outputs_dir)
+    return summary, details

@@ -2,7 +2,7 @@
 
 For each model and task the embeddings are computed once (or found in the cache) and
 every protocol of the task scores them. Each cell ends with its ``result.json``
-(:mod:`eval_suites.results`), written atomically:
+(:mod:`eval_suites.core.results`), written atomically:
 
 - a rerun skips cells whose result is ``ok`` and whose fingerprint (the embeddings' cache
   digest: module, checkpoint content, options, task; and the protocol's settings) is
@@ -12,26 +12,32 @@ every protocol of the task scores them. Each cell ends with its ``result.json``
   recorded in that cell as ``failed`` with its message, and the run goes on;
   ``KeyboardInterrupt`` stops the run without recording the cell in progress;
 - ``results.csv`` and ``results.md`` are rewritten after every cell, so what is
-  finished is always on disk; ``results.png`` is drawn at the end (and by ``report``).
+  finished is always on disk; ``results.png`` is drawn at the end (and by ``report``);
+- a corrupt ``result.json`` (truncated, not JSON) is warned about, naming the file, and its
+  cell computed again; a failed write (disk full, read-only output) stops the run with an
+  OSError naming the file, every result written before it intact.
 """
 from __future__ import annotations
 
 import json
 import time
 import traceback
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from tqdm.auto import tqdm
 
-from eval_suites.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
-from eval_suites.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
-from eval_suites.protocols.heareval import run_heareval
-from eval_suites.protocols.linear import run_linear
-from eval_suites.report import write_report
-from eval_suites.results import (CellResult, MetricScore, cell_dir, collect_results,
-                                 load_cell, save_cell)
+from eval_suites.core.clip_outputs import clear_outputs
+from eval_suites.core.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
+from eval_suites.core.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
+from eval_suites.core.protocols.heareval import run_heareval
+from eval_suites.core.protocols.knn import run_knn
+from eval_suites.core.protocols.linear import run_linear
+from eval_suites.core.report import write_report
+from eval_suites.core.results import (CellResult, CorruptResult, CorruptResultWarning, MetricScore, cell_dir,
+                                 collect_results, load_cell, save_cell)
 
 __all__ = ["run_manifest", "pending_cells"]
 
@@ -58,7 +64,11 @@ def _done(out_dir: Path, model: ModelSpec, task: TaskSpec, protocol: str, finger
     path = cell_dir(out_dir, model.name, task.name, protocol) / "result.json"
     if not path.is_file():
         return False
-    cell = load_cell(path)
+    try:
+        cell = load_cell(path)
+    except CorruptResult as e:
+        warnings.warn(f"{e}; computing the cell again", CorruptResultWarning, stacklevel=2)
+        return False
     return cell.ok and json.loads(json.dumps(cell.details.get("fingerprint"), default=str)) == \
         json.loads(json.dumps(fingerprint, default=str))
 
@@ -96,11 +106,16 @@ class _ModelLoader:
 
 
 def _score(protocol: str, manifest: Manifest, embed_dir: Path, work: Path, progress: bool):
+    """(metrics, details) of one cell; its per-clip test outputs go into ``work``."""
+    clear_outputs(work)  # none left from an earlier scoring of the cell
     if protocol == "linear":
-        summary, folds = run_linear(embed_dir, manifest.linear, progress=progress)
+        summary, folds = run_linear(embed_dir, manifest.linear, progress=progress, outputs_dir=work)
         return summary, {"folds": [asdict(f) for f in folds]}
     if protocol == "heareval":
-        return run_heareval(embed_dir, work / "work", manifest.heareval)
+        return run_heareval(embed_dir, work / "work", manifest.heareval, outputs_dir=work)
+    if protocol == "knn":
+        summary, folds = run_knn(embed_dir, manifest.knn, progress=progress, outputs_dir=work)
+        return summary, {"folds": [asdict(f) for f in folds]}
     raise ValueError(f"unknown protocol {protocol!r}")
 
 
@@ -123,6 +138,7 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
         "cache_dir": str(cache_root), "models": [asdict(m) for m in manifest.models],
         "tasks": [asdict(t) for t in manifest.tasks],
         "linear": asdict(manifest.linear), "heareval": asdict(manifest.heareval),
+        "knn": asdict(manifest.knn),
     }, indent=1, default=str))
     fingerprints = _Fingerprints(manifest)
     todo = pending_cells(manifest, out, fingerprints)

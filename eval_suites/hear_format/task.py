@@ -47,7 +47,7 @@ from typing import Any, Union
 import numpy as np
 import soundfile as sf
 
-from eval_suites.synth import resample, write_wav
+from eval_suites.synthetic.synth import resample, write_wav
 
 __all__ = [
     "EMBEDDING_TYPES",
@@ -596,7 +596,7 @@ class HearTask:
     def read_audio(self, split: str, name: str, sample_rate: int | None = None
                    ) -> tuple[np.ndarray, int]:
         """Clip ``name`` as float32 mono (N,) and its sample rate."""
-        from eval_suites.synth import read_wav
+        from eval_suites.synthetic.synth import read_wav
 
         return read_wav(self.audio_path(split, name, sample_rate))
 

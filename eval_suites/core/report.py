@@ -1,0 +1,265 @@
+"""The run's report: ``results.csv``, ``results.md`` (models x tasks) and ``results.png``.
+
+Everything is rebuilt from the cells' ``result.json`` files, so ``python -m eval_suites
+report OUT`` gives the same files as the end of a run. Each protocol gets its own table
+and plot panel. A cell shows the task's primary metric (its first ``evaluation`` metric,
+e.g. ``top1_acc``; ``mean ± std`` over folds for k-fold tasks), ``FAILED`` when the cell
+failed (its error is listed under the table) or ``–`` when it was not run. The
+``mean <suite>`` columns average the primary metrics of the suite's tasks where larger
+is better (accuracy, mAP, F-measure, d', AUC); a task whose primary metric is an error
+rate (smaller is better, heareval's ``maximize=False``) is never averaged with them and
+is left out of the mean. A mean over fewer tasks than the suite has (a failed or missing
+cell, or an error-rate task) is marked ``*``.
+
+Every value carries its bootstrap interval over test clips, ``value [low, high]``
+(:mod:`eval_suites.core.intervals`, computed from the per-clip outputs each cell stores; a suite
+mean resamples clips within each of its tasks). ``[n/a]`` where a cell has no per-clip
+outputs (results from before they were kept) or its metric cannot be resampled: an interval
+is never invented. The plot draws the intervals as error bars.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from eval_suites.core.clip_outputs import OUTPUTS_FILE, load_outputs
+from eval_suites.core.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
+from eval_suites.core.results import CellResult, cell_dir, collect_results, write_csv
+
+__all__ = ["Intervals", "larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
+
+
+@lru_cache(maxsize=8192)
+def _cached_replicates(path: str, stamp: tuple, metric: str, task: str, cfg: BootstrapConfig) -> np.ndarray:
+    outputs = load_outputs(Path(path).parent)
+    return cell_replicates(outputs, metric, cfg, task)
+
+
+class Intervals:
+    """Bootstrap replicates and intervals of the cells under a results folder (computed once
+    per cell and outputs file in a process, so the report rebuilt after every cell stays cheap)."""
+
+    def __init__(self, out_dir: str | Path | None, cfg: BootstrapConfig = BootstrapConfig()):
+        self.out = None if out_dir is None else Path(out_dir)
+        self.cfg = cfg
+
+    def replicates(self, r: CellResult | None, metric: str | None = None) -> np.ndarray | None:
+        """(n_boot,) the metric (default: primary) of cell ``r`` on each resample, or None."""
+        if self.out is None or r is None or not r.ok or r.primary is None:
+            return None
+        metric = metric or r.primary.metric
+        path = cell_dir(self.out, r.model, r.task, r.protocol) / OUTPUTS_FILE
+        value = next((m.value for m in r.metrics if m.metric == metric), math.nan)
+        if not supports(metric) or not path.is_file() or math.isnan(value):
+            return None
+        st = path.stat()
+        reps = _cached_replicates(str(path), (st.st_mtime_ns, st.st_size), metric, r.task, self.cfg)
+        return None if np.isnan(reps).any() else reps
+
+    def cell(self, r: CellResult | None, metric: str | None = None) -> tuple[float, float] | None:
+        reps = self.replicates(r, metric)
+        return None if reps is None else percentile_interval(reps, self.cfg.level)
+
+    def mean(self, cells: list[CellResult]) -> tuple[float, float] | None:
+        """Interval of the mean of the cells' primary metrics (None unless all have outputs)."""
+        reps = [self.replicates(r) for r in cells]
+        if not reps or any(x is None for x in reps):
+            return None
+        return percentile_interval(np.mean(reps, axis=0), self.cfg.level)
+
+    def table(self, results: list[CellResult]) -> dict:
+        """{(model, task, protocol, metric): (low, high)} for every metric that has one."""
+        out = {}
+        for r in results:
+            for m in (r.metrics if r.ok else []):
+                iv = self.cell(r, m.metric)
+                if iv is not None:
+                    out[(r.model, r.task, r.protocol, m.metric)] = iv
+        return out
+
+
+def _ci(iv: tuple[float, float] | None) -> str:
+    return " [n/a]" if iv is None else f" [{iv[0]:.3f}, {iv[1]:.3f}]"
+
+
+def _layout(results: list[CellResult]):
+    """(protocols, models, tasks sorted by suite, {task: suite}, {(m, t, p): result})."""
+    protocols = sorted({r.protocol for r in results}, key=lambda p: (p != "linear", p))
+    models = list(dict.fromkeys(r.model for r in results))
+    suites = {r.task: r.suite for r in results}
+    tasks = sorted(suites, key=lambda t: (suites[t], t))
+    cells = {(r.model, r.task, r.protocol): r for r in results}
+    return protocols, models, tasks, suites, cells
+
+
+def _fmt(r: CellResult | None, intervals: Intervals) -> str:
+    if r is None:
+        return "–"
+    if not r.ok:
+        return "FAILED"
+    m = r.primary
+    if m is None:
+        return "–"
+    text = f"{m.value:.3f} ± {m.std:.3f}" if m.std is not None else f"{m.value:.3f}"
+    return text + _ci(intervals.cell(r))
+
+
+def larger_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is better (heareval's ``maximize``; error rates are not).
+
+    Metrics heareval does not know are taken as larger-is-better unless their name says
+    error rate (ends in ``_er``, ``error`` or ``error_rate``)."""
+    try:
+        from heareval.score import available_scores
+        return bool(getattr(available_scores[metric](label_to_idx={"x": 0}), "maximize", True))
+    except (ImportError, KeyError, TypeError):
+        name = metric.lower()
+        return not (name.endswith("_er") or name.endswith("error") or name.endswith("error_rate"))
+
+
+def _suite_means(cells, model: str, protocol: str, tasks: list[str], suites: dict, intervals: Intervals
+                 ) -> dict[str, tuple[float, bool, tuple[float, float] | None]]:
+    """{suite: (mean of the larger-is-better primary metrics, complete?, interval or None)}."""
+    out = {}
+    for suite in dict.fromkeys(suites[t] for t in tasks):
+        members = [t for t in tasks if suites[t] == suite]
+        done = [cells[(model, t, protocol)] for t in members
+                if (model, t, protocol) in cells and cells[(model, t, protocol)].primary
+                and larger_is_better(cells[(model, t, protocol)].primary.metric)]
+        if done:
+            out[suite] = (float(np.mean([r.primary.value for r in done])), len(done) == len(members),
+                          intervals.mean(done))
+    return out
+
+
+def markdown_report(results: list[CellResult], intervals: Intervals | None = None) -> str:
+    """Markdown tables (one per protocol, models x tasks, with per-suite means), each value
+    with its bootstrap interval (``intervals``; none given: every interval ``n/a``)."""
+    intervals = intervals or Intervals(None)
+    if not results:
+        return "# Results\n\nNo finished cells yet.\n"
+    protocols, models, tasks, suites, cells = _layout(results)
+    suite_names = list(dict.fromkeys(suites[t] for t in tasks))
+    lines = ["# Results", ""]
+    metric_of = {}
+    for r in results:
+        if r.primary is not None:
+            metric_of.setdefault(r.task, r.primary.metric)
+    lines.append("Primary metric per task: " + ", ".join(
+        f"{t} ({suites[t]}): {metric_of.get(t, '?')}" for t in tasks) + ".")
+    lines.append("")
+    for protocol in protocols:
+        lines += [f"## Protocol `{protocol}`", ""]
+        header = ["model"] + tasks + [f"mean {s}" for s in suite_names]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] * len(header)) + "|")
+        incomplete = False
+        for model in models:
+            row = [model] + [_fmt(cells.get((model, t, protocol)), intervals) for t in tasks]
+            means = _suite_means(cells, model, protocol, tasks, suites, intervals)
+            for s in suite_names:
+                if s in means:
+                    v, complete, iv = means[s]
+                    row.append(f"{v:.3f}" + ("" if complete else "*") + _ci(iv))
+                    incomplete |= not complete
+                else:
+                    row.append("–")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        failed = [r for r in results if r.protocol == protocol and not r.ok]
+        if failed:
+            lines.append("Failed cells:")
+            for r in failed:
+                first = (r.error or "").splitlines()[0] if r.error else ""
+                lines.append(f"- {r.model} / {r.task}: {first}")
+            lines.append("")
+        if incomplete:
+            lines.append("`*` mean over the finished tasks only; error-rate tasks are never "
+                         "averaged with accuracies.")
+            lines.append("")
+    cfg = intervals.cfg
+    lines.append(f"`[low, high]`: {cfg.level:.0%} bootstrap interval over test clips ({cfg.n_boot} "
+                 f"resamples, seed {cfg.seed}; suite means resample clips within each task); `n/a`: the "
+                 "cell has no per-clip outputs or its metric cannot be resampled. See docs/eval.md.")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_results(results: list[CellResult], path: str | Path, intervals: Intervals | None = None) -> Path:
+    """Grouped bars of the primary metric (tasks x models), one panel per protocol, with
+    bootstrap intervals as error bars where there are any; a failed cell is drawn as a red
+    ``x`` at zero. Uses matplotlib's Agg canvas directly (no pyplot, no global backend change)."""
+    intervals = intervals or Intervals(None)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    protocols, models, tasks, suites, cells = _layout(results)
+    suite_names = list(dict.fromkeys(suites[t] for t in tasks))
+    columns = tasks + [f"mean {s}" for s in suite_names]
+    width = max(6.0, 0.6 * len(columns) * max(1, len(models)) ** 0.5 + 2)
+    fig = Figure(figsize=(width, 3.2 * max(1, len(protocols))), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(1, len(protocols)), 1, squeeze=False)[:, 0]
+    bar = 0.8 / max(1, len(models))
+    x = np.arange(len(columns))
+    for ax, protocol in zip(axes, protocols):
+        for i, model in enumerate(models):
+            means = _suite_means(cells, model, protocol, tasks, suites, intervals)
+            values, bounds, failed = [], [], []
+            for j, t in enumerate(tasks):
+                r = cells.get((model, t, protocol))
+                values.append(r.primary.value if r is not None and r.primary else math.nan)
+                bounds.append(intervals.cell(r))
+                if r is not None and not r.ok:
+                    failed.append(j)
+            values += [means[s][0] if s in means else math.nan for s in suite_names]
+            bounds += [means[s][2] if s in means else None for s in suite_names]
+            pos = x - 0.4 + bar * (i + 0.5)
+            ax.bar(pos, np.nan_to_num(values, nan=0.0), bar, label=model, color=f"C{i}")
+            has = [j for j, b in enumerate(bounds) if b is not None and not math.isnan(values[j])]
+            if has:
+                v = np.array([values[j] for j in has])
+                err = np.array([[v[k] - bounds[j][0], bounds[j][1] - v[k]] for k, j in enumerate(has)]).T
+                ax.errorbar(pos[has], v, yerr=np.maximum(err, 0), fmt="none", ecolor="black",
+                            elinewidth=0.8, capsize=2)
+            if failed:
+                ax.plot(pos[failed], np.zeros(len(failed)), "x", color="red", markersize=9)
+        ax.set_title(f"protocol: {protocol} (primary metric per task, {intervals.cfg.level:.0%} bootstrap "
+                     "interval; red x = failed)")
+        ax.set_xticks(x, columns, rotation=30, ha="right", fontsize=8)
+        ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
+        ax.legend(fontsize=8, loc="best")
+    fig.savefig(path, dpi=110)
+    return Path(path)
+
+
+def write_report(out_dir: str | Path, plot: bool = True,
+                 bootstrap: BootstrapConfig = BootstrapConfig()) -> dict[str, Path]:
+    """Rebuild ``results.csv``, ``results.md`` (and ``results.png``) in ``out_dir``, with
+    intervals from ``bootstrap``."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FileNotFoundError(f"results folder {out} does not exist; run "
+                                f"'python -m eval_suites run MANIFEST --out {out}' first")
+    results = collect_results(out)
+    intervals = Intervals(out, bootstrap)
+    paths = {"csv": write_csv(results, out / "results.csv", intervals.table(results))}
+    md = out / "results.md"
+    md.write_text(markdown_report(results, intervals))
+    paths["markdown"] = md
+    if plot and results:
+        paths["plot"] = plot_results(results, out / "results.png", intervals)
+    return paths
+
+
+def print_summary(results: list[CellResult], out_dir: str | Path) -> int:
+    """Print the run's Markdown table and a count of its cells; return the number failed."""
+    out = Path(out_dir)
+    print((out / "results.md").read_text())
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} cell(s) ok, {failed} failed; "
+          f"results in {out}/results.csv, results.md, results.png")
+    return failed

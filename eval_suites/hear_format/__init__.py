@@ -1,0 +1,1 @@
+"""The HEAR 2021 task folder format: write, read and validate task folders (:mod:`.task`)."""
