@@ -8,13 +8,14 @@ time), with a setup.cfg whose [mutmut] section mutates only that module and runs
 those tests; `mutmut run` plants each mutant and runs the tests that reach the mutated
 function. The verdicts are written to mutation-work/<module>.results.txt and a summary
 line per module (killed / total, %) is printed and appended to
-mutation-work/summary.tsv. Surviving mutants can then be read with
-`cd mutation-work/<module> && mutmut show <name>`. Reviewed survivors are in
+mutation-work/summary.tsv. `--survivors --modules M` prints the diffs of M's surviving
+mutants (also written to mutation-work/<module>.survivors.txt). Reviewed survivors are in
 docs/testing.md. Not part of `make test`: the whole run takes about an hour on 2 cores.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import collections
 import os
 import re
@@ -41,14 +42,36 @@ MODULES: dict[str, list[str]] = {
     "pretrain/objectives/cola.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
     "pretrain/objectives/delores_s.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
     "pretrain/objectives/delores_m.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
-    "pretrain/augment.py": ["tests/test_pretrain_augment.py", "tests/test_pretrain_augment_draws.py"],
-    "pretrain/distributed.py": ["tests/test_pretrain_distributed.py"],
+    "pretrain/augment.py": ["tests/test_pretrain_augment.py", "tests/test_pretrain_augment_draws.py",
+                            "tests/test_pretrain_rrc.py"],
+    "pretrain/distributed.py": ["tests/test_pretrain_distributed.py", "tests/test_pretrain_split_bn.py"],
     "hear_slicer/api.py": ["tests/test_hear_api.py"],
     "eval_suites/core/protocols/linear.py": ["tests/test_linear_selection.py"],
 }
 STATUS = re.compile(r"^\s*(\S+):\s*(killed|survived|no tests|timeout|suspicious|skipped|segfault|"
                     r"not checked|check was interrupted by user|caught by type check|"
                     r"bad exit code|bad test result)\s*$")
+
+
+def undecorate(source: str) -> str:
+    """The same module with every function decorator applied by assignment after the def.
+
+    mutmut 3 leaves decorated functions unmutated (`@torch.no_grad()`, `@float32_loss`,
+    `@property`, ...), which would hide most of `after_step`, the distributed helpers and the
+    losses. `@dec def f` becomes `def f` followed by `f = dec(f)`, which Python defines to be
+    the same object, so the tests see the same module while mutmut sees plain functions.
+    """
+    lines = source.splitlines(keepends=True)
+    funcs = [n for n in ast.walk(ast.parse(source))
+             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.decorator_list]
+    for fn in sorted(funcs, key=lambda n: n.lineno, reverse=True):  # bottom up: line numbers stay valid
+        indent = lines[fn.lineno - 1][:fn.col_offset]
+        after = "".join(f"{indent}{fn.name} = {ast.get_source_segment(source, d)}({fn.name})\n"
+                        for d in reversed(fn.decorator_list))
+        lines.insert(fn.end_lineno, after)
+        first = min(d.lineno for d in fn.decorator_list) - 1  # the "@" line(s)
+        del lines[first:fn.lineno - 1]
+    return "".join(lines)
 
 
 def prepare(module: str, tests: list[str]) -> Path:
@@ -62,6 +85,8 @@ def prepare(module: str, tests: list[str]) -> Path:
         shutil.copytree(REPO / pkg, work / pkg, ignore=ignore)
     for t in tests:
         shutil.copy(REPO / t, work / t)
+    target = work / module
+    target.write_text(undecorate(target.read_text()))
     lines = "\n    ".join
     (work / "setup.cfg").write_text(
         "[mutmut]\n"
@@ -90,11 +115,32 @@ def run_module(module: str, tests: list[str], max_children: int) -> collections.
     return counts
 
 
+def survivors(module: str) -> str:
+    """The diff of every surviving mutant of an earlier run of `module` (written next to its results)."""
+    work = WORK / module.replace("/", "__").removesuffix(".py")
+    results = WORK / f"{work.name}.results.txt"
+    if not results.is_file():
+        raise SystemExit(f"--survivors: no results for {module} in {WORK}; run it first")
+    env = {**os.environ, "PYTHONPATH": str(work)}
+    names = [m.group(1) for m in map(STATUS.match, results.read_text().splitlines()) if m and m.group(2) == "survived"]
+    parts = []
+    for name in names:
+        diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env,
+                              capture_output=True, text=True).stdout
+        parts.append(f"## {name}\n" + "".join(line + "\n" for line in diff.splitlines()
+                                                if line[:1] in "-+" and line[:3] not in ("---", "+++")))
+    text = "".join(parts)
+    (WORK / f"{work.name}.survivors.txt").write_text(text)
+    return text
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modules", nargs="*", default=list(MODULES), help="modules to mutate (default: all)")
     ap.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
     ap.add_argument("--list", action="store_true", help="print the modules and their tests, then exit")
+    ap.add_argument("--survivors", action="store_true",
+                    help="print the diffs of the surviving mutants of the last run of --modules, then exit")
     args = ap.parse_args()
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -102,6 +148,10 @@ def main() -> None:
     if args.list:
         for m in args.modules:
             print(m, *MODULES[m])
+        return
+    if args.survivors:
+        for m in args.modules:
+            print(survivors(m))
         return
     WORK.mkdir(exist_ok=True)
     for module in args.modules:

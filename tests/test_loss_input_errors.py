@@ -65,3 +65,10 @@ def test_valid_boundary_inputs_are_accepted():
     assert torch.isfinite(cluster_contrast(soft(1, 2), soft(1, 2), 1e-3))
     assert torch.isfinite(negative_entropy(soft(1, 2)))
     assert torch.isfinite(barlow_twins_loss(torch.randn(2, 3), torch.randn(2, 3)))
+
+
+def test_cluster_contrast_default_temperature_is_one():
+    """Contrastive Clustering's cluster temperature (and SLICER's released code): 1.0."""
+    p_a, p_b = soft(8, 4), soft(8, 4)
+    assert cluster_contrast(p_a, p_b).item() == cluster_contrast(p_a, p_b, 1.0).item()
+    assert cluster_contrast(p_a, p_b).item() != pytest.approx(cluster_contrast(p_a, p_b, 2.0).item())
