@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from scipy import stats
 
 from pretrain.augment import (AugmentConfig, AugmentPipeline, ClipMemory, KMix, KMixConfig, Mixup, MixupConfig,
-                              clip_descriptor, kmix_partners)
+                              RandomResizeCrop, clip_descriptor, kmix_partners, random_crop_params,
+                              random_resize_crop)
 
 torch.set_num_threads(1)
 
@@ -197,3 +198,57 @@ def test_pipeline_applies_the_enabled_augmentations_in_order(mixup, rrc, kmix):
             expected = step(expected)
     torch.testing.assert_close(got, expected)
     assert not torch.allclose(got, x)
+
+
+# ----------------------------------------------------------------------------- RRC plumbing
+# (RRC's distributions and resizing are pinned against BYOL-A in tests/test_pretrain_rrc.py;
+# these check what reaches it: the generator, the frequency flag, a frequency canvas > 1.)
+def test_crop_parameters_come_from_the_generator_alone():
+    def draw():
+        return random_crop_params(16, 64, 96, (1.5, 1.5), (0.6, 1.5), (0.6, 1.5),
+                                  generator=torch.Generator().manual_seed(3))
+
+    a = draw()
+    torch.manual_seed(99)
+    b = draw()
+    for name, u, v in zip(a._fields, a, b):
+        assert torch.equal(u, v), name
+    x = torch.randn(4, 64, 96)
+    torch.manual_seed(1)
+    one = random_resize_crop(x, (1.0, 1.5), (0.6, 1.5), (0.6, 1.5), generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(2)
+    two = random_resize_crop(x, (1.0, 1.5), (0.6, 1.5), (0.6, 1.5), generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(one, two)
+
+
+def test_time_only_crop_on_a_taller_canvas_keeps_the_input_rows():
+    """frequency=False with a frequency canvas of 1.5: the crop is the input's own F rows,
+    centred on the canvas as the input is."""
+    p = random_crop_params(8, 64, 96, (1.5, 1.5), (0.6, 1.5), (0.6, 1.5), frequency=False,
+                           generator=torch.Generator().manual_seed(0))
+    assert (p.height == 64).all() and (p.top == (96 - 64) // 2).all()
+    profile = torch.randn(8, 64, 1, dtype=torch.float64)
+    x = profile.expand(8, 64, 96).contiguous()
+    out = random_resize_crop(x, (1.5, 1.0), (0.6, 1.5), (1.0, 1.0), frequency=False,
+                             generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x, rtol=1e-9, atol=1e-9)  # full time span, rows unmoved
+
+
+@pytest.mark.parametrize("frequency", [True, False])
+def test_rrc_module_and_function_follow_the_frequency_flag(frequency):
+    cfg = AugmentConfig().rrc
+    cfg.frequency = frequency
+    profile = torch.randn(6, 64, 1)
+    x = profile.expand(6, 64, 96).contiguous()
+    torch.manual_seed(4)
+    got = RandomResizeCrop(cfg)(x)
+    torch.manual_seed(4)
+    expected = random_resize_crop(x, cfg.virtual_crop_scale, cfg.freq_scale, cfg.time_scale, frequency=frequency)
+    torch.testing.assert_close(got, expected)
+    if frequency:  # the default of the function too: mel rows move
+        torch.manual_seed(4)
+        default = random_resize_crop(x, cfg.virtual_crop_scale, cfg.freq_scale, cfg.time_scale)
+        torch.testing.assert_close(default, got)
+    mid = slice(30, 66)
+    moved = (got[:, :, mid] - x[:, :, mid]).abs().amax()
+    assert (moved > 0.1) == frequency
