@@ -37,7 +37,7 @@ MODULES: dict[str, list[str]] = {
     "pretrain/losses/barlow.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
     "pretrain/losses/byol.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
     "pretrain/losses/cola.py": ["tests/test_pretrain_baselines_losses.py", ERRORS],
-    "pretrain/objectives/slicer.py": ["tests/test_pretrain_slicer_objective.py"],
+    "pretrain/objectives/slicer.py": ["tests/test_pretrain_slicer_objective.py", "tests/test_pretrain_distributed.py"],
     "pretrain/objectives/byol_a.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
     "pretrain/objectives/cola.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],
     "pretrain/objectives/delores_s.py": [BASELINES, "tests/test_pretrain_baselines_objectives.py"],

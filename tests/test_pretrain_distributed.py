@@ -127,6 +127,14 @@ def test_shuffled_forward_keys_belong_to_their_clips(ranks, call):
 
 
 def test_slicer_enqueues_every_rank_s_keys_in_rank_order(ranks):
+    from hear_slicer.encoder import EncoderConfig
+    from pretrain.objectives.slicer import Slicer, SlicerConfig
+
+    one = Slicer(EncoderConfig(n_mels=64, channels=4, d=32, dropout=0.0), SlicerConfig(instance_dim=8, n_clusters=4,
+                 queue_size=64, shuffle_bn=False))  # one process too (and so mutmut maps this test to after_step)
+    one(torch.randn(3, 64, 32), torch.randn(3, 64, 32))
+    one.after_step(1, 1)
+    assert one.queue.owners[:6].tolist() == [0] * 6 and one.queue.owners[6:].eq(-1).all()
     pending = [out["pending"] for out in ranks]  # (2 * 3, E) per rank
     n = pending[0].shape[0]
     for out in ranks:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from hear_slicer.encoder import EncoderConfig
-from pretrain.distributed import DistContext
+from pretrain.distributed import DistContext, shuffled_forward
 from pretrain.objectives.slicer import Slicer, SlicerConfig
 
 torch.set_num_threads(1)
@@ -230,3 +230,24 @@ def test_after_step_before_any_forward_only_moves_the_teacher():
     obj.after_step(1, 1)
     for key, value in obj.queue.state_dict().items():
         assert torch.equal(value, queue[key]), key
+
+
+def test_split_bn_groups_reach_the_teacher_forward():
+    """On one process the teacher's keys come from `split_bn_groups` shuffled sub-batches
+    (pretrain.distributed.split_forward, tested there); the config value must reach it."""
+    names = {f.name for f in dataclasses.fields(SlicerConfig)}
+    if "split_bn_groups" not in names:
+        pytest.skip("no split BatchNorm in this version")
+    view_a, view_b = _views(4)
+    keys = {}
+    for groups in (1, 3):
+        obj = _make(seed=6, shuffle_bn=True, split_bn_groups=groups)
+        torch.manual_seed(8)
+        obj(view_a, view_b)
+        keys[groups] = obj._pending_keys
+        torch.manual_seed(8)
+        with torch.no_grad():
+            expected = torch.cat([shuffled_forward(obj._teacher_keys, v, DistContext(), groups)
+                                  for v in (view_a, view_b)])
+        torch.testing.assert_close(keys[groups], expected)
+    assert not torch.allclose(keys[1], keys[3], atol=1e-4)  # BatchNorm saw other batches
