@@ -16,6 +16,7 @@ import random
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import eval_suites.core.protocols.linear as linear
 from eval_suites.core.protocols.linear import LinearConfig, run_linear
@@ -28,14 +29,18 @@ LOSS_CURVE = [0.90, 0.50, 0.70, 0.60, 0.45, 0.46, 0.80]  # a metric to minimise:
 SPLITS = ("train", "valid", "test")
 
 
-def _write_task(d, clips):
+def _labels(lbl):
+    return list(lbl) if isinstance(lbl, (list, tuple)) else [lbl]
+
+
+def _write_task(d, clips, splits=SPLITS):
     """clips: split -> {name: (embedding (D,), label)}. Rows are stored in the cache's order
     (each split's names shuffled in split order by one random.Random(0), as
     eval_suites.core.embeddings writes them); returns split -> row order (names)."""
     prng = random.Random(0)
     orders = {}
-    for split in SPLITS:
-        (d / f"{split}.json").write_text(json.dumps({n: [lbl] for n, (_, lbl) in clips[split].items()}))
+    for split in splits:
+        (d / f"{split}.json").write_text(json.dumps({n: _labels(lbl) for n, (_, lbl) in clips[split].items()}))
         names = list(clips[split])
         prng.shuffle(names)
         orders[split] = names
@@ -46,7 +51,7 @@ def _write_task(d, clips):
         mm.flush()
         del mm
         with open(d / f"{split}.target-labels.pkl", "wb") as fh:
-            pickle.dump([[clips[split][n][1]] for n in names], fh)
+            pickle.dump([_labels(clips[split][n][1]) for n in names], fh)
     return orders
 
 
@@ -130,3 +135,126 @@ def test_standardisation_uses_the_training_split_only(planted_task, monkeypatch)
     calls.clear()
     run_linear(planted_task, LinearConfig(epochs=1, device="cpu"), progress=False)
     assert not np.allclose(calls[0][1], first, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- the training itself
+def _reference_valid_probs(x_tr, y_tr, x_va, cfg: LinearConfig, multiclass: bool) -> list[np.ndarray]:
+    """LAPE's linear protocol written out: standardise with train statistics, one nn.Linear,
+    Adam(lr), mini-batches of batch_size in a seeded random order, softmax + CE (multiclass) or
+    sigmoid + BCE; the validation probabilities after every epoch."""
+    mean = x_tr.mean(0) if cfg.standardize else 0.0
+    std = np.maximum(x_tr.std(0), 1e-6) if cfg.standardize else 1.0
+    feats = lambda x: torch.as_tensor((x - mean) / std, dtype=torch.float32)  # noqa: E731
+    xt, yt, xv = feats(x_tr), torch.as_tensor(y_tr), feats(x_va)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    layer = torch.nn.Linear(xt.shape[1], yt.shape[1])
+    opt = torch.optim.Adam(layer.parameters(), lr=cfg.lr)
+    out = []
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(xt), generator=gen)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            logits = layer(xt[idx])
+            if multiclass:
+                loss = torch.nn.functional.cross_entropy(logits, yt[idx].argmax(1))
+            else:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            logits = layer(xv)
+            out.append((logits.softmax(-1) if multiclass else logits.sigmoid()).numpy())
+    return out
+
+
+@pytest.mark.parametrize("prediction_type,standardize,batch_size,lr", [
+    ("multiclass", True, 32, 1e-3), ("multilabel", True, 7, 3e-3), ("multiclass", False, 5, 1e-2)])
+def test_training_equals_the_protocol_written_out(tmp_path, monkeypatch, prediction_type, standardize, batch_size,
+                                                  lr):
+    rng = np.random.default_rng(1)
+    d = tmp_path / "task"
+    d.mkdir()
+    labels = ["a", "b", "c"]
+    (d / "task_metadata.json").write_text(json.dumps(dict(
+        task_name="t", split_mode="trainvaltest", embedding_type="scene", prediction_type=prediction_type,
+        evaluation=["scripted"], splits=list(SPLITS))))
+    pd.DataFrame({"idx": [0, 1, 2], "label": labels}).to_csv(d / "labelvocabulary.csv", index=False)
+
+    def draw(n, prefix):
+        clips = {}
+        for i in range(n):
+            x = rng.normal(size=6) * np.array([1, 2, 3, 1, 1, 5]) + np.array([0, 4, -2, 0, 1, 0])
+            lbl = labels[int(np.argmax(x[:3]))]
+            if prediction_type == "multilabel":
+                lbl = sorted({lbl, labels[int(np.argmin(x[3:]))]})
+            clips[f"{prefix}{i}.wav"] = (x, lbl)
+        return clips
+
+    clips = {"train": draw(40, "tr"), "valid": draw(12, "va"), "test": draw(12, "te")}
+    orders = _write_task(d, clips)
+
+    def matrix(split):
+        x = np.stack([clips[split][n][0] for n in orders[split]]).astype(np.float32)
+        y = np.zeros((len(x), 3), dtype=np.float32)
+        for r, n in enumerate(orders[split]):
+            for lbl in _labels(clips[split][n][1]):
+                y[r, labels.index(lbl)] = 1.0
+        return x, y
+
+    calls = []
+    monkeypatch.setattr(linear, "_heareval_scoring", lambda: {"scripted": _recording(calls)})
+    cfg = LinearConfig(epochs=4, device="cpu", standardize=standardize, batch_size=batch_size, lr=lr, seed=3)
+    run_linear(d, cfg, progress=False)
+    (x_tr, y_tr), (x_va, _) = matrix("train"), matrix("valid")
+    expected = _reference_valid_probs(x_tr, y_tr, x_va, cfg, prediction_type == "multiclass")
+    got = calls[:cfg.epochs]  # then one call on test
+    assert len(calls) == cfg.epochs + 1
+    for epoch, (g, e) in enumerate(zip(got, expected)):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6, err_msg=f"epoch {epoch}")
+    assert not np.allclose(got[0], got[-1], atol=1e-3)
+
+
+def _recording(calls):
+    """A metric that records each input; the epoch's score is its call count (later is better)."""
+    class Recording:
+        def __init__(self, label_to_idx):
+            pass
+
+        def __call__(self, probs, y):
+            calls.append(probs.copy())
+            return float(len(calls))
+
+    return Recording
+
+
+def test_kfold_splits_rotate_as_heareval_does():
+    meta = {"split_mode": "new_split_kfold", "splits": ["fold02", "fold00", "fold01", "fold03"]}
+    assert linear.data_splits(meta) == [
+        {"train": ["fold02", "fold03"], "valid": ["fold01"], "test": ["fold00"]},
+        {"train": ["fold00", "fold03"], "valid": ["fold02"], "test": ["fold01"]},
+        {"train": ["fold00", "fold01"], "valid": ["fold03"], "test": ["fold02"]},
+        {"train": ["fold01", "fold02"], "valid": ["fold00"], "test": ["fold03"]},
+    ]
+    assert linear.data_splits({"split_mode": "trainvaltest", "splits": ["train", "valid", "test"]}) == [
+        {"train": ["train"], "valid": ["valid"], "test": ["test"]}]
+
+
+BAD_SETTINGS = [("epochs", 0, "an integer >= 1"), ("epochs", 2.0, "an integer >= 1"), ("epochs", True, "an integer >= 1"),
+                ("lr", 0.0, "a number > 0"), ("lr", "0.1", "a number > 0"), ("lr", True, "a number > 0"),
+                ("batch_size", 0, "an integer >= 1"), ("batch_size", False, "an integer >= 1"),
+                ("batch_size", 1.5, "an integer >= 1"), ("seed", 1.0, "an integer"), ("seed", True, "an integer"),
+                ("standardize", 1, "true or false"), ("device", 0, "a device name or null")]
+
+
+@pytest.mark.parametrize("key,value,expected", BAD_SETTINGS, ids=[f"{k}={v!r}" for k, v, _ in BAD_SETTINGS])
+def test_bad_settings_are_rejected_with_their_name_and_value(key, value, expected):
+    with pytest.raises(ValueError) as err:
+        LinearConfig(**{key: value})
+    assert str(err.value) == f"setting {key!r}: expected {expected}, got {value!r}"
+
+
+def test_boundary_settings_are_accepted():
+    cfg = LinearConfig(epochs=1, lr=1e-9, batch_size=1, seed=-5, standardize=False, device="cpu")
+    assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.device) == (1, 1, -5, "cpu")
