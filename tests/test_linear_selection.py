@@ -258,3 +258,73 @@ def test_bad_settings_are_rejected_with_their_name_and_value(key, value, expecte
 def test_boundary_settings_are_accepted():
     cfg = LinearConfig(epochs=1, lr=1e-9, batch_size=1, seed=-5, standardize=False, device="cpu")
     assert (cfg.epochs, cfg.batch_size, cfg.seed, cfg.device) == (1, 1, -5, "cpu")
+
+
+# ----------------------------------------------------------------------------- event tasks
+def _event_task(d, rng, hop_ms=50.0, clip_ms=4000.0):
+    """Frame embeddings that carry their frame's labels (one-hot + noise): a planted task whose
+    every test event the protocol must recover (F = 1) through heareval's post-processing."""
+    labels = ["dog", "bell"]
+    (d / "task_metadata.json").write_text(json.dumps(dict(
+        task_name="ev", split_mode="trainvaltest", embedding_type="event", prediction_type="multilabel",
+        evaluation=["event_onset_200ms_fms", "segment_1s_er"], splits=list(SPLITS))))
+    pd.DataFrame({"idx": [0, 1], "label": labels}).to_csv(d / "labelvocabulary.csv", index=False)
+    times = np.arange(0.0, clip_ms + 1e-9, hop_ms)
+    for split, n in (("train", 12), ("valid", 4), ("test", 4)):
+        events, xs, ys, ft = {}, [], [], []
+        for k in range(n):
+            name = f"{split}{k}.wav"
+            start = float(rng.uniform(200, 1200))
+            evs = [{"label": labels[k % 2], "start": start, "end": start + float(rng.uniform(500, 1000))},
+                   {"label": labels[(k + 1) % 2], "start": start + 1700.0, "end": start + 2500.0}]
+            events[name] = evs
+            for t in times:
+                on = [e["label"] for e in evs if e["start"] <= t < e["end"]]
+                xs.append(np.array([3.0 * (lbl in on) for lbl in labels]) + 0.05 * rng.normal(size=2))
+                ys.append(on)
+                ft.append([f"ev/{split}/{name}", float(t)])
+        (d / f"{split}.json").write_text(json.dumps(events))
+        x = np.stack(xs).astype(np.float32)
+        (d / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(x.shape)))
+        mm = np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=x.shape)
+        mm[:] = x
+        mm.flush()
+        del mm
+        with open(d / f"{split}.target-labels.pkl", "wb") as fh:
+            pickle.dump(ys, fh)
+        (d / f"{split}.filename-timestamps.json").write_text(json.dumps(ft))
+
+
+def test_event_task_recovers_planted_events(tmp_path):
+    d = tmp_path / "ev"
+    d.mkdir()
+    _event_task(d, np.random.default_rng(0))
+    summary, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False,
+                                  outputs_dir=tmp_path / "outputs")
+    assert fold.test_scores["event_onset_200ms_fms"] == pytest.approx(1.0)
+    # frame-accurate events: segment errors only where a boundary falls within a hop of a segment edge
+    assert fold.test_scores["segment_1s_er"] <= 0.1
+    assert fold.valid_score == pytest.approx(1.0) and fold.postprocessing is not None
+    grid = {tuple(sorted(p.items())) for p in _grid()}
+    assert tuple(sorted(fold.postprocessing.items())) in grid
+    assert [m for m, *_ in summary] == ["event_onset_200ms_fms", "segment_1s_er"]
+    assert any((tmp_path / "outputs").iterdir())  # the per-file outputs of the bootstrap intervals
+
+
+def _grid():
+    from heareval.predictions.task_predictions import EVENT_POSTPROCESSING_GRID
+    import itertools
+
+    keys = list(EVENT_POSTPROCESSING_GRID)
+    return [dict(zip(keys, v)) for v in itertools.product(*(EVENT_POSTPROCESSING_GRID[k] for k in keys))]
+
+
+def test_event_predictions_shifted_in_time_miss(tmp_path, monkeypatch):
+    """The same planted task with the test frames' timestamps moved 600 ms: the onsets miss."""
+    d = tmp_path / "ev"
+    d.mkdir()
+    _event_task(d, np.random.default_rng(0))
+    rows = json.loads((d / "test.filename-timestamps.json").read_text())
+    (d / "test.filename-timestamps.json").write_text(json.dumps([[n, t + 600.0] for n, t in rows]))
+    _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False)
+    assert fold.test_scores["event_onset_200ms_fms"] < 0.2
