@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import collections
+import fnmatch
 import os
 import re
 import shutil
@@ -100,18 +101,19 @@ def prepare(module: str, tests: list[str]) -> Path:
     return work
 
 
-def run_module(module: str, tests: list[str], max_children: int) -> collections.Counter:
+def run_module(module: str, tests: list[str], max_children: int, names: list[str]) -> collections.Counter:
     work = prepare(module, tests)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(work)}
     mutmut = [sys.executable, "-m", "mutmut"]
     print(f"== {module}: tests {' '.join(tests)}", flush=True)
     with open(WORK / f"{work.name}.log", "w") as log:  # mutmut draws a spinner: keep it out of the console
-        subprocess.run([*mutmut, "run", "--max-children", str(max_children)], cwd=work, env=env, check=False,
+        subprocess.run([*mutmut, "run", "--max-children", str(max_children), *names], cwd=work, env=env, check=False,
                        stdout=log, stderr=subprocess.STDOUT)
     out = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout
     (WORK / f"{work.name}.results.txt").write_text(out)
-    counts = collections.Counter(m.group(2) for m in map(STATUS.match, out.splitlines()) if m)
+    counts = collections.Counter(m.group(2) for m in map(STATUS.match, out.splitlines())
+                                 if m and (not names or any(fnmatch.fnmatchcase(m.group(1), n) for n in names)))
     return counts
 
 
@@ -138,6 +140,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modules", nargs="*", default=list(MODULES), help="modules to mutate (default: all)")
     ap.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
+    ap.add_argument("--names", nargs="*", default=[],
+                    help="only these mutants (mutmut name globs, e.g. 'hear_slicer.api.*timestamp*'); default all")
     ap.add_argument("--list", action="store_true", help="print the modules and their tests, then exit")
     ap.add_argument("--survivors", action="store_true",
                     help="print the diffs of the surviving mutants of the last run of --modules, then exit")
@@ -155,10 +159,10 @@ def main() -> None:
         return
     WORK.mkdir(exist_ok=True)
     for module in args.modules:
-        counts = run_module(module, MODULES[module], args.max_children)
+        counts = run_module(module, MODULES[module], args.max_children, args.names)
         total = sum(counts.values())
         killed = counts["killed"] + counts["timeout"] + counts["caught by type check"]
-        line = (f"{module}\t{killed}/{total}\t{100.0 * killed / max(total, 1):.1f}%\t"
+        line = (f"{module}{' ' + ' '.join(args.names) if args.names else ''}\t{killed}/{total}\t{100.0 * killed / max(total, 1):.1f}%\t"
                 + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         print(line, flush=True)
         with open(WORK / "summary.tsv", "a") as fh:
