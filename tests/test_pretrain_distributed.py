@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pretrain.distributed import (DistContext, all_gather_nograd, all_reduce_mean, init_distributed,
-                                  shuffled_forward, shutdown_distributed)
+                                  shuffled_forward, shutdown_distributed, split_forward)
 
 P, B = 2, 4
 N = P * B
@@ -50,8 +50,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     from pretrain.objectives.slicer import Slicer, SlicerConfig
 
     torch.set_num_threads(1)
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))  # what torchrun sets
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(P), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if rank:  # torchrun sets LOCAL_RANK too; rank 0 checks that its absence reads as 0
+        os.environ["LOCAL_RANK"] = str(rank)
+    else:
+        os.environ.pop("LOCAL_RANK", None)
     ctx = init_distributed("cpu")
     assert ctx == DistContext(rank=rank, world_size=P, local_rank=rank) and ctx.enabled
     assert ctx.is_main == (rank == 0) and dist.get_backend() == "gloo"
@@ -102,7 +105,9 @@ def test_one_process_context_makes_every_helper_the_identity(monkeypatch, ranks)
 
 
 def test_all_gather_is_in_rank_order_and_all_reduce_is_the_mean(ranks):
-    assert all_gather_nograd(_clips(0), DistContext()).shape == (B, N + 1)  # (so mutmut maps this test)
+    # (in-process calls too, so that mutmut maps this test to both helpers)
+    assert all_gather_nograd(_clips(0), DistContext()).shape == torch.Size([B, N + 1])
+    assert torch.equal(all_reduce_mean(torch.ones(2), DistContext()), torch.ones(2))
     expected = torch.cat([torch.full((2, 3), float(r)) for r in range(P)])
     for out in ranks:
         torch.testing.assert_close(out["gathered"], expected)
@@ -141,3 +146,31 @@ def test_slicer_enqueues_every_rank_s_keys_in_rank_order(ranks):
         torch.testing.assert_close(out["queue"][:P * n], torch.cat(pending))
         assert out["owners"][:P * n].tolist() == [r for r in range(P) for _ in range(n)]
     torch.testing.assert_close(ranks[0]["queue"], ranks[1]["queue"])
+
+
+def test_shutdown_leaves_a_group_it_does_not_own(tmp_path):
+    """A one-process context never destroys a process group (e.g. one its caller started)."""
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        shutdown_distributed(DistContext())
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_split_forward_group_boundaries():
+    """groups = B: every clip alone (BatchNorm-like fn of one row: 0); groups = 2: two halves of a
+    shuffled batch, not the plain forward."""
+    x = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(split_forward(_centre, x, 6), torch.zeros_like(x))
+    halves = split_forward(_centre, x, 2, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(halves, _centre(x))
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(0))
+    for part in perm.tensor_split(2):
+        torch.testing.assert_close(halves[part], _centre(x[part]))
+    with pytest.raises(ValueError, match="got 7 groups for a batch of 6"):
+        split_forward(_centre, x, 7)
+
+
+def _centre(x):
+    return x - x.mean(0, keepdim=True)
