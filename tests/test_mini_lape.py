@@ -272,7 +272,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     fresh = subprocess.run(cmd[:cmd.index("--runs") + 1] + [str(tmp_path / "runs_fresh")] + cmd[cmd.index("--runs") + 2:],
                            env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
-    assert ": training" not in fresh.stdout and "probe seed" not in fresh.stdout
+    assert ": training" not in fresh.stdout and "  probe seed 0:" not in fresh.stdout  # nothing evaluated
     assert not (tmp_path / "runs_fresh").exists() or not any((tmp_path / "runs_fresh").glob("*/checkpoints"))
     pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
 
