@@ -32,7 +32,8 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from eval_suites.core.protocols.linear import _comparable, _evaluate, _Task, data_splits, fold_outputs, store_outputs
+from eval_suites.core.protocols.linear import (_comparable, _evaluate, _Task, data_splits, fold_outputs, store_outputs,
+                                              summarize)
 
 __all__ = ["KnnConfig", "KnnFold", "neighbour_votes", "run_knn"]
 
@@ -138,9 +139,4 @@ def run_knn(embed_dir: str | Path, cfg: KnnConfig, progress: bool = True, output
     folds = [f for f, _, _ in trained]
     if outputs_dir is not None:
         store_outputs(outputs_dir, task, trained)
-    summary = []
-    for metric in task.meta["evaluation"]:
-        values = np.array([f.test_scores[metric] for f in folds], dtype=float)
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        summary.append((metric, float(np.mean(values)), std, len(values)))
-    return summary, folds
+    return summarize(task, folds), folds
