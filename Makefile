@@ -2,7 +2,7 @@
 # (scripts/setup_env.sh: a few minutes the first time, instant after).
 PY := .venv/bin/python
 
-.PHONY: setup demo test test-fast bench mutation mini-lape clean-venv
+.PHONY: setup demo test test-fast bench study mini-lape mutation clean-venv
 
 setup:
 	@bash scripts/setup_env.sh
@@ -19,14 +19,13 @@ test-fast: setup  ## unit tests only, skipping the end-to-end runs of external t
 bench: setup
 	$(PY) benchmarks/embed.py
 
-mutation: setup  ## mutation testing of the modules that decide results, one at a time (about an hour; docs/testing.md)
+mutation: setup  ## mutation testing of the modules that decide results, one at a time (hours on a busy 2-core machine; docs/testing.md)
 	nice -n 10 $(PY) scripts/mutation.py
 
-mini-lape: setup  ## the README's mini-LAPE tables: five methods, ablations, time-only crops (hours on 2 CPU cores)
-	$(PY) -m studies.mini_lape --ablations slicer_no_kmix slicer_no_cluster slicer_no_entropy \
-	    slicer_rrc_time_only --cache results/embeddings
-	$(PY) -m studies.mini_lape --set augment.rrc.frequency=false --tag rrc_time_only \
-	    --ablations slicer_queue128 --cache results/embeddings --out results/mini_lape_rrc_time_only
+study: setup  ## the README's study: 5 methods x 2 pretraining seeds, 2 references, 5 SLICER ablations on the study preset (many hours on 2 CPU cores; rerun to resume; results in studies/results/study)
+	$(PY) -m studies.mini_lape --preset study --ablations --runs runs/study --out studies/results/study
+
+mini-lape: study
 
 clean-venv:
 	rm -rf .venv

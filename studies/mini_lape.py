@@ -138,8 +138,8 @@ class PretrainRun:
 def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], ablations: list[str],
               seeds: list[int] = (0,), overrides: dict[str, str] | None = None, tag: str = ""
               ) -> list[PretrainRun]:
-    """The pretraining runs to have: each method once per pretraining seed, then each
-    ablation with the first seed. A run is named after its method or ablation, then
+    """The pretraining runs to have: each method once per pretraining seed (all methods at one
+    seed before the next seed), then each ablation with the first seed. A run is named after its method or ablation, then
     ``_<tag>`` when `overrides` (applied to every run) are tagged, then ``_seed<s>`` for
     seeds other than 0; results are grouped under the name without the seed."""
     suffix = f"_{tag}" if tag else ""
@@ -154,7 +154,10 @@ def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], abl
             seed = {} if s == 0 else {"run.seed": str(s)}
             runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **(overrides or {}), **seed},
                                     runs_root / name, group=group, seed=s))
-    return runs
+    # every method at the first seed, then at the next seeds, then the ablations: an interrupted
+    # study has the whole comparison at one seed first
+    is_ablation = {label + suffix for label in ablations}
+    return sorted(runs, key=lambda r: (r.group in is_ablation, list(seeds).index(r.seed)))
 
 
 def _desired_config(run: PretrainRun) -> dict:

@@ -41,7 +41,7 @@ def write_cached_task(d: Path, splits: dict[str, tuple[np.ndarray, list[str]]],
         mm.flush()
         del mm
         with open(d / f"{split}.target-labels.pkl", "wb") as fh:
-            pickle.dump([[lab] for lab in labels], fh)
+            pickle.dump([[str(lab)] for lab in labels], fh)  # plain strings, as the writer stores them
     return d
 
 

@@ -104,11 +104,11 @@ def test_budget_rule_only_caps_and_reads_each_methods_own_values(tmp_path):
 def test_pretraining_seeds_name_and_seed_the_runs():
     runs = plan_runs(Path("r"), Path("c"), 600, ["slicer", "cola"], ["slicer_no_kmix"], seeds=[0, 3])
     assert [(r.name, r.group, r.seed) for r in runs] == [
-        ("slicer", "slicer", 0), ("slicer_seed3", "slicer", 3), ("cola", "cola", 0), ("cola_seed3", "cola", 3),
+        ("slicer", "slicer", 0), ("cola", "cola", 0), ("slicer_seed3", "slicer", 3), ("cola_seed3", "cola", 3),
         ("slicer_no_kmix", "slicer_no_kmix", 0)]
     configs = {r.name: _comparable(_desired_config(r)) for r in runs}
     assert _diff(configs["slicer_seed3"], configs["slicer"]) == ["run.seed: 3 (run) vs 0 (wanted)"]
-    assert runs[1].out == Path("r/slicer_seed3")
+    assert runs[2].out == Path("r/slicer_seed3")
 
 
 def test_a_tagged_variant_changes_every_run_and_names_it():
@@ -272,7 +272,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     fresh = subprocess.run(cmd[:cmd.index("--runs") + 1] + [str(tmp_path / "runs_fresh")] + cmd[cmd.index("--runs") + 2:],
                            env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
-    assert ": training" not in fresh.stdout and "probe seed" not in fresh.stdout
+    assert ": training" not in fresh.stdout and "  probe seed 0:" not in fresh.stdout  # nothing evaluated
     assert not (tmp_path / "runs_fresh").exists() or not any((tmp_path / "runs_fresh").glob("*/checkpoints"))
     pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
 

@@ -32,7 +32,8 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from eval_suites.core.protocols.linear import _comparable, _evaluate, _Task, data_splits, fold_outputs, store_outputs
+from eval_suites.core.protocols.linear import (_comparable, _evaluate, _Task, data_splits, fold_outputs, store_outputs,
+                                              summarize)
 
 __all__ = ["KnnConfig", "KnnFold", "neighbour_votes", "run_knn"]
 
@@ -84,8 +85,10 @@ def neighbour_votes(neighbours: np.ndarray, y_train: np.ndarray, k: int) -> np.n
     return y_train[neighbours[:, :k]].mean(axis=1)  # (M, k, C) -> (M, C)
 
 
-def _fold(task: _Task, split: dict[str, list[str]], cfg: KnnConfig) -> tuple[KnnFold, object, dict | None]:
-    """The fold's result, its per-clip test outputs and (event tasks) its test events."""
+def _fold(task: _Task, split: dict[str, list[str]], cfg: KnnConfig, outputs: bool = False
+          ) -> tuple[KnnFold, object, dict | None]:
+    """The fold's result and, with `outputs`, its per-clip test outputs and (event tasks) its
+    test events (else None, None)."""
     train, y_train = task.load(split["train"])  # (N, D), (N, C)
     valid, y_valid = task.load(split["valid"])
     test, y_test = task.load(split["test"])
@@ -117,6 +120,8 @@ def _fold(task: _Task, split: dict[str, list[str]], cfg: KnnConfig) -> tuple[Knn
     fold = KnnFold(test_split="|".join(split["test"]), best_k=best_k, valid_score=scores[best_k],
                    valid_scores=scores, test_scores=dict(zip(task.meta["evaluation"], final)),
                    postprocessing=best_post)
+    if not outputs:
+        return fold, None, None
     return (fold, *fold_outputs(task, split, test, y_test, probs, predicted, test_events))
 
 
@@ -129,14 +134,9 @@ def run_knn(embed_dir: str | Path, cfg: KnnConfig, progress: bool = True, output
     """
     task = _Task(Path(embed_dir))
     splits = data_splits(task.meta)
-    trained = [_fold(task, s, cfg) for s in tqdm(splits, desc="knn", leave=False,
+    trained = [_fold(task, s, cfg, outputs_dir is not None) for s in tqdm(splits, desc="knn", leave=False,
                                                    disable=not progress or len(splits) == 1)]
     folds = [f for f, _, _ in trained]
     if outputs_dir is not None:
         store_outputs(outputs_dir, task, trained)
-    summary = []
-    for metric in task.meta["evaluation"]:
-        values = np.array([f.test_scores[metric] for f in folds], dtype=float)
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
-        summary.append((metric, float(np.mean(values)), std, len(values)))
-    return summary, folds
+    return summarize(task, folds), folds

@@ -291,9 +291,15 @@ def run_linear(embed_dir: str | Path, cfg: LinearConfig, progress: bool = True,
     folds = [f for f, _, _ in trained]
     if outputs_dir is not None:
         store_outputs(outputs_dir, task, trained)
+    return summarize(task, folds), folds
+
+
+def summarize(task: _Task, folds: list) -> list[tuple[str, float, float | None, int]]:
+    """[(metric, mean over folds, sample std or None for one fold, folds)] in the task's
+    ``evaluation`` order, from each fold's ``test_scores``."""
     summary = []
     for metric in task.meta["evaluation"]:
         values = np.array([f.test_scores[metric] for f in folds], dtype=float)
         std = float(np.std(values, ddof=1)) if len(values) > 1 else None
         summary.append((metric, float(np.mean(values)), std, len(values)))
-    return summary, folds
+    return summary
