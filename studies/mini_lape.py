@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from functools import lru_cache
 
@@ -221,9 +222,10 @@ def _log_span_minutes(run_dir: Path) -> float:
 
 
 def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: int | None,
-                 train: bool = True) -> list[str]:
+                 train: bool = True, on_finished: Callable[[PretrainRun], None] | None = None) -> list[str]:
     """Train every run not yet done, `parallel` processes at a time; returns the names of the
-    runs that failed (or, with ``train=False``, that are not finished)."""
+    runs that failed (or, with ``train=False``, that are not finished). ``on_finished(run)`` is
+    called as each run trained here finishes (the others go on training meanwhile)."""
     todo = []
     for run in runs:
         state, ckpt = run_state(run, steps)
@@ -263,6 +265,8 @@ def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: in
             took = (time.time() - t0) / 60
             if proc.returncode == 0:
                 print(f"  {run.name}: finished in {took:.1f} min", flush=True)
+                if on_finished is not None:
+                    on_finished(run)
             else:
                 print(f"  {run.name}: FAILED (exit {proc.returncode}); see {run.out.parent / (run.name + '.out')}",
                       flush=True)
@@ -381,6 +385,17 @@ def save_registry(out: Path, registry: dict[str, dict]) -> None:
     tmp = out / (REGISTRY + ".tmp")
     tmp.write_text(json.dumps(registry, indent=1, sort_keys=True))
     os.replace(tmp, out / REGISTRY)
+
+
+def record(out: Path, identities: dict[str, dict], tasks: list[str], seeds: list[int]) -> None:
+    """Add to ``<out>/runs.json`` each model whose cells are all ok (read afresh, so records
+    written meanwhile by another invocation are kept)."""
+    registry = load_registry(out)
+    table = scores(out, list(identities), tasks, seeds)
+    for name, identity in identities.items():
+        if (table[table.model == name].status == "ok").all():
+            registry[name] = identity
+    save_registry(out, registry)
 
 
 def recorded(registry: dict[str, dict], name: str, identity: dict, out: Path, tasks: list[str],
@@ -654,12 +669,30 @@ def main(argv: list[str] | None = None) -> int:
     to_train = [r for r in runs if r not in done_before]
     print(f"[2/4] Pretraining {len(to_train)} run(s), {args.steps} steps each, in {args.runs}/ "
           f"({args.parallel} at a time, {threads} thread(s) each)")
+
+    def land(run: PretrainRun) -> None:
+        """Export, score and record a run as soon as it finishes, so that an interrupted study
+        keeps (and can commit) every finished run's results."""
+        print(f"  {run.name}: scoring it now", flush=True)
+        spec = ModelSpec(name=run.name, module="hear_slicer", checkpoint=export_run(run).resolve(), options={})
+        try:
+            evaluate([spec], root / "tasks", args.out, args.seeds, args.tasks, False, cache, manifest_path)
+        except ManifestError as e:
+            print(f"  {run.name}: not scored: {e}", file=sys.stderr)
+            return
+        identity[run.name]["minutes"] = round(_log_span_minutes(run.out), 1)
+        record(args.out, {run.name: identity[run.name]}, tasks, args.seeds)
+
     try:
-        failed = pretrain_all(to_train, args.steps, args.parallel, threads, train=not args.no_train)
+        failed = pretrain_all(to_train, args.steps, args.parallel, threads, train=not args.no_train,
+                              on_finished=land)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    trained = [r for r in to_train if r.name not in failed]
+    registry = load_registry(args.out)
+    landed = [r for r in to_train if recorded(registry, r.name, identity[r.name], args.out, tasks, args.seeds)]
+    done_before += landed
+    trained = [r for r in to_train if r.name not in failed and r not in landed]
 
     print("[3/4] Models: exported checkpoints and references")
     models, exported = [], {}
@@ -686,8 +719,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "preset": args.preset}
             if recorded(registry, "random_init", identity["random_init"], args.out, tasks, args.seeds):
                 print("  random_init: recorded, reused")
-            elif like.name in exported:
-                ref = random_init_checkpoint(exported[like.name], args.runs / f"random_init_{like.name}.pt")
+            elif any((like.out / "checkpoints").glob("step_*.pt")):  # trained on this machine
+                ref = random_init_checkpoint(export_run(like), args.runs / f"random_init_{like.name}.pt")
                 models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
             else:
                 print(f"  random_init: needs {like.name}'s checkpoint, which is recorded but not on this machine: "
@@ -712,10 +745,7 @@ def main(argv: list[str] | None = None) -> int:
             print(e, file=sys.stderr)
             return 2
     long = scores(args.out, names, tasks, args.seeds)
-    for m in models:  # record every model whose cells are all ok
-        if (long[long.model == m.name].status == "ok").all():
-            registry[m.name] = identity[m.name]
-    save_registry(args.out, registry)
+    record(args.out, {m.name: identity[m.name] for m in models}, tasks, args.seeds)
     long.insert(0, "group", [group_of.get(m, m) for m in long.model])
     order = list(dict.fromkeys(group_of.get(m, m) for m in names))
     table = aggregate(long, order)

@@ -125,11 +125,12 @@ def test_a_tagged_variant_changes_every_run_and_names_it():
 
 
 def test_slicer_under_the_budget_is_the_demo_recipe():
-    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's study run on the demo
-    corpus, so the study's rows describe the default model's recipe."""
+    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's study run with
+    time-only crops (the candidate chosen on validation by studies.choose_default), so the
+    study's `slicer_rrc_time_only` rows describe the default model's recipe."""
     from pretrain.config import load_config
 
-    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, ["slicer"], [])[0]
+    slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, [], ["slicer_rrc_time_only"])[0]
     demo = load_config(str(mini_lape.CONFIGS / "demo.yaml")).to_dict()
     assert _diff(_comparable(_desired_config(slicer)), _comparable(demo)) == []
 
