@@ -170,6 +170,18 @@ def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
     return good, bad
 
 
+def _checked_peak(x: np.ndarray, max_peak: float) -> float:
+    """Peak |x| of decoded samples; AudioFileError when any is non-finite or the peak is above
+    `max_peak` (the whole-file and the partial-read paths share this check)."""
+    if not np.isfinite(x).all():
+        raise AudioFileError("corrupt (non-finite samples)")
+    peak = float(np.abs(x).max())
+    if peak > max_peak:
+        raise AudioFileError(f"out of range (peak |x| = {peak:.3g} > data.max_peak = {max_peak:g}; "
+                             "float audio is expected within [-1, 1])")
+    return peak
+
+
 def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0,
                  max_peak: float = math.inf) -> np.ndarray:
     """Decode, mix to mono and resample: -> float32 (n,). Raises AudioFileError for bad files."""
@@ -180,12 +192,7 @@ def decode_audio(path: str | Path, sample_rate: int, silence_peak: float = 0.0,
     if x.shape[0] == 0:
         raise AudioFileError("empty (no samples)")
     x = x.mean(axis=1)
-    if not np.isfinite(x).all():
-        raise AudioFileError("corrupt (non-finite samples)")
-    peak = float(np.abs(x).max())
-    if peak > max_peak:
-        raise AudioFileError(f"out of range (peak |x| = {peak:.3g} > data.max_peak = {max_peak:g}; "
-                             "float audio is expected within [-1, 1])")
+    peak = _checked_peak(x, max_peak)
     if peak <= silence_peak:
         raise AudioFileError(f"silent (peak <= {silence_peak:g})")
     if sr != sample_rate:
@@ -263,13 +270,7 @@ def read_crops(path: str | Path, sample_rate: int, crop_samples: int, n_crops: i
                 raise AudioFileError(f"unreadable: {_first_line(e)}") from e
             if all(c is not None for c in crops):
                 out = np.stack(crops)  # (V, N)
-                if not np.isfinite(out).all():
-                    raise AudioFileError("corrupt (non-finite samples)")
-                peak = float(np.abs(out).max())
-                if peak > max_peak:
-                    raise AudioFileError(f"out of range (peak |x| = {peak:.3g} > data.max_peak = {max_peak:g}; "
-                                         "float audio is expected within [-1, 1])")
-                if peak > silence_peak:
+                if _checked_peak(out, max_peak) > silence_peak:
                     return out
             # quiet crops (is the whole file silent?) or fewer frames than the header says: decode all
     x = decode_audio(path, sample_rate, silence_peak, max_peak)
