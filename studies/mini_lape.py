@@ -225,12 +225,14 @@ def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: in
                  train: bool = True, on_finished: Callable[[PretrainRun], None] | None = None) -> list[str]:
     """Train every run not yet done, `parallel` processes at a time; returns the names of the
     runs that failed (or, with ``train=False``, that are not finished). ``on_finished(run)`` is
-    called as each run trained here finishes (the others go on training meanwhile)."""
-    todo = []
+    called as each run trained here finishes (the others go on training meanwhile), and for
+    each run found finished already, once the first new ones have started."""
+    todo, ready = [], []
     for run in runs:
         state, ckpt = run_state(run, steps)
         if state == "done":
             print(f"  {run.name}: done ({ckpt.name}), reused")
+            ready.append(run)
         else:
             todo.append((run, ckpt))
     if not train:
@@ -242,7 +244,9 @@ def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: in
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     active: list[tuple[PretrainRun, subprocess.Popen, float]] = []
     failed = []
-    while todo or active:
+    if on_finished is None:
+        ready = []
+    while todo or active or ready:
         while todo and len(active) < parallel:
             run, ckpt = todo.pop(0)
             run.out.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +260,8 @@ def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: in
             active.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO),
                            time.time()))
             log.close()
+        while ready:  # trained before this call: scored while the new ones train
+            on_finished(ready.pop(0))
         time.sleep(2)
         for item in list(active):
             run, proc, t0 = item
