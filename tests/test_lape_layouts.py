@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eval_suites.core.clip_outputs import load_outputs
+from eval_suites.core.results import cell_dir
 from eval_suites.hear_format.task import validate_task
 from eval_suites.lape.base import LayoutError
 from eval_suites.lape.cli import prepare_manifest
@@ -205,10 +207,18 @@ def test_prepare_from_manifest_then_run_it(tmp_path):
         "tasks:\n  - {path: lape_vc-v1-full, name: VC}\n")
     [task_dir] = prepare_manifest(manifest, sources, progress=False)
     assert task_dir == tmp_path / "tasks/lape_vc-v1-full"
-    validate_task(task_dir)
+    task = validate_task(task_dir)
     [cell] = run_manifest(load_manifest(manifest), tmp_path / "results", progress=False, device="cpu")
     assert cell.ok and cell.task == "VC" and cell.suite == "lape" and cell.protocol == "linear"
-    assert 0.0 <= cell.metrics[0].value <= 1.0
+    # The score is the accuracy of the stored per-clip predictions against the converted
+    # task's own test labels, clip by clip (not a value merely in [0, 1]).
+    [fold] = load_outputs(cell_dir(tmp_path / "results", "toy", "VC", "linear")).folds
+    test_labels = task.labels["test"]
+    assert sorted(fold.ids.tolist()) == sorted(test_labels)
+    truth = np.array([task.vocabulary.index(test_labels[i][0]) for i in fold.ids.tolist()])
+    assert (fold.targets.argmax(1) == truth).all() and (fold.targets.sum(1) == 1).all()
+    assert cell.metrics[0].metric == "top1_acc"
+    assert cell.metrics[0].value == pytest.approx(float((fold.scores.argmax(1) == truth).mean()), abs=1e-9)
     # a dataset missing from the sources root fails before anything is converted
     manifest.write_text(manifest.read_text() + "  - {path: lape_ns-v1-full, name: NS}\n")
     with pytest.raises(LayoutError, match="nsynth"):
