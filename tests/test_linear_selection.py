@@ -328,3 +328,94 @@ def test_event_predictions_shifted_in_time_miss(tmp_path, monkeypatch):
     (d / "test.filename-timestamps.json").write_text(json.dumps([[n, t + 600.0] for n, t in rows]))
     _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False)
     assert fold.test_scores["event_onset_200ms_fms"] < 0.2
+
+
+def _planted_event_task(d, rng, splits, grid=None, hop_ms=50.0, clip_ms=4000.0):
+    """splits: split -> [(events, blips)] per clip, as [(label, start_ms, end_ms)]. Frame
+    embeddings carry the labels of the events and of the blips (one-hot + noise); the targets
+    hold the events only, so a blip is a false alarm the post-processing may remove."""
+    labels = ["dog", "bell"]
+    meta = dict(task_name="ev", split_mode="trainvaltest", embedding_type="event", prediction_type="multilabel",
+                evaluation=["event_onset_200ms_fms", "segment_1s_er"], splits=list(SPLITS))
+    if grid is not None:
+        meta["evaluation_params"] = {"event_postprocessing_grid": grid}
+    (d / "task_metadata.json").write_text(json.dumps(meta))
+    pd.DataFrame({"idx": [0, 1], "label": labels}).to_csv(d / "labelvocabulary.csv", index=False)
+    times = np.arange(0.0, clip_ms + 1e-9, hop_ms)
+    for split, clips in splits.items():
+        events, xs, ys, ft = {}, [], [], []
+        for k, (evs, blips) in enumerate(clips):
+            name = f"{split}{k}.wav"
+            events[name] = [{"label": lbl, "start": s, "end": e} for lbl, s, e in evs]
+            for t in times:
+                on = [lbl for lbl, s, e in evs if s <= t < e]
+                seen = on + [lbl for lbl, s, e in blips if s <= t < e]
+                xs.append(np.array([3.0 * (lbl in seen) for lbl in labels]) + 0.05 * rng.normal(size=2))
+                ys.append(on)
+                ft.append([f"ev/{split}/{name}", float(t)])
+        (d / f"{split}.json").write_text(json.dumps(events))
+        x = np.stack(xs).astype(np.float32)
+        (d / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(x.shape)))
+        mm = np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=x.shape)
+        mm[:] = x
+        mm.flush()
+        del mm
+        with open(d / f"{split}.target-labels.pkl", "wb") as fh:
+            pickle.dump(ys, fh)
+        (d / f"{split}.filename-timestamps.json").write_text(json.dumps(ft))
+
+
+def test_event_postprocessing_is_the_tasks_grid_chosen_on_validation_and_fixed_on_test(tmp_path):
+    """Validation events are short (a 1500 ms minimum duration deletes them: 60 ms is chosen);
+    test events are long, each with a 300 ms false alarm that only the 1500 ms minimum removes.
+    Choosing the post-processing again on test would score F = 1; fixed to validation's choice,
+    each test clip has one hit and one false alarm: F = 2/3. The grid is the task's own
+    (heareval's default grid has neither value)."""
+    rng = np.random.default_rng(0)
+
+    def clip(length_ms, blip):
+        start = float(rng.uniform(200, 800))
+        label = ["dog", "bell"][int(rng.integers(2))]
+        blips = [("bell" if label == "dog" else "dog", start + length_ms + 400, start + length_ms + 700)] if blip else []
+        return [(label, start, start + length_ms)], blips
+
+    splits = {"train": [clip(float(rng.uniform(300, 2500)), False) for _ in range(16)],
+              "valid": [clip(float(rng.uniform(500, 1000)), False) for _ in range(4)],
+              "test": [clip(float(rng.uniform(1800, 2200)), True) for _ in range(4)]}
+    d = tmp_path / "ev"
+    d.mkdir()
+    _planted_event_task(d, rng, splits, grid={"median_filter_ms": [100], "min_duration": [60, 1500]})
+    _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False,
+                            outputs_dir=tmp_path / "outputs")
+    assert fold.postprocessing == {"median_filter_ms": 100, "min_duration": 60}
+    assert fold.valid_score == pytest.approx(1.0)
+    assert fold.test_scores["event_onset_200ms_fms"] == pytest.approx(2 / 3)
+    # the events behind that score are stored with the per-clip outputs: one hit and one false
+    # alarm per test clip, against the test split's own events
+    stored = json.loads((tmp_path / "outputs" / "test_events.json").read_text())
+    assert list(stored) == ["test"]
+    assert stored["test"]["target"] == json.loads((d / "test.json").read_text())
+    for name, target in stored["test"]["target"].items():
+        predicted = stored["test"]["predicted"][name]
+        assert len(predicted) == 2 and {e["label"] for e in predicted} == {"dog", "bell"}
+        hit = next(e for e in predicted if e["label"] == target[0]["label"])
+        assert abs(hit["start"] - target[0]["start"]) <= 100
+
+
+def test_a_metric_without_maximize_is_maximised(planted_task, monkeypatch):
+    """heareval's scores without a ``maximize`` attribute are higher-is-better."""
+    calls = []
+
+    class NoAttribute:
+        def __init__(self, label_to_idx):
+            pass
+
+        def __call__(self, probs, y):
+            split = "valid" if y[:, 0].all() else "test"
+            n = sum(1 for s in calls if s == split)
+            calls.append(split)
+            return (VALID_CURVE if split == "valid" else TEST_CURVE)[n]
+
+    monkeypatch.setattr(linear, "_heareval_scoring", lambda: {"scripted": NoAttribute})
+    _, (fold,) = run_linear(planted_task[0], LinearConfig(epochs=len(VALID_CURVE), device="cpu"), progress=False)
+    assert fold.best_epoch == 3 and fold.valid_score == pytest.approx(VALID_CURVE[3])
