@@ -130,6 +130,61 @@ def test_timestamp_embeddings_interpolate_encoder_frames(model, audio):
     assert torch.allclose(get_scene_embeddings(audio, model), frames.amax(1) + frames.mean(1), **TOL)
 
 
+def _interpolated_reference(frames: np.ndarray, times_ms: np.ndarray) -> np.ndarray:
+    """Linear interpolation of encoder frames (n, T', D) at ``times_ms``, written out from the
+    STFT's centre convention: frame i is centred at (8 i + 3.5) x 10 ms; before the first
+    centre the first frame, after the last centre the last frame (np.interp per dimension)."""
+    centres = (8 * np.arange(frames.shape[1]) + 3.5) * 10.0
+    out = np.empty((frames.shape[0], len(times_ms), frames.shape[2]))
+    for b in range(frames.shape[0]):
+        for d in range(frames.shape[2]):
+            out[b, :, d] = np.interp(times_ms, centres, frames[b, :, d])
+    return out
+
+
+@pytest.mark.parametrize("seconds", [3.0, 0.25, 0.17])  # 37, 3 and 2 encoder frames
+def test_every_timestamp_embedding_interpolates_the_frames_around_it(seconds):
+    """All timestamps, the edges included (before the first centre, in the last interval, after
+    the last centre), equal the interpolation written out in the test."""
+    model = load_model(timestamp_hop_ms=5.0)
+    g = torch.Generator().manual_seed(4)
+    audio = 0.1 * torch.randn(2, int(seconds * SR), generator=g)
+    frames = model.frames(audio)
+    emb, ts = get_timestamp_embeddings(audio, model)
+    assert frames.shape[1] >= 2
+    ref = _interpolated_reference(frames.double().numpy()[:, :, :64], ts[0].double().numpy())
+    np.testing.assert_allclose(emb[:, :, :64].double().numpy(), ref, rtol=1e-4, atol=1e-5)
+    last_centre = (8 * (frames.shape[1] - 1) + 3.5) * 10.0
+    assert ts[0, 0] < 35.0 and ts[0, -1] > last_centre - 80.0  # the edges are in the test
+
+
+def test_frame_centres_follow_the_stft_in_float64():
+    """Encoder frame i pools STFT frames 8i .. 8i+7, centred at j x hop (center=True), so its
+    centre is (8 i + 3.5) x 10 ms; exact in float64 also for hours of audio."""
+    model = load_model()
+    assert model.frontend.cfg.hop_length == 160 and model.sample_rate == SR  # 10 ms
+    centres = model.frame_times_ms(5)
+    assert centres.dtype == torch.float64
+    assert centres.tolist() == [35.0, 115.0, 195.0, 275.0, 355.0]
+    n = 10 * 3600 * 1000 // 80  # ten hours of 80 ms frames
+    assert model.frame_times_ms(n)[-1].item() == (8 * (n - 1) + 3.5) * 10.0
+
+
+def test_empty_batch_gives_empty_outputs_of_the_right_shape(model):
+    emb, ts = get_timestamp_embeddings(torch.zeros(0, SR), model)
+    k = get_timestamp_embeddings(torch.zeros(1, SR), model)[1].shape[1]
+    assert emb.shape == (0, k, 2048) and ts.shape == (0, k) and k == len(model.timestamps_ms(SR))
+
+
+@pytest.mark.parametrize("kind", ["scene", "timestamp"])
+def test_audio_overflowing_the_log_mel_is_an_error_naming_its_peak(model, kind):
+    audio = torch.zeros(3, SR)
+    audio[1, ::7] = 1e25  # finite, but its power overflows float32
+    fn = get_scene_embeddings if kind == "scene" else get_timestamp_embeddings
+    with pytest.raises(ValueError, match=r"sound\(s\) \[1\] give non-finite embeddings: their peak \|x\| \(1e\+25\)"):
+        fn(audio, model)
+
+
 def test_chunked_equals_unchunked(audio):
     long = audio.repeat(1, 4)  # 12 s
     whole = load_model(chunk_seconds=1000.0)
