@@ -99,6 +99,11 @@ def prepare(module: str, tests: list[str]) -> Path:
         f"pytest_add_cli_args_test_selection =\n    {lines(tests)}\n"
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -m\n    not slow\n"
         "use_git_change_detection = false\n"
+        # fork each mutant's test run from a server process with no other threads: forked
+        # straight from mutmut's main process (whose spinner thread holds the stdout lock at
+        # times), a child could wait on that lock forever, at 0 % CPU, where mutmut's CPU-time
+        # limit never fires
+        "process_isolation = forkserver\n"
         "\n[tool:pytest]\nmarkers =\n    slow: end-to-end tests\n"
     )
     return work

@@ -32,13 +32,18 @@ def test_byol_matches_squared_distance_of_unit_vectors():
     g = torch.Generator().manual_seed(0)
     p, z = torch.randn(6, 9, generator=g), torch.randn(6, 9, generator=g)
     assert byol_loss(p, z).item() == pytest.approx(_byol_reference(p, z), rel=1e-5)
+    # short vectors (norms ~ 1e-3, as a projection near init can give) are normalised too
+    assert byol_loss(1e-3 * p, 1e-3 * z).item() == pytest.approx(_byol_reference(p, z), rel=1e-5)
 
 
 def test_byol_analytic_cases():
-    x = torch.nn.functional.normalize(torch.randn(5, 7), dim=1)
+    g = torch.Generator().manual_seed(1)
+    x = torch.nn.functional.normalize(torch.randn(5, 7, generator=g), dim=1)
     assert byol_loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
     # Only the direction matters: positive rescaling of either side changes nothing.
-    assert byol_loss(3.0 * x, x * torch.rand(5, 1).add(0.5)).item() == pytest.approx(0.0, abs=1e-6)
+    scale = torch.tensor([[0.01], [0.5], [0.9], [1.0], [7.0]])
+    assert byol_loss(3.0 * x, x * scale).item() == pytest.approx(0.0, abs=1e-6)
+    assert byol_loss(x * scale, 3.0 * x).item() == pytest.approx(0.0, abs=1e-6)
     assert byol_loss(x, -x).item() == pytest.approx(4.0, abs=1e-5)
     e = torch.eye(4)
     assert byol_loss(e, e.roll(1, dims=1)).item() == pytest.approx(2.0, abs=1e-6)
