@@ -619,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tag", default="", help="suffix of the run names (<method>_<tag>) for --set variants")
     ap.add_argument("--no-train", action="store_true",
                     help="train nothing: evaluate the runs already finished, leave the others out")
+    ap.add_argument("--report", action="store_true",
+                    help="train and evaluate nothing: rebuild the tables and plot from the models recorded in "
+                         "<out>/runs.json (e.g. while a study is still running)")
     ap.add_argument("--no-references", action="store_true", help="skip the random-init and log-mel references")
     ap.add_argument("--steps", type=int, default=BUDGET_STEPS, help="pretraining steps per method")
     ap.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0, 1],
@@ -657,9 +660,13 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or args.runs / "embeddings"
     t0 = time.time()
 
-    print(f"[1/4] Demo data ({args.preset}) in {root}/")
-    build_demo(root, preset=args.preset, progress=not args.no_progress)
-    tasks = task_names(manifest_path, root / "tasks", args.tasks)
+    if args.report:
+        tasks = [t.name for t in load_manifest(manifest_path, tasks_root=root / "tasks")
+                 .select(None, args.tasks).tasks]
+    else:
+        print(f"[1/4] Demo data ({args.preset}) in {root}/")
+        build_demo(root, preset=args.preset, progress=not args.no_progress)
+        tasks = task_names(manifest_path, root / "tasks", args.tasks)
 
     runs = plan_runs(args.runs, root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds,
                      overrides, args.tag)
@@ -672,7 +679,9 @@ def main(argv: list[str] | None = None) -> int:
     done_before = [r for r in runs if recorded(registry, r.name, identity[r.name], args.out, tasks, args.seeds)]
     for r in done_before:
         print(f"  {r.name}: scores recorded in {args.out / REGISTRY}, reused (neither trained nor evaluated)")
-    to_train = [r for r in runs if r not in done_before]
+    to_train = [] if args.report else [r for r in runs if r not in done_before]
+    if args.report:
+        print(f"  left out (not recorded): {', '.join(r.name for r in runs if r not in done_before) or 'none'}")
     print(f"[2/4] Pretraining {len(to_train)} run(s), {args.steps} steps each, in {args.runs}/ "
           f"({args.parallel} at a time, {threads} thread(s) each)")
 
@@ -725,19 +734,25 @@ def main(argv: list[str] | None = None) -> int:
                                        "preset": args.preset}
             if recorded(registry, "random_init", identity["random_init"], args.out, tasks, args.seeds):
                 print("  random_init: recorded, reused")
+            elif args.report:
+                print("  random_init: not recorded, left out (--report)")
             elif any((like.out / "checkpoints").glob("step_*.pt")):  # trained on this machine
                 ref = random_init_checkpoint(export_run(like), args.runs / f"random_init_{like.name}.pt")
                 models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
             else:
                 print(f"  random_init: needs {like.name}'s checkpoint, which is recorded but not on this machine: "
                       "left out (remove its record from runs.json to retrain it)")
-            names.append("random_init")
+            if not args.report or recorded(registry, "random_init", identity["random_init"], args.out, tasks,
+                                           args.seeds):
+                names.append("random_init")
             notes["random_init"] = f"no training (init seed 0); {like.name}'s normalisation"
         identity["logmel_stats"] = {"config": {"module": "eval_suites.references.logmel_stats"}, "preset": args.preset}
-        if not recorded(registry, "logmel_stats", identity["logmel_stats"], args.out, tasks, args.seeds):
+        logmel_recorded = recorded(registry, "logmel_stats", identity["logmel_stats"], args.out, tasks, args.seeds)
+        if not logmel_recorded and not args.report:
             models.append(ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
                                     checkpoint=None, options={}))
-        names.append("logmel_stats")
+        if logmel_recorded or not args.report:
+            names.append("logmel_stats")
         notes["logmel_stats"] = "no training; log-mel mean + std"
     for m in models:
         print(f"  {m.name}: {m.checkpoint or m.module}")
