@@ -269,6 +269,9 @@ def test_study_manifest_lists_the_study_tasks(study_tiny):
     root, paths = study_tiny
     manifest = load_manifest(Path(__file__).parents[1] / "eval_suites/manifests/study.yaml",
                              tasks_root=root / "tasks")
+    # every study task but events, which is built and left out (at its ceiling on validation
+    # at random init: see the manifest)
+    assert "events" in paths
     assert sorted(t.path for t in manifest.tasks) == sorted(
-        p for name, p in paths.items() if name != "corpus")
+        p for name, p in paths.items() if name not in ("corpus", "events"))
     assert [p for p in check_inputs(manifest, check_audio=True) if p.startswith("task")] == []
