@@ -1,6 +1,7 @@
 """Mini-LAPE (`python -m studies.mini_lape`) and its log-mel statistics reference."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -275,6 +276,29 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
     assert ": training" not in fresh.stdout and "  probe seed 0:" not in fresh.stdout  # nothing evaluated
     assert not (tmp_path / "runs_fresh").exists() or not any((tmp_path / "runs_fresh").glob("*/checkpoints"))
+    pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
+
+    # --report: the tables of the recorded models only; a run not recorded is named and left
+    # out, nothing is trained or evaluated, and no runs folder is made
+    report = cmd[:cmd.index("--runs") + 1] + [str(tmp_path / "runs_none")] + cmd[cmd.index("--runs") + 2:]
+    report.insert(report.index("slicer_no_kmix") + 1, "slicer_no_cluster")
+    report[report.index("--root") + 1] = str(tmp_path / "data_none")  # no demo data is built either
+    shown = subprocess.run(report + ["--report"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
+    assert "left out (not recorded): slicer_no_cluster" in shown.stdout
+    assert ": training" not in shown.stdout and "  probe seed 0:" not in shown.stdout
+    assert not (tmp_path / "runs_none").exists() and not (tmp_path / "data_none").exists()
+    pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
+    assert "slicer_no_cluster" not in (out / "mini_lape.md").read_text()
+
+    # a run trained here but not recorded (its scoring was interrupted) is scored, not retrained
+    registry = json.loads((out / "runs.json").read_text())
+    del registry["cola"]
+    (out / "runs.json").write_text(json.dumps(registry))
+    landed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert landed.returncode == 0, landed.stdout[-3000:] + landed.stderr[-3000:]
+    assert "cola: done (step_00000002.pt), reused" in landed.stdout and "cola: scoring it now" in landed.stdout
+    assert ": training" not in landed.stdout and "cola" in json.loads((out / "runs.json").read_text())
     pd.testing.assert_frame_equal(pd.read_csv(out / "mini_lape.csv"), long)
 
     more = [a if a != "2" else "3" for a in cmd[:cmd.index("--steps") + 2]] + cmd[cmd.index("--steps") + 2:]
