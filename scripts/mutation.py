@@ -99,11 +99,11 @@ def prepare(module: str, tests: list[str]) -> Path:
         f"pytest_add_cli_args_test_selection =\n    {lines(tests)}\n"
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -m\n    not slow\n"
         "use_git_change_detection = false\n"
-        # fork each mutant's test run from a server process with no other threads: forked
-        # straight from mutmut's main process (whose spinner thread holds the stdout lock at
-        # times), a child could wait on that lock forever, at 0 % CPU, where mutmut's CPU-time
-        # limit never fires
-        "process_isolation = forkserver\n"
+        # A mutant's run that takes 4x its tests' clean time (+ 1 s) is stopped and counted as
+        # a timeout (mutmut's default, 15x, let a run blocked at 0 % CPU in a forked child wait
+        # 13 min; the fork server avoids such blocks but re-imports torch for every mutant).
+        # Timeouts are reported apart from failures in the summary.
+        "timeout_multiplier = 4\n"
         "\n[tool:pytest]\nmarkers =\n    slow: end-to-end tests\n"
     )
     return work
