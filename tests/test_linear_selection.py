@@ -419,3 +419,61 @@ def test_a_metric_without_maximize_is_maximised(planted_task, monkeypatch):
     monkeypatch.setattr(linear, "_heareval_scoring", lambda: {"scripted": NoAttribute})
     _, (fold,) = run_linear(planted_task[0], LinearConfig(epochs=len(VALID_CURVE), device="cpu"), progress=False)
     assert fold.best_epoch == 3 and fold.valid_score == pytest.approx(VALID_CURVE[3])
+
+
+@pytest.mark.parametrize("module,helper", [("heareval.score", "_heareval_scoring"),
+                                           ("heareval.predictions.task_predictions", "_event_postprocessing")])
+def test_missing_heareval_is_an_error_that_says_how_to_install_it(monkeypatch, module, helper):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes `from module import ...` raise ImportError
+    with pytest.raises(RuntimeError, match=r"cannot be imported .*run scripts/setup_env\.sh"):
+        getattr(linear, helper)()
+
+
+def _three_class_task(d, rng):
+    labels = ["a", "b", "c"]
+    (d / "task_metadata.json").write_text(json.dumps(dict(
+        task_name="t", split_mode="trainvaltest", embedding_type="scene", prediction_type="multiclass",
+        evaluation=["top1_acc"], splits=list(SPLITS))))
+    pd.DataFrame({"idx": [0, 1, 2], "label": labels}).to_csv(d / "labelvocabulary.csv", index=False)
+    clips = {}
+    for split, n in (("train", 30), ("valid", 9), ("test", 9)):
+        clips[split] = {}
+        for i in range(n):
+            k = i % 3
+            clips[split][f"{split}{i}.wav"] = (np.eye(3)[k] * 2 + 0.1 * rng.normal(size=3), labels[k])
+    return _write_task(d, clips)
+
+
+def test_scene_outputs_name_their_clips_and_no_events_file(tmp_path):
+    d = tmp_path / "task"
+    d.mkdir()
+    orders = _three_class_task(d, np.random.default_rng(0))
+    run_linear(d, LinearConfig(epochs=3, device="cpu"), progress=False, outputs_dir=tmp_path / "out")
+    from eval_suites.core.clip_outputs import load_outputs
+
+    [fold] = load_outputs(tmp_path / "out").folds
+    assert fold.ids.tolist() == orders["test"]
+    truth = json.loads((d / "test.json").read_text())
+    assert [["a", "b", "c"][int(k)] for k in fold.targets.argmax(1)] == [truth[n][0] for n in orders["test"]]
+    assert not (tmp_path / "out" / "test_events.json").exists()  # events are for event tasks only
+
+
+def test_a_cache_whose_rows_moved_is_refused_not_scored(tmp_path):
+    """Test rows stored in another order than the cache's shuffle: the stored per-clip outputs
+    would name the wrong clips, so the protocol stops (the labels of the rows give it away)."""
+    d = tmp_path / "task"
+    d.mkdir()
+    _three_class_task(d, np.random.default_rng(0))
+    rows, dim = json.loads((d / "test.embedding-dimensions.json").read_text())
+    mm = np.memmap(d / "test.embeddings.npy", dtype=np.float32, mode="r+", shape=(rows, dim))
+    mm[:] = mm[::-1].copy()
+    mm.flush()
+    del mm
+    with open(d / "test.target-labels.pkl", "rb") as fh:
+        labels = pickle.load(fh)
+    with open(d / "test.target-labels.pkl", "wb") as fh:
+        pickle.dump(labels[::-1], fh)
+    with pytest.raises(ValueError, match="replayed clip order does not match the cached labels"):
+        run_linear(d, LinearConfig(epochs=1, device="cpu"), progress=False, outputs_dir=tmp_path / "out")

@@ -147,7 +147,7 @@ class _Task:
         return events
 
 
-def _score(score_fn, value) -> float:
+def _score(value) -> float:
     """A heareval score's primary number (tuple scores report their first entry)."""
     v = value[0][1] if isinstance(value, tuple) else value
     return float(v)
@@ -163,7 +163,7 @@ def _evaluate(task: _Task, probs: np.ndarray, y: np.ndarray, data: EmbeddingSpli
     first score is used (pass ``postprocessing`` to fix it, as on test).
     """
     if not task.event:
-        return [_score(f, f(probs, y)) for f in fns], None, None
+        return [_score(f(probs, y)) for f in fns], None, None
     grid, events_for_files = _event_postprocessing()
     grid = task.meta.get("evaluation_params", {}).get("event_postprocessing_grid", grid)
     idx_to_label = {i: lbl for lbl, i in task.label_to_idx.items()}
@@ -177,7 +177,7 @@ def _evaluate(task: _Task, probs: np.ndarray, y: np.ndarray, data: EmbeddingSpli
     for post, predicted in by_post.items():
         # Clips without any predicted event still count (as misses).
         predicted = {name: predicted.get(name, []) for name in target_events}
-        scores = [_score(f, f(predicted, target_events)) for f in fns]
+        scores = [_score(f(predicted, target_events)) for f in fns]
         primary = _comparable(scores[0], fns[0])
         if best is None or primary > _comparable(best[0][0], fns[0]):
             best = (scores, dict(post), predicted)
