@@ -89,6 +89,13 @@ def prepare(module: str, tests: list[str]) -> Path:
     for t in tests:
         if not t.startswith("-"):  # pytest options pass through
             shutil.copy(REPO / t, work / t)
+    # tqdm guards its bars with a multiprocessing lock shared by every forked mutant run: one
+    # run stopped while holding it (a timeout) left every later run waiting on it forever, each
+    # then counted as a timeout, i.e. a false kill. A per-process lock keeps the runs apart.
+    (work / "tests" / "conftest.py").write_text(
+        (REPO / "tests" / "conftest.py").read_text()
+        + "\n\nimport threading  # noqa: E402\n\nimport tqdm  # noqa: E402\n\n"
+        "tqdm.tqdm.set_lock(threading.RLock())  # scripts/mutation.py: not shared across forks\n")
     target = work / module
     target.write_text(undecorate(target.read_text()))
     lines = "\n    ".join
@@ -100,9 +107,7 @@ def prepare(module: str, tests: list[str]) -> Path:
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -m\n    not slow\n"
         "use_git_change_detection = false\n"
         # A mutant's run that takes 4x its tests' clean time (+ 1 s) is stopped and counted as
-        # a timeout (mutmut's default, 15x, let a run blocked at 0 % CPU in a forked child wait
-        # 13 min; the fork server avoids such blocks but re-imports torch for every mutant).
-        # Timeouts are reported apart from failures in the summary.
+        # a timeout (mutmut's default is 15x); timeouts are reported apart from failures.
         "timeout_multiplier = 4\n"
         "\n[tool:pytest]\nmarkers =\n    slow: end-to-end tests\n"
     )
