@@ -89,6 +89,9 @@ def prepare(module: str, tests: list[str]) -> Path:
     for t in tests:
         if not t.startswith("-"):  # pytest options pass through
             shutil.copy(REPO / t, work / t)
+    for helper in (REPO / "tests").glob("*.py"):  # modules the tests import (not tests themselves)
+        if not helper.name.startswith(("test_", "conftest")):
+            shutil.copy(helper, work / "tests" / helper.name)
     # tqdm guards its bars with a multiprocessing lock shared by every forked mutant run: one
     # run stopped while holding it (a timeout) left every later run waiting on it forever, each
     # then counted as a timeout, i.e. a false kill. A per-process lock keeps the runs apart.

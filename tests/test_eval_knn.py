@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cached_tasks import write_embeddings
 from eval_suites.core.protocols.knn import KnnConfig, run_knn
 
 TESTS = Path(__file__).resolve().parent
@@ -34,12 +35,7 @@ def write_cached_task(d: Path, splits: dict[str, tuple[np.ndarray, list[str]]],
     pd.DataFrame({"idx": range(len(vocabulary)), "label": vocabulary}).to_csv(
         d / "labelvocabulary.csv", index=False)
     for split, (x, labels) in splits.items():
-        x = np.asarray(x, dtype=np.float32)
-        (d / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(x.shape)))
-        mm = np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=x.shape)
-        mm[:] = x
-        mm.flush()
-        del mm
+        write_embeddings(d, split, x)
         with open(d / f"{split}.target-labels.pkl", "wb") as fh:
             pickle.dump([[str(lab)] for lab in labels], fh)  # plain strings, as the writer stores them
     return d

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import eval_suites.core.protocols.linear as linear
+from cached_tasks import write_embeddings
 from eval_suites.core.protocols.linear import LinearConfig, run_linear
 
 VALID_CURVE = [0.20, 0.55, 0.30, 0.91, 0.40, 0.90, 0.10]  # best at epoch 3 (0-based)
@@ -44,12 +45,7 @@ def _write_task(d, clips, splits=SPLITS):
         names = list(clips[split])
         prng.shuffle(names)
         orders[split] = names
-        x = np.stack([clips[split][n][0] for n in names]).astype(np.float32)
-        (d / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(x.shape)))
-        mm = np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=x.shape)
-        mm[:] = x
-        mm.flush()
-        del mm
+        write_embeddings(d, split, np.stack([clips[split][n][0] for n in names]))
         with open(d / f"{split}.target-labels.pkl", "wb") as fh:
             pickle.dump([_labels(clips[split][n][1]) for n in names], fh)
     return orders
@@ -261,38 +257,48 @@ def test_boundary_settings_are_accepted():
 
 
 # ----------------------------------------------------------------------------- event tasks
-def _event_task(d, rng, hop_ms=50.0, clip_ms=4000.0):
-    """Frame embeddings that carry their frame's labels (one-hot + noise): a planted task whose
-    every test event the protocol must recover (F = 1) through heareval's post-processing."""
+def _planted_event_task(d, rng, splits, grid=None, hop_ms=50.0, clip_ms=4000.0):
+    """splits: split -> [(events, blips)] per clip, as [(label, start_ms, end_ms)]. Frame
+    embeddings carry the labels of the events and of the blips (one-hot + noise); the targets
+    hold the events only, so a blip is a false alarm the post-processing may remove."""
     labels = ["dog", "bell"]
-    (d / "task_metadata.json").write_text(json.dumps(dict(
-        task_name="ev", split_mode="trainvaltest", embedding_type="event", prediction_type="multilabel",
-        evaluation=["event_onset_200ms_fms", "segment_1s_er"], splits=list(SPLITS))))
+    meta = dict(task_name="ev", split_mode="trainvaltest", embedding_type="event", prediction_type="multilabel",
+                evaluation=["event_onset_200ms_fms", "segment_1s_er"], splits=list(SPLITS))
+    if grid is not None:
+        meta["evaluation_params"] = {"event_postprocessing_grid": grid}
+    (d / "task_metadata.json").write_text(json.dumps(meta))
     pd.DataFrame({"idx": [0, 1], "label": labels}).to_csv(d / "labelvocabulary.csv", index=False)
     times = np.arange(0.0, clip_ms + 1e-9, hop_ms)
-    for split, n in (("train", 12), ("valid", 4), ("test", 4)):
+    for split, clips in splits.items():
         events, xs, ys, ft = {}, [], [], []
-        for k in range(n):
+        for k, (evs, blips) in enumerate(clips):
             name = f"{split}{k}.wav"
-            start = float(rng.uniform(200, 1200))
-            evs = [{"label": labels[k % 2], "start": start, "end": start + float(rng.uniform(500, 1000))},
-                   {"label": labels[(k + 1) % 2], "start": start + 1700.0, "end": start + 2500.0}]
-            events[name] = evs
+            events[name] = [{"label": lbl, "start": s, "end": e} for lbl, s, e in evs]
             for t in times:
-                on = [e["label"] for e in evs if e["start"] <= t < e["end"]]
-                xs.append(np.array([3.0 * (lbl in on) for lbl in labels]) + 0.05 * rng.normal(size=2))
+                on = [lbl for lbl, s, e in evs if s <= t < e]
+                seen = on + [lbl for lbl, s, e in blips if s <= t < e]
+                xs.append(np.array([3.0 * (lbl in seen) for lbl in labels]) + 0.05 * rng.normal(size=2))
                 ys.append(on)
                 ft.append([f"ev/{split}/{name}", float(t)])
         (d / f"{split}.json").write_text(json.dumps(events))
-        x = np.stack(xs).astype(np.float32)
-        (d / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(x.shape)))
-        mm = np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=x.shape)
-        mm[:] = x
-        mm.flush()
-        del mm
+        write_embeddings(d, split, np.stack(xs))
         with open(d / f"{split}.target-labels.pkl", "wb") as fh:
             pickle.dump(ys, fh)
         (d / f"{split}.filename-timestamps.json").write_text(json.dumps(ft))
+
+
+def _event_task(d, rng):
+    """Frame embeddings that carry their frame's labels (one-hot + noise): a planted task whose
+    every test event the protocol must recover (F = 1) through heareval's post-processing."""
+    labels = ["dog", "bell"]
+    splits = {}
+    for split, n in (("train", 12), ("valid", 4), ("test", 4)):
+        splits[split] = []
+        for k in range(n):
+            start = float(rng.uniform(200, 1200))
+            splits[split].append(([(labels[k % 2], start, start + float(rng.uniform(500, 1000))),
+                                   (labels[(k + 1) % 2], start + 1700.0, start + 2500.0)], []))
+    _planted_event_task(d, rng, splits)
 
 
 def test_event_task_recovers_planted_events(tmp_path):
@@ -328,41 +334,6 @@ def test_event_predictions_shifted_in_time_miss(tmp_path, monkeypatch):
     (d / "test.filename-timestamps.json").write_text(json.dumps([[n, t + 600.0] for n, t in rows]))
     _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False)
     assert fold.test_scores["event_onset_200ms_fms"] < 0.2
-
-
-def _planted_event_task(d, rng, splits, grid=None, hop_ms=50.0, clip_ms=4000.0):
-    """splits: split -> [(events, blips)] per clip, as [(label, start_ms, end_ms)]. Frame
-    embeddings carry the labels of the events and of the blips (one-hot + noise); the targets
-    hold the events only, so a blip is a false alarm the post-processing may remove."""
-    labels = ["dog", "bell"]
-    meta = dict(task_name="ev", split_mode="trainvaltest", embedding_type="event", prediction_type="multilabel",
-                evaluation=["event_onset_200ms_fms", "segment_1s_er"], splits=list(SPLITS))
-    if grid is not None:
-        meta["evaluation_params"] = {"event_postprocessing_grid": grid}
-    (d / "task_metadata.json").write_text(json.dumps(meta))
-    pd.DataFrame({"idx": [0, 1], "label": labels}).to_csv(d / "labelvocabulary.csv", index=False)
-    times = np.arange(0.0, clip_ms + 1e-9, hop_ms)
-    for split, clips in splits.items():
-        events, xs, ys, ft = {}, [], [], []
-        for k, (evs, blips) in enumerate(clips):
-            name = f"{split}{k}.wav"
-            events[name] = [{"label": lbl, "start": s, "end": e} for lbl, s, e in evs]
-            for t in times:
-                on = [lbl for lbl, s, e in evs if s <= t < e]
-                seen = on + [lbl for lbl, s, e in blips if s <= t < e]
-                xs.append(np.array([3.0 * (lbl in seen) for lbl in labels]) + 0.05 * rng.normal(size=2))
-                ys.append(on)
-                ft.append([f"ev/{split}/{name}", float(t)])
-        (d / f"{split}.json").write_text(json.dumps(events))
-        x = np.stack(xs).astype(np.float32)
-        (d / f"{split}.embedding-dimensions.json").write_text(json.dumps(list(x.shape)))
-        mm = np.memmap(d / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=x.shape)
-        mm[:] = x
-        mm.flush()
-        del mm
-        with open(d / f"{split}.target-labels.pkl", "wb") as fh:
-            pickle.dump(ys, fh)
-        (d / f"{split}.filename-timestamps.json").write_text(json.dumps(ft))
 
 
 def test_event_postprocessing_is_the_tasks_grid_chosen_on_validation_and_fixed_on_test(tmp_path):
