@@ -10,6 +10,7 @@ computed after all epochs, and only once.
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 
@@ -448,3 +449,21 @@ def test_a_cache_whose_rows_moved_is_refused_not_scored(tmp_path):
         pickle.dump(labels[::-1], fh)
     with pytest.raises(ValueError, match="replayed clip order does not match the cached labels"):
         run_linear(d, LinearConfig(epochs=1, device="cpu"), progress=False, outputs_dir=tmp_path / "out")
+
+
+@pytest.mark.parametrize("values", [[0.5, 0.7, 0.95], [0.25, 0.75], [0.4]])
+def test_kfold_summary_is_the_mean_and_sample_std_of_the_folds(values):
+    class Task:
+        meta = {"evaluation": ["top1_acc", "mAP"]}
+
+    folds = [linear.LinearFold(test_split=f"fold{i:02d}", best_epoch=0, valid_score=0.0,
+                               test_scores={"top1_acc": v, "mAP": 1 - v}, postprocessing=None)
+             for i, v in enumerate(values)]
+    summary = linear.summarize(Task(), folds)
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    assert [m for m, *_ in summary] == ["top1_acc", "mAP"]
+    assert summary[0] == ("top1_acc", pytest.approx(mean), pytest.approx(std) if std is not None else None, n)
+    assert summary[1] == ("mAP", pytest.approx(1 - mean), pytest.approx(std) if std is not None else None, n)
+    assert all(isinstance(x, float) for x in summary[0][1:3] if x is not None)
