@@ -660,13 +660,10 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache or args.runs / "embeddings"
     t0 = time.time()
 
-    if args.report:
-        tasks = [t.name for t in load_manifest(manifest_path, tasks_root=root / "tasks")
-                 .select(None, args.tasks).tasks]
-    else:
+    if not args.report:
         print(f"[1/4] Demo data ({args.preset}) in {root}/")
         build_demo(root, preset=args.preset, progress=not args.no_progress)
-        tasks = task_names(manifest_path, root / "tasks", args.tasks)
+    tasks = task_names(manifest_path, root / "tasks", args.tasks)
 
     runs = plan_runs(args.runs, root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds,
                      overrides, args.tag)
@@ -732,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         if like is not None:
             identity["random_init"] = {"config": {"like": like.name, **identity[like.name]["config"]},
                                        "preset": args.preset}
-            if recorded(registry, "random_init", identity["random_init"], args.out, tasks, args.seeds):
+            random_recorded = recorded(registry, "random_init", identity["random_init"], args.out, tasks, args.seeds)
+            if random_recorded:
                 print("  random_init: recorded, reused")
             elif args.report:
                 print("  random_init: not recorded, left out (--report)")
@@ -742,8 +740,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"  random_init: needs {like.name}'s checkpoint, which is recorded but not on this machine: "
                       "left out (remove its record from runs.json to retrain it)")
-            if not args.report or recorded(registry, "random_init", identity["random_init"], args.out, tasks,
-                                           args.seeds):
+            if random_recorded or not args.report:
                 names.append("random_init")
             notes["random_init"] = f"no training (init seed 0); {like.name}'s normalisation"
         identity["logmel_stats"] = {"config": {"module": "eval_suites.references.logmel_stats"}, "preset": args.preset}
