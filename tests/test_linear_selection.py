@@ -467,3 +467,23 @@ def test_kfold_summary_is_the_mean_and_sample_std_of_the_folds(values):
     assert summary[0] == ("top1_acc", pytest.approx(mean), pytest.approx(std) if std is not None else None, n)
     assert summary[1] == ("mAP", pytest.approx(1 - mean), pytest.approx(std) if std is not None else None, n)
     assert all(isinstance(x, float) for x in summary[0][1:3] if x is not None)
+
+
+@pytest.mark.parametrize("cuda", [False, True])
+def test_default_device_is_cuda_when_available_and_an_explicit_one_wins(tmp_path, monkeypatch, cuda):
+    """`device: null` trains on CUDA when torch sees one, else on the CPU; a named device is used as
+    given, and `progress` reaches every fold. (The folds themselves run on the CPU here.)"""
+    d = tmp_path / "task"
+    d.mkdir()
+    _three_class_task(d, np.random.default_rng(0))
+    seen, real = [], linear._train_fold
+
+    def spy(task, split, cfg, device, progress):
+        seen.append((device, progress))
+        return real(task, split, cfg, torch.device("cpu"), False)
+
+    monkeypatch.setattr(linear, "_train_fold", spy)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    run_linear(d, LinearConfig(epochs=1), progress=False)
+    run_linear(d, LinearConfig(epochs=1, device="cpu"), progress=True)
+    assert seen == [(torch.device("cuda" if cuda else "cpu"), False), (torch.device("cpu"), True)]

@@ -50,9 +50,11 @@ def byola_forward(lms, virtual_crop_scale, params):
 
 
 # ----------------------------------------------------------------------------- parameters
-@pytest.mark.parametrize("f, t", [(64, 96), (16, 40)])
+@pytest.mark.parametrize("f, t", [(64, 96), (16, 40), (2, 3), (3, 1)])
 def test_crop_parameter_distributions_match_byola(f, t):
-    """Height, width, top and left over 20,000 draws: KS test against BYOL-A's get_params."""
+    """Height, width, top and left over 20,000 draws: KS test against BYOL-A's get_params.
+
+    (2, 3) and (3, 1) reach the lower clip at 1 pixel: int(U(0.6, 1.5) * 1) is 0 in 44 % of draws."""
     n = 20000
     np.random.seed(0)
     random.seed(0)
@@ -69,6 +71,21 @@ def test_crop_parameter_distributions_match_byola(f, t):
     assert 0.5 < (ours[:, 2] == f).mean() < 0.6
 
 
+def test_crop_parameters_are_float64_uniforms_of_the_generator():
+    """A resumed run replays its crops: the parameters are BYOL-A's formulas applied to four float64
+    uniforms per clip drawn from the given generator (heights, widths, tops, lefts, in that order)."""
+    b, f, t = 400, 64, 96
+    ours = random_crop_params(b, f, t, **BYOLA, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    u_h, u_w, u_top, u_left = (torch.rand(b, generator=g, dtype=torch.float64).numpy() for _ in range(4))
+    canvas_f, canvas_t = int(f * 1.0), int(t * 1.5)
+    for n in range(b):
+        h = int(np.clip(int((0.6 + 0.9 * u_h[n]) * f), 1, canvas_f))
+        w = int(np.clip(int((0.6 + 0.9 * u_w[n]) * t), 1, canvas_t))
+        expected = (int(u_top[n] * (canvas_f - h + 1)), int(u_left[n] * (canvas_t - w + 1)), h, w)
+        assert tuple(int(v[n]) for v in ours) == expected, n
+
+
 def test_crop_parameters_stay_inside_the_canvas():
     p = random_crop_params(5000, 64, 96, (1.2, 1.5), (0.1, 3.0), (0.1, 3.0), generator=torch.Generator().manual_seed(0))
     canvas_f, canvas_t = int(64 * 1.2), int(96 * 1.5)
@@ -79,9 +96,11 @@ def test_crop_parameters_stay_inside_the_canvas():
 
 
 # ----------------------------------------------------------------------------- output
-@pytest.mark.parametrize("shape, scale", [((64, 96), (1.0, 1.5)), ((16, 40), (1.0, 1.5)), ((12, 20), (1.5, 1.25))])
+@pytest.mark.parametrize("shape, scale", [((64, 96), (1.0, 1.5)), ((16, 40), (1.0, 1.5)), ((12, 20), (1.5, 1.25)),
+                                          ((1, 7), (1.0, 1.5)), ((2, 3), (1.0, 1.5))])
 def test_resized_crop_equals_byola_forward(shape, scale):
-    """Same crops, same outputs, for random crops and for the edge cases (1-pixel crop, full canvas)."""
+    """Same crops, same outputs, for random crops and for the edge cases (1-pixel crop, full canvas),
+    down to 1- and 2-pixel outputs (where align_corners' step (size - 1) / (n_out - 1) degenerates)."""
     f, t = shape
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, f, t, generator=g, dtype=torch.float64)

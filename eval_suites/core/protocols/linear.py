@@ -265,9 +265,8 @@ def fold_outputs(task: _Task, split: dict[str, list[str]], test: EmbeddingSplit,
     if task.event:
         outputs = event_fold_outputs(predicted, test_events, task.meta["evaluation"], task.label_to_idx)
         return outputs, {"predicted": predicted, "target": test_events}
-    ids = np.concatenate([scene_clip_ids(task.dir, s, read_split(task.dir, s).labels if len(split["test"]) > 1
-                                         else test.labels) for s in split["test"]])
-    return FoldOutputs(ids=ids, targets=y_test, scores=probs), None
+    [test_split] = split["test"]  # one test split per fold (data_splits)
+    return FoldOutputs(ids=scene_clip_ids(task.dir, test_split, test.labels), targets=y_test, scores=probs), None
 
 
 def store_outputs(outputs_dir: str | Path, task: _Task, trained: list[tuple]) -> None:
