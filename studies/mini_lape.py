@@ -54,7 +54,7 @@ from eval_suites.core.manifest import ManifestError, ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir
 
 __all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state",
-           "aggregate", "differences", "markdown_table", "markdown_differences", "plot_table", "main"]
+           "aggregate", "differences", "run_differences", "markdown_table", "markdown_differences", "plot_table", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "pretrain" / "configs"
@@ -511,6 +511,16 @@ def differences(long: pd.DataFrame, reference: str, others: list[str],
     return pd.DataFrame(rows, columns=["model", "task", "diff", "ci_low", "ci_high", "excludes_zero"])
 
 
+def run_differences(long: pd.DataFrame, run: str, others: list[str],
+                    bootstrap: BootstrapConfig = BootstrapConfig()) -> pd.DataFrame:
+    """Pretraining run ``run`` alone (not its group's mean over seeds) minus each of ``others``,
+    as :func:`differences`. For the ablations, which ran at SLICER's first pretraining seed only:
+    against SLICER's run at that seed both sides share the seed, so only test clips are resampled."""
+    long = _groups(long)
+    long.loc[long.model == run, "group"] = label = f"{run} (run)"
+    return differences(long, label, others, bootstrap)
+
+
 def _fmt(mean: float, low: float, high: float, signed: bool = False) -> str:
     if math.isnan(mean):
         return "—"
@@ -787,8 +797,17 @@ def main(argv: list[str] | None = None) -> int:
                  f"of each side resampled on their own; {slicer}: {runs_of.get(slicer, 0)} run(s)); **bold**: the "
                  "95 % interval excludes 0.", "", markdown_differences(diffs, slicer, tasks)]
     if ablation_models:
-        text += ["", f"SLICER ablations (one component changed each; pretraining seed {args.pretrain_seeds[0]}):", "",
+        first = args.pretrain_seeds[0]
+        text += ["", f"SLICER ablations (one component changed each; pretraining seed {first}):", "",
                  markdown_table(table, [slicer] + ablation_models + ["random_init"], tasks, notes)]
+        first_run = slicer if first == 0 else f"{slicer}_seed{first}"
+        if first_run in set(long.model):
+            ablation_diffs = run_differences(long, first_run, ablation_models)
+            ablation_diffs.to_csv(args.out / "mini_lape_ablation_differences.csv", index=False)
+            text += ["", f"{slicer}'s seed-{first} run minus each ablation (the same pretraining seed on both sides: a "
+                     "paired bootstrap on the same test clips); positive: the full recipe scores higher; **bold**: "
+                     "the 95 % interval excludes 0.", "",
+                     markdown_differences(ablation_diffs, f"{slicer} (seed {first})", tasks)]
     (args.out / "mini_lape.md").write_text("\n".join(text) + "\n")
     groups = [(f"Mini-LAPE: five methods, same budget{variant}, and two references", main_models)]
     if ablation_models:

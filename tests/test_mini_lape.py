@@ -18,7 +18,7 @@ from eval_suites.core.clip_outputs import save_outputs
 from eval_suites.core.intervals import BootstrapConfig, FoldOutputs, difference_intervals, model_intervals
 from studies.mini_lape import (ABLATIONS, METHODS, PretrainRun, _comparable, _desired_config, _diff,
                                    aggregate, differences, markdown_differences, markdown_table, plan_runs,
-                                   plot_table, run_state)
+                                   plot_table, run_differences, run_state)
 from eval_suites.references import logmel_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,6 +237,19 @@ def test_differences_are_paired_and_flag_what_exceeds_the_noise(tmp_path):
     md = markdown_differences(diffs.reset_index(), "a", ["t1", "t2"])
     assert md.splitlines()[0] == "| a minus | t1 | t2 | mean |"
     assert "| b | **+0." in md and "| c | " in md and "| c | **" not in md
+
+
+def test_run_differences_compare_one_pretraining_run(tmp_path):
+    """The ablations' table: a's first run alone against c, whose outputs are that run's exactly,
+    differs by 0 with a zero-width interval; the group mean over both runs would not."""
+    long = _write_cells(tmp_path)
+    cfg = BootstrapConfig(n_boot=300)
+    diffs = run_differences(long, "a", ["c", "b"], cfg).set_index(["model", "task"])
+    for task in ("t1", "t2", "mean"):
+        assert diffs.loc[("c", task), ["diff", "ci_low", "ci_high"]].tolist() == pytest.approx([0, 0, 0], abs=1e-12)
+    assert diffs.loc[("b", "mean"), "excludes_zero"]
+    assert differences(long, "a", ["c"], cfg).set_index("task").loc["mean", "diff"] < -0.02  # a_seed1 is worse
+    assert set(long.group) == {"a", "b", "c"}  # the caller's frame is left as it was
 
 
 # ----------------------------------------------------------------------------- end to end
