@@ -127,8 +127,16 @@ def test_cosine_ignores_scale_and_standardize_is_an_option(planted, tmp_path):
     a, fa = run_knn(d, KnnConfig(), progress=False)
     b, fb = run_knn(d2, KnnConfig(), progress=False)
     assert a == b and fa[0].valid_scores == fb[0].valid_scores
-    std, _ = run_knn(d, KnnConfig(standardize=True), progress=False)
-    assert 0.0 <= std[0][1] <= 1.0
+    # standardize: every dimension scaled by the training split's mean and std, then the same cosine kNN
+    std, [fold] = run_knn(d, KnnConfig(standardize=True), progress=False)
+    x_train = train[0].astype(np.float32)
+    mean, sd = x_train.mean(0), np.maximum(x_train.std(0), 1e-6)
+    z = lambda x: (x.astype(np.float32) - mean) / sd  # noqa: E731
+    for k, score in fold.valid_scores.items():
+        assert score == pytest.approx(reference_knn_accuracy(z(train[0]), train[1], z(valid[0]), valid[1], k, vocab))
+    assert fold.valid_scores[fold.best_k] == max(fold.valid_scores.values())
+    assert std[0][1] == pytest.approx(reference_knn_accuracy(z(train[0]), train[1], z(test[0]), test[1], fold.best_k,
+                                                             vocab))
 
 
 def test_k_larger_than_the_training_split_is_skipped(tmp_path):
