@@ -108,8 +108,11 @@ def test_byol_a_loss_is_the_sum_of_both_directions():
 def test_cola_loss_is_bilinear_cross_entropy(symmetric):
     obj = _make("cola", embedding_dim=8, symmetric=symmetric)
     view_a, view_b = _views(1)
-    with torch.no_grad():
-        e = [obj.head(AudioNTT2020.pool(obj.encoder(v))).double() for v in (view_a, view_b)]
+    assert obj.similarity.bias is None  # COLA's similarity is the bilinear g(x)^T W g(y), W alone
+    linear, norm = obj.head[0], obj.head[1]
+    with torch.no_grad():  # COLA's head: a dense layer, layer normalisation, tanh
+        e = [torch.tanh(F.layer_norm(F.linear(AudioNTT2020.pool(obj.encoder(v)), linear.weight, linear.bias), (8,),
+                                     norm.weight, norm.bias)).double() for v in (view_a, view_b)]
         w = obj.similarity.weight.double()
 
     def direction(anchors, positives):
