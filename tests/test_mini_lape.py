@@ -274,6 +274,8 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     assert len(long[long.group == "cola"]) == 2 * 2 * 2  # pretraining seeds x tasks x probe seeds
     md = (out / "mini_lape.md").read_text()
     assert all(f"| {m} |" in md for m in groups) and "SLICER ablations" in md and "| slicer_seed1 |" not in md
+    ablation_diffs = pd.read_csv(out / "mini_lape_ablation_differences.csv")  # against slicer's seed-0 run alone
+    assert set(ablation_diffs.model) == {"slicer_no_kmix"} and "| slicer (seed 0) minus |" in md
     assert (out / "mini_lape.png").stat().st_size > 10_000
     for name in trained:
         assert (runs / name / "checkpoints" / "step_00000002.pt").is_file()

@@ -9,7 +9,8 @@ made afterwards, in the test process, from what each rank returned:
 - shuffled_forward: the clips are split into 2 batches of 4 unlike the ranks' own split,
   every key belongs to its own clip, and equals the function computed in one process on
   the batch that clip was shuffled into;
-- SLICER's after_step: every rank's queue holds rank 0's keys, then rank 1's, owners 0 then 1.
+- SLICER's and DeLoRes-M's after_step: every rank's queue holds rank 0's keys, then rank 1's,
+  owners 0 then 1.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     from hear_slicer.encoder import EncoderConfig
     from pretrain.distributed import (DistContext, all_gather_nograd, all_reduce_mean, init_distributed,
                                       shuffled_forward, shutdown_distributed)
+    from pretrain.objectives.delores_m import DeLoResM, DeLoResMConfig
     from pretrain.objectives.slicer import Slicer, SlicerConfig
 
     torch.set_num_threads(1)
@@ -75,6 +77,14 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     result["pending"] = obj._pending_keys.clone()
     obj.after_step(1, 1)
     result["queue"], result["owners"] = obj.queue.keys.clone(), obj.queue.owners.clone()
+    # DeLoRes-M's enqueue likewise (its keys: one view per clip).
+    torch.manual_seed(0)
+    dm = DeLoResM(EncoderConfig(n_mels=64, channels=4, d=32, dropout=0.0),
+                  DeLoResMConfig(queue_size=64, head_dim=8, block_projector_dim=4, block_projector_layers=2), ctx).train()
+    dm(torch.randn(3, 64, 32, generator=g), torch.randn(3, 64, 32, generator=g))
+    result["dm_pending"] = dm._pending_keys.clone()
+    dm.after_step(1, 1)
+    result["dm_queue"], result["dm_owners"] = dm.queue.keys.clone(), dm.queue.owners.clone()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
     shutdown_distributed(ctx)
     assert not dist.is_initialized()
@@ -174,3 +184,25 @@ def test_split_forward_group_boundaries():
 
 def _centre(x):
     return x - x.mean(0, keepdim=True)
+
+
+def test_delores_m_enqueues_every_rank_s_keys_in_rank_order(ranks):
+    from hear_slicer.encoder import EncoderConfig
+    from pretrain.objectives.delores_m import DeLoResM, DeLoResMConfig
+
+    torch.manual_seed(0)  # one process too (and so mutmut maps this test to after_step)
+    one = DeLoResM(EncoderConfig(n_mels=64, channels=4, d=32, dropout=0.0),
+                   DeLoResMConfig(queue_size=64, head_dim=8, block_projector_dim=4, block_projector_layers=2,
+                                  split_bn_groups=1))
+    before = one.queue.keys.clone()
+    one.after_step(1, 1)  # no forward since the last step: nothing to enqueue
+    assert torch.equal(one.queue.keys, before) and one.queue.owners.eq(-1).all()
+    one(torch.randn(3, 64, 32), torch.randn(3, 64, 32))
+    one.after_step(2, 2)
+    assert one.queue.owners[:3].tolist() == [0] * 3 and one.queue.owners[3:].eq(-1).all()
+    pending = [out["dm_pending"] for out in ranks]  # (3, H) per rank
+    n = pending[0].shape[0]
+    for out in ranks:
+        torch.testing.assert_close(out["dm_queue"][:P * n], torch.cat(pending))
+        assert out["dm_owners"][:P * n].tolist() == [r for r in range(P) for _ in range(n)]
+    torch.testing.assert_close(ranks[0]["dm_queue"], ranks[1]["dm_queue"])
