@@ -6,7 +6,9 @@ For each module of MODULES, a scratch copy of the packages and of that module's 
 targeted tests is made in mutation-work/<module>/ (git-ignored; removed and rebuilt each
 time), with a setup.cfg whose [mutmut] section mutates only that module and runs only
 those tests; `mutmut run` plants each mutant and runs the tests that reach the mutated
-function. The verdicts are written to mutation-work/<module>.results.txt and a summary
+function. A mutmut timeout is run again without mutmut's CPU-time limit (`recheck`), so
+that it counts as killed only when the tests fail or hang. The verdicts are written to
+mutation-work/<module>.results.txt and a summary
 line per module (killed / total, %) is printed and appended to
 mutation-work/summary.tsv. `--survivors --modules M` prints the diffs of M's surviving
 mutants (also written to mutation-work/<module>.survivors.txt). Reviewed survivors are in
@@ -52,9 +54,11 @@ MODULES: dict[str, list[str]] = {
                            "--deselect=tests/test_hear_api.py::test_default_checkpoint_is_the_demo_config_trained"],
     "eval_suites/core/protocols/linear.py": ["tests/test_linear_selection.py"],
 }
+RECHECK_S = 600  # wall-clock limit of a timeout's recheck
 STATUS = re.compile(r"^\s*(\S+):\s*(killed|survived|no tests|timeout|suspicious|skipped|segfault|"
                     r"not checked|check was interrupted by user|caught by type check|"
-                    r"bad exit code|bad test result)\s*$")
+                    r"bad exit code|bad test result|killed \(rechecked\)|survived \(rechecked\)|"
+                    r"timeout \(rechecked\))\s*$")
 
 
 def undecorate(source: str) -> str:
@@ -128,10 +132,39 @@ def run_module(module: str, tests: list[str], max_children: int, names: list[str
                        stdout=log, stderr=subprocess.STDOUT)
     out = subprocess.run([*mutmut, "results", "--all", "true"], cwd=work, env=env, check=True,
                          capture_output=True, text=True).stdout
-    (WORK / f"{work.name}.results.txt").write_text(out)
-    counts = collections.Counter(m.group(2) for m in map(STATUS.match, out.splitlines())
-                                 if m and (not names or any(fnmatch.fnmatchcase(m.group(1), n) for n in names)))
-    return counts
+    return settle(work, tests, out, names)
+
+
+def settle(work: Path, tests: list[str], results: str, names: list[str]) -> collections.Counter:
+    """The verdicts in mutmut's `results` text (only `names` when given), each timeout rechecked
+    (:func:`recheck`); written to mutation-work/<module>.results.txt. Returns their counts."""
+    verdicts = {m.group(1): m.group(2) for m in map(STATUS.match, results.splitlines())
+                if m and (not names or any(fnmatch.fnmatchcase(m.group(1), n) for n in names))}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, status in verdicts.items():
+        if status == "timeout":
+            verdicts[name] = recheck(work, tests, name, env)
+    (WORK / f"{work.name}.results.txt").write_text("".join(f"    {n}: {v}\n" for n, v in verdicts.items()))
+    return collections.Counter(verdicts.values())
+
+
+def recheck(work: Path, tests: list[str], name: str, env: dict[str, str]) -> str:
+    """A mutmut timeout, run again without mutmut's CPU-time limit.
+
+    mutmut stops a mutant's run after 2 x timeout_multiplier x (its tests' estimated time + 1 s)
+    of CPU, estimated per test; tests that start processes (the 2-process gloo tests) or share
+    a module fixture cost more than that estimate, so a mutant their first assertion rejects can
+    still be stopped as a "timeout". Here the mutant's tests run whole under a wall-clock limit:
+    they fail -> "killed (rechecked)", pass -> "survived (rechecked)", still running after
+    RECHECK_S -> "timeout (rechecked)" (a hang, which counts as killed).
+    """
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow", *tests]
+    run_env = {**env, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(work / "mutants")}
+    try:
+        proc = subprocess.run(cmd, cwd=work / "mutants", env=run_env, capture_output=True, timeout=RECHECK_S)
+    except subprocess.TimeoutExpired:
+        return "timeout (rechecked)"
+    return "survived (rechecked)" if proc.returncode == 0 else "killed (rechecked)"
 
 
 def survivors(module: str) -> str:
@@ -141,7 +174,8 @@ def survivors(module: str) -> str:
     if not results.is_file():
         raise SystemExit(f"--survivors: no results for {module} in {WORK}; run it first")
     env = {**os.environ, "PYTHONPATH": str(work)}
-    names = [m.group(1) for m in map(STATUS.match, results.read_text().splitlines()) if m and m.group(2) == "survived"]
+    names = [m.group(1) for m in map(STATUS.match, results.read_text().splitlines())
+             if m and m.group(2).startswith("survived")]
     parts = []
     for name in names:
         diff = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env,
@@ -159,6 +193,8 @@ def main() -> None:
     ap.add_argument("--max-children", type=int, default=1, help="mutants tested in parallel (default 1)")
     ap.add_argument("--names", nargs="*", default=[],
                     help="only these mutants (mutmut name globs, e.g. 'hear_slicer.api.*timestamp*'); default all")
+    ap.add_argument("--recheck", action="store_true",
+                    help="recheck the timeouts of the last run of --modules without rerunning mutmut")
     ap.add_argument("--list", action="store_true", help="print the modules and their tests, then exit")
     ap.add_argument("--survivors", action="store_true",
                     help="print the diffs of the surviving mutants of the last run of --modules, then exit")
@@ -176,9 +212,15 @@ def main() -> None:
         return
     WORK.mkdir(exist_ok=True)
     for module in args.modules:
-        counts = run_module(module, MODULES[module], args.max_children, args.names)
+        if args.recheck:
+            results = WORK / (module.replace("/", "__").removesuffix(".py") + ".results.txt")
+            if not results.is_file():
+                raise SystemExit(f"--recheck: no results for {module} in {WORK}; run it first")
+            counts = settle(results.with_suffix("").with_suffix(""), MODULES[module], results.read_text(), args.names)
+        else:
+            counts = run_module(module, MODULES[module], args.max_children, args.names)
         total = sum(counts.values())
-        killed = counts["killed"] + counts["timeout"] + counts["caught by type check"]
+        killed = sum(v for k, v in counts.items() if k.startswith(("killed", "timeout", "caught by type check")))
         line = (f"{module}{' ' + ' '.join(args.names) if args.names else ''}\t{killed}/{total}\t{100.0 * killed / max(total, 1):.1f}%\t"
                 + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         print(line, flush=True)

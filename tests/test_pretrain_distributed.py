@@ -206,3 +206,30 @@ def test_delores_m_enqueues_every_rank_s_keys_in_rank_order(ranks):
         torch.testing.assert_close(out["dm_queue"][:P * n], torch.cat(pending))
         assert out["dm_owners"][:P * n].tolist() == [r for r in range(P) for _ in range(n)]
     torch.testing.assert_close(ranks[0]["dm_queue"], ranks[1]["dm_queue"])
+
+
+@pytest.mark.parametrize("device_type, backend, gpu", [("cuda", "nccl", 1), ("cpu", "gloo", None)])
+def test_init_distributed_picks_the_backend_and_the_local_gpu(monkeypatch, device_type, backend, gpu):
+    """The CUDA branch, which needs GPUs to run for real: NCCL, and each process on its LOCAL_RANK's GPU
+    (torchrun's rank 3 of 4, second process of its machine). Calls recorded, not made."""
+    calls = {}
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.setdefault("gpu", i))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    ctx = init_distributed(device_type)
+    assert ctx == DistContext(rank=3, world_size=4, local_rank=1)
+    assert calls == ({"backend": backend, "gpu": gpu} if gpu is not None else {"backend": backend})
+
+
+def test_sync_batchnorm_replaces_every_batchnorm_and_keeps_the_names():
+    from hear_slicer.encoder import AudioNTT2020, EncoderConfig
+
+    from pretrain.distributed import sync_batchnorm
+    enc = AudioNTT2020(EncoderConfig(n_mels=64, channels=4, d=32, dropout=0.0))
+    names = list(enc.state_dict())
+    n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in enc.modules())
+    out = sync_batchnorm(enc)
+    assert n_bn > 0 and sum(isinstance(m, torch.nn.SyncBatchNorm) for m in out.modules()) == n_bn
+    assert list(out.state_dict()) == names  # checkpoints load into the plain encoder
