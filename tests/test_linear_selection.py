@@ -487,3 +487,28 @@ def test_default_device_is_cuda_when_available_and_an_explicit_one_wins(tmp_path
     run_linear(d, LinearConfig(epochs=1), progress=False)
     run_linear(d, LinearConfig(epochs=1, device="cpu"), progress=True)
     assert seen == [(torch.device("cuda" if cuda else "cpu"), False), (torch.device("cpu"), True)]
+
+
+def test_a_clip_without_predicted_events_counts_its_events_as_misses(tmp_path):
+    """The planted task plus a fifth test clip whose event (in test.json) leaves no trace in its
+    frames: no event is predicted for it, and its one event is a miss. 8 hits, 1 miss, no false
+    alarm: F = 2 * 8 / (2 * 8 + 1) = 16 / 17 (not 1, as it would be if the clip were dropped)."""
+    d = tmp_path / "ev"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    labels = ["dog", "bell"]
+    splits = {}
+    for split, n in (("train", 12), ("valid", 4), ("test", 4)):
+        splits[split] = []
+        for k in range(n):
+            start = float(rng.uniform(200, 1200))
+            splits[split].append(([(labels[k % 2], start, start + float(rng.uniform(500, 1000))),
+                                   (labels[(k + 1) % 2], start + 1700.0, start + 2500.0)], []))
+    splits["test"].append(([], []))  # silent frames
+    _planted_event_task(d, rng, splits)
+    events = json.loads((d / "test.json").read_text())
+    events["test4.wav"] = [{"label": "dog", "start": 500.0, "end": 1500.0}]
+    (d / "test.json").write_text(json.dumps(events))
+    _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False)
+    assert fold.valid_score == pytest.approx(1.0)
+    assert fold.test_scores["event_onset_200ms_fms"] == pytest.approx(16 / 17)
