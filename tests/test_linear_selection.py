@@ -116,6 +116,17 @@ def test_a_nan_validation_score_is_never_chosen(planted_task, monkeypatch):
     assert fold.best_epoch == 1 and fold.valid_score == pytest.approx(0.3)
 
 
+def test_a_tie_keeps_the_first_best_epoch(planted_task, monkeypatch):
+    """A later epoch replaces the kept one only when strictly better on validation; a scene task
+    has no post-processing to report."""
+    calls = []
+    monkeypatch.setattr(linear, "_heareval_scoring", lambda: {"scripted": _scripted(calls)})
+    monkeypatch.setitem(globals(), "VALID_CURVE", [0.2, 0.6, 0.6, 0.1])
+    _, (fold,) = run_linear(planted_task[0], LinearConfig(epochs=4, device="cpu"), progress=False)
+    assert fold.best_epoch == 1 and fold.valid_score == pytest.approx(0.6)
+    assert fold.postprocessing is None
+
+
 def test_standardisation_uses_the_training_split_only(planted_task, monkeypatch):
     """Shifting valid/test embeddings by a constant changes the predictions (train statistics)."""
     planted_task, _ = planted_task
