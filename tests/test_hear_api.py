@@ -57,8 +57,9 @@ def test_without_the_default_checkpoint_a_random_init_model_says_so(monkeypatch,
     import hear_slicer.api as api
 
     monkeypatch.setattr(api, "DEFAULT_CHECKPOINT", tmp_path / "missing.pt")
-    fallback = load_model()
-    assert fallback.is_random_init and fallback.provenance["seed"] == 0
+    fallback = load_model(timestamp_hop_ms=25)
+    assert fallback.is_random_init and fallback.provenance == {"objective": "none (random init)", "seed": 0}
+    assert fallback.checkpoint_path == "" and fallback.timestamp_hop_ms == 25  # options apply to it too
 
 
 def test_default_model_is_deterministic(audio):
@@ -221,11 +222,11 @@ def test_reasonable_input_is_accepted(model, audio):
         (torch.zeros(SR), ValueError, r"shape \(n_sounds, n_samples\), got \(16000,\)"),
         (torch.zeros(2, 1, SR), ValueError, r"got \(2, 1, 16000\)"),
         (torch.zeros(2, SR, dtype=torch.int16), TypeError, "floating-point"),
-        (np.zeros((2, SR), dtype=np.int32), TypeError, "floating-point"),
-        (torch.full((1, SR), float("nan")), ValueError, "NaN or Inf"),
-        (torch.full((1, SR), float("inf")), ValueError, "NaN or Inf"),
-        (torch.zeros(2, 0), ValueError, "n_samples = 0"),
-        ([[0.0] * 10], TypeError, "torch.Tensor or numpy"),
+        (np.zeros((2, SR), dtype=np.int32), TypeError, "got a numpy array of dtype int32$"),
+        (torch.full((1, SR), float("nan")), ValueError, "^audio contains NaN or Inf values$"),
+        (torch.full((1, SR), float("inf")), ValueError, "^audio contains NaN or Inf values$"),
+        (torch.zeros(2, 0), ValueError, "^expected at least one sample per sound, got n_samples = 0$"),
+        ([[0.0] * 10], TypeError, "torch.Tensor or numpy array of shape .* got list$"),
     ],
 )
 def test_bad_input_gets_a_clear_error(model, bad, exc, match):
@@ -239,6 +240,8 @@ def test_audio_on_another_device_than_the_model(model):
     meta = torch.zeros(1, SR, device="meta")
     with pytest.raises(ValueError, match="move one of them"):
         get_scene_embeddings(meta, model)
+    with pytest.raises(ValueError, match=r"^audio is on meta but the model is on cpu; .*audio\.to\('cpu'\)\)$"):
+        get_timestamp_embeddings(meta, model)
 
 
 def test_bad_options():
@@ -246,6 +249,77 @@ def test_bad_options():
         load_model(hop=10)
     with pytest.raises(ValueError, match="timestamp_hop_ms"):
         load_model(timestamp_hop_ms=0)
+    with pytest.raises(TypeError, match=r"^model_file_path must be a path \(str\), got int 3$"):
+        load_model(3)
+
+
+@pytest.mark.parametrize("name, value", [("context_frames", 3), ("context_frames", 8.0), ("context_frames", True),
+                                         ("timestamp_hop_ms", True), ("timestamp_hop_ms", "40"),
+                                         ("chunk_seconds", 0.05), ("max_batch_seconds", float("nan")),
+                                         ("max_batch_seconds", 1e6)])
+def test_a_bad_option_value_is_refused_with_its_name_type_range_and_value(model, name, value):
+    from hear_slicer.api import SlicerHearModel
+
+    low, high = SlicerHearModel.RANGES[name]
+    kind = "an integer" if name == "context_frames" else "a number"
+    with pytest.raises(ValueError) as err:
+        SlicerHearModel(model.frontend, model.encoder, **{name: value})
+    assert str(err.value) == f"load_model option {name} must be {kind} in [{low:g}, {high:g}], got {value!r}"
+
+
+def test_option_defaults_and_both_ends_of_each_range(model):
+    from hear_slicer.api import SlicerHearModel
+
+    plain = SlicerHearModel(model.frontend, model.encoder)
+    assert (plain.timestamp_hop_ms, plain.chunk_seconds, plain.max_batch_seconds, plain.context_frames) == \
+        (40.0, 30.0, 120.0, 8)  # the defaults the docstring and README state
+    assert plain.checkpoint_path == "" and plain.provenance == {} and not plain.is_random_init
+    _, ts = get_timestamp_embeddings(torch.zeros(1, SR), plain)
+    assert ts[0].tolist() == [40.0 * k for k in range(26)]
+    for name, ends in SlicerHearModel.RANGES.items():
+        for value in ends:
+            assert getattr(SlicerHearModel(model.frontend, model.encoder, **{name: value}), name) == value
+
+
+def test_a_checkpoint_file_loads_with_its_path_and_provenance(model, audio, tmp_path):
+    import shutil
+
+    from hear_slicer.api import DEFAULT_CHECKPOINT
+    from hear_slicer.checkpoint import load_checkpoint
+
+    path = tmp_path / "copy.pt"
+    shutil.copy(DEFAULT_CHECKPOINT, path)
+    for given in (str(path), path):
+        m = load_model(given, timestamp_hop_ms=25)
+        assert m.checkpoint_path == str(path) and m.timestamp_hop_ms == 25 and not m.is_random_init
+        assert m.provenance == load_checkpoint(path).provenance
+        torch.testing.assert_close(get_scene_embeddings(audio, m), get_scene_embeddings(audio, model))
+
+
+def test_short_clips_are_zero_padded_at_the_end(model, audio):
+    """A clip shorter than one encoder frame embeds as itself followed by zeros up to that length."""
+    n = model.min_samples
+    for length in (1, 500, n - 1):
+        clip = audio[:, :length]
+        padded = torch.nn.functional.pad(clip, (0, n - length))
+        torch.testing.assert_close(get_scene_embeddings(clip, model), get_scene_embeddings(padded, model))
+        torch.testing.assert_close(get_timestamp_embeddings(clip, model)[0][:, 0],
+                                   get_timestamp_embeddings(padded, model)[0][:, 0])
+
+
+@pytest.mark.parametrize("n_bad, listed", [(5, "[0, 1, 2, 3, 4]"), (7, "[0, 1, 2, 3, 4] ...")])
+def test_the_overflow_error_lists_at_most_five_sounds_and_their_peaks(n_bad, listed):
+    from hear_slicer.api import check_finite
+
+    audio = torch.zeros(8, 100)
+    audio[:n_bad, 0] = torch.arange(1, n_bad + 1) * 1e20
+    emb = torch.zeros(8, 3)
+    emb[:n_bad, 1] = float("nan")
+    peaks = ", ".join(f"{v:.3g}" for v in (torch.arange(1, 6) * 1e20).tolist())
+    with pytest.raises(ValueError) as err:
+        check_finite(emb, audio)
+    assert str(err.value) == (f"sound(s) {listed} give non-finite embeddings: their peak |x| ({peaks}) is far "
+                              "outside [-1, 1]; pass audio scaled to [-1, 1]")
 
 
 def test_model_stays_in_eval_mode(model, audio):
