@@ -32,6 +32,7 @@ def test_model_attributes(model):
     assert model.scene_embedding_size == model.timestamp_embedding_size == 2048
     # the trained default ships as package data (README, "Default model")
     assert not model.is_random_init and model.provenance["objective"] == "slicer"
+    assert model.checkpoint_path == str(hear_slicer.api.DEFAULT_CHECKPOINT)
 
 
 def test_default_checkpoint_is_the_demo_config_trained():
@@ -307,7 +308,8 @@ def test_short_clips_are_zero_padded_at_the_end(model, audio):
                                    get_timestamp_embeddings(padded, model)[0][:, 0])
 
 
-@pytest.mark.parametrize("n_bad, listed", [(5, "[0, 1, 2, 3, 4]"), (7, "[0, 1, 2, 3, 4] ...")])
+@pytest.mark.parametrize("n_bad, listed", [(5, "[0, 1, 2, 3, 4]"), (6, "[0, 1, 2, 3, 4] ..."),
+                                           (7, "[0, 1, 2, 3, 4] ...")])
 def test_the_overflow_error_lists_at_most_five_sounds_and_their_peaks(n_bad, listed):
     from hear_slicer.api import check_finite
 
