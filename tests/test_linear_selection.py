@@ -269,13 +269,14 @@ def test_boundary_settings_are_accepted():
 
 
 # ----------------------------------------------------------------------------- event tasks
-def _planted_event_task(d, rng, splits, grid=None, hop_ms=50.0, clip_ms=4000.0):
+def _planted_event_task(d, rng, splits, grid=None, hop_ms=50.0, clip_ms=4000.0,
+                        evaluation=("event_onset_200ms_fms", "segment_1s_er")):
     """splits: split -> [(events, blips)] per clip, as [(label, start_ms, end_ms)]. Frame
     embeddings carry the labels of the events and of the blips (one-hot + noise); the targets
     hold the events only, so a blip is a false alarm the post-processing may remove."""
     labels = ["dog", "bell"]
     meta = dict(task_name="ev", split_mode="trainvaltest", embedding_type="event", prediction_type="multilabel",
-                evaluation=["event_onset_200ms_fms", "segment_1s_er"], splits=list(SPLITS))
+                evaluation=list(evaluation), splits=list(SPLITS))
     if grid is not None:
         meta["evaluation_params"] = {"event_postprocessing_grid": grid}
     (d / "task_metadata.json").write_text(json.dumps(meta))
@@ -523,3 +524,25 @@ def test_a_clip_without_predicted_events_counts_its_events_as_misses(tmp_path):
     _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False)
     assert fold.valid_score == pytest.approx(1.0)
     assert fold.test_scores["event_onset_200ms_fms"] == pytest.approx(16 / 17)
+
+
+@pytest.mark.parametrize("min_durations", [[60, 1500], [1500, 60]])
+def test_a_primary_error_rate_is_minimised_when_choosing_the_postprocessing(tmp_path, min_durations):
+    """An event task whose first metric is an error rate: validation events last 500-1000 ms, so a
+    1500 ms minimum duration deletes them all (segment error rate 1) and 60 ms is chosen, in either
+    grid order."""
+    rng = np.random.default_rng(1)
+
+    def clip(lo, hi):
+        start = float(rng.uniform(200, 800))
+        return [(["dog", "bell"][int(rng.integers(2))], start, start + float(rng.uniform(lo, hi)))], []
+
+    splits = {"train": [clip(300, 2500) for _ in range(16)], "valid": [clip(500, 1000) for _ in range(4)],
+              "test": [clip(500, 1000) for _ in range(4)]}
+    d = tmp_path / "ev"
+    d.mkdir()
+    _planted_event_task(d, rng, splits, grid={"median_filter_ms": [100], "min_duration": min_durations},
+                        evaluation=("segment_1s_er", "event_onset_200ms_fms"))
+    _, (fold,) = run_linear(d, LinearConfig(epochs=15, lr=1e-2, device="cpu"), progress=False)
+    assert fold.postprocessing == {"median_filter_ms": 100, "min_duration": 60}
+    assert fold.valid_score < 0.5 and fold.test_scores["segment_1s_er"] < 0.5
