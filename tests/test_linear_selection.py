@@ -300,9 +300,8 @@ def _planted_event_task(d, rng, splits, grid=None, hop_ms=50.0, clip_ms=4000.0,
         (d / f"{split}.filename-timestamps.json").write_text(json.dumps(ft))
 
 
-def _event_task(d, rng):
-    """Frame embeddings that carry their frame's labels (one-hot + noise): a planted task whose
-    every test event the protocol must recover (F = 1) through heareval's post-processing."""
+def _event_splits(rng):
+    """Two events per clip, no false alarms: 12 training, 4 validation and 4 test clips."""
     labels = ["dog", "bell"]
     splits = {}
     for split, n in (("train", 12), ("valid", 4), ("test", 4)):
@@ -311,7 +310,13 @@ def _event_task(d, rng):
             start = float(rng.uniform(200, 1200))
             splits[split].append(([(labels[k % 2], start, start + float(rng.uniform(500, 1000))),
                                    (labels[(k + 1) % 2], start + 1700.0, start + 2500.0)], []))
-    _planted_event_task(d, rng, splits)
+    return splits
+
+
+def _event_task(d, rng):
+    """Frame embeddings that carry their frame's labels (one-hot + noise): a planted task whose
+    every test event the protocol must recover (F = 1) through heareval's post-processing."""
+    _planted_event_task(d, rng, _event_splits(rng))
 
 
 def test_event_task_recovers_planted_events(tmp_path):
@@ -508,14 +513,7 @@ def test_a_clip_without_predicted_events_counts_its_events_as_misses(tmp_path):
     d = tmp_path / "ev"
     d.mkdir()
     rng = np.random.default_rng(0)
-    labels = ["dog", "bell"]
-    splits = {}
-    for split, n in (("train", 12), ("valid", 4), ("test", 4)):
-        splits[split] = []
-        for k in range(n):
-            start = float(rng.uniform(200, 1200))
-            splits[split].append(([(labels[k % 2], start, start + float(rng.uniform(500, 1000))),
-                                   (labels[(k + 1) % 2], start + 1700.0, start + 2500.0)], []))
+    splits = _event_splits(rng)
     splits["test"].append(([], []))  # silent frames
     _planted_event_task(d, rng, splits)
     events = json.loads((d / "test.json").read_text())
