@@ -82,9 +82,14 @@ def undecorate(source: str) -> str:
     return "".join(lines)
 
 
+def work_dir(module: str) -> Path:
+    """mutation-work/<module>: the module's scratch tree; its verdicts are in <that>.results.txt."""
+    return WORK / module.replace("/", "__").removesuffix(".py")
+
+
 def prepare(module: str, tests: list[str]) -> Path:
     """A scratch tree: the packages, the module's tests, and a setup.cfg for this module."""
-    work = WORK / module.replace("/", "__").removesuffix(".py")
+    work = work_dir(module)
     if work.exists():
         shutil.rmtree(work)
     (work / "tests").mkdir(parents=True)
@@ -169,7 +174,7 @@ def recheck(work: Path, tests: list[str], name: str, env: dict[str, str]) -> str
 
 def survivors(module: str) -> str:
     """The diff of every surviving mutant of an earlier run of `module` (written next to its results)."""
-    work = WORK / module.replace("/", "__").removesuffix(".py")
+    work = work_dir(module)
     results = WORK / f"{work.name}.results.txt"
     if not results.is_file():
         raise SystemExit(f"--survivors: no results for {module} in {WORK}; run it first")
@@ -213,10 +218,11 @@ def main() -> None:
     WORK.mkdir(exist_ok=True)
     for module in args.modules:
         if args.recheck:
-            results = WORK / (module.replace("/", "__").removesuffix(".py") + ".results.txt")
+            work = work_dir(module)
+            results = WORK / f"{work.name}.results.txt"
             if not results.is_file():
                 raise SystemExit(f"--recheck: no results for {module} in {WORK}; run it first")
-            counts = settle(results.with_suffix("").with_suffix(""), MODULES[module], results.read_text(), args.names)
+            counts = settle(work, MODULES[module], results.read_text(), args.names)
         else:
             counts = run_module(module, MODULES[module], args.max_children, args.names)
         total = sum(counts.values())
