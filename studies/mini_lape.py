@@ -764,6 +764,10 @@ def main(argv: list[str] | None = None) -> int:
     for m in models:
         print(f"  {m.name}: {m.checkpoint or m.module}")
 
+    if args.report and not names:
+        print(f"--report: no model is recorded in {args.out / REGISTRY}; nothing to report (run the study first)",
+              file=sys.stderr)
+        return 2
     print(f"[4/4] Linear protocol on {manifest_path.name}'s tasks, probe seeds {args.seeds}")
     if models:
         try:

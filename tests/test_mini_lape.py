@@ -252,6 +252,16 @@ def test_run_differences_compare_one_pretraining_run(tmp_path):
     assert set(long.group) == {"a", "b", "c"}  # the caller's frame is left as it was
 
 
+def test_report_with_nothing_recorded_is_an_error_that_writes_nothing(tmp_path, capsys):
+    from studies.mini_lape import main
+
+    out = tmp_path / "out"
+    assert main(["--preset", "small", "--report", "--root", str(tmp_path / "data"), "--runs", str(tmp_path / "runs"),
+                 "--out", str(out), "--no-progress"]) == 2
+    assert f"--report: no model is recorded in {out / 'runs.json'}" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_mini_lape_end_to_end_tiny(tmp_path):
