@@ -804,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
         first = args.pretrain_seeds[0]
         text += ["", f"SLICER ablations (one component changed each; pretraining seed {first}):", "",
                  markdown_table(table, [slicer] + ablation_models + ["random_init"], tasks, notes)]
-        first_run = slicer if first == 0 else f"{slicer}_seed{first}"
+        first_run = next((r.name for r in runs if r.group == slicer and r.seed == first), None)
         if first_run in set(long.model):
             ablation_diffs = run_differences(long, first_run, ablation_models)
             ablation_diffs.to_csv(args.out / "mini_lape_ablation_differences.csv", index=False)
