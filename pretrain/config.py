@@ -100,6 +100,7 @@ class RunConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     checkpoint_every: int = 1000
     keep_last: int = 3
+    keep_steps: tuple[int, ...] = ()  # checkpoints of these steps are never pruned (learning curves)
     log_every: int = 10
     progress: bool = True  # tqdm bar on the main process
     save_rank_states: bool = False  # debug: each process writes its final weights to out/rank{r}_final.pt
@@ -107,7 +108,8 @@ class RunConfig:
     CHECKS: ClassVar[dict[str, Check]] = {
         "out": non_empty("a folder path"), "steps": at_least(1), "seed": between(0, 2**31 - 1),
         "device": matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N"),
-        "checkpoint_every": at_least(1), "keep_last": at_least(1), "log_every": at_least(1)}
+        "checkpoint_every": at_least(1), "keep_last": at_least(1), "keep_steps": each(at_least(1)),
+        "log_every": at_least(1)}
 
 
 @dataclass
@@ -376,7 +378,8 @@ def merge_into(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 #: Keys a resumed run may change: they do not touch the saved state (weights, optimiser
 #: moments, queue, memories, statistics, data order). Everything else is refused.
 RESUMABLE_KEYS = (
-    "run.steps", "run.out", "run.device", "run.precision", "run.checkpoint_every", "run.keep_last", "run.log_every",
+    "run.steps", "run.out", "run.device", "run.precision", "run.checkpoint_every", "run.keep_last", "run.keep_steps",
+    "run.log_every",
     "run.progress", "run.save_rank_states", "data.num_workers", "data.scan_headers", "data.scan_workers",
     "optim.lr", "optim.warmup_steps", "optim.min_lr_ratio", "optim.grad_clip",
 )

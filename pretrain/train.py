@@ -326,8 +326,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
                 },
             )
             save_checkpoint(ckpt, path)
-            # keep the newest keep_last - 1 others besides the one just written (never that one)
-            others = sorted(p for p in (out / "checkpoints").glob("step_*.pt") if p != path)
+            # keep the newest keep_last - 1 others besides the one just written (never that one),
+            # and every checkpoint of run.keep_steps
+            kept = {f"step_{s:08d}.pt" for s in cfg.run.keep_steps}
+            others = sorted(p for p in (out / "checkpoints").glob("step_*.pt") if p != path and p.name not in kept)
             for old in others[:max(0, len(others) - (cfg.run.keep_last - 1))]:
                 old.unlink()
                 prune_rank_states(old)

@@ -74,6 +74,14 @@ def test_short_run_skips_bad_files_and_exports_a_hear_model(audio, tmp_path):
     assert not torch.equal(ck.student["fc.0.weight"], ck.teacher["fc.0.weight"])
 
 
+def test_keep_steps_checkpoints_are_never_pruned(audio, tmp_path):
+    """run.keep_steps keeps a learning curve's checkpoints; keep_last prunes only the others."""
+    out = tmp_path / "run"
+    train(tiny_config(audio, out, "run.steps=6", "run.checkpoint_every=1", "run.keep_last=1", "run.keep_steps=[2, 4]"))
+    assert [p.name for p in sorted((out / "checkpoints").glob("step_*.pt"))] == [
+        "step_00000002.pt", "step_00000004.pt", "step_00000006.pt"]
+
+
 def test_resume_equals_uninterrupted(audio, tmp_path):
     full = train(tiny_config(audio, tmp_path / "full", "run.steps=6", "run.checkpoint_every=3"))
     half = tmp_path / "full" / "checkpoints" / "step_00000003.pt"
