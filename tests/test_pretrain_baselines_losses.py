@@ -118,6 +118,30 @@ def test_barlow_loss_against_reference_and_lape_scaling():
     assert got == pytest.approx(float(lape), rel=1e-5)
 
 
+def test_lape_weighting_cannot_tell_aligned_views_from_independent_ones():
+    """The degeneracy that made the study's DeLoRes-S the Barlow Twins paper's weighting.
+
+    At the study's batch (32) and feature count (2,048), with LAPE's weights (lambd 1, both
+    terms equal) the off-diagonal sum of 2,048 x 2,047 squared chance correlations (each about
+    1 / B) dwarfs the 2,048 invariance terms: perfectly aligned views and independent views
+    give losses within 2 % of each other, so the loss barely rewards agreement. With the
+    Barlow Twins paper's lambd = 0.0051, aligned views score far lower (< 35 % of independent).
+    """
+    torch.manual_seed(0)
+    b, d = 32, 2048
+    z = torch.randn(b, d)
+    aligned, independent = (z, z.clone()), (z, torch.randn(b, d))
+    lape = [barlow_twins_loss(*views, lambd=1.0, scale=1.0).item() for views in (aligned, independent)]
+    paper = [barlow_twins_loss(*views, lambd=0.0051, scale=1.0).item() for views in (aligned, independent)]
+    assert abs(lape[0] - lape[1]) / lape[1] < 0.02  # measured: 135,259 vs 137,256
+    assert paper[0] < 0.35 * paper[1]
+    # what the configs ship: the study's DeLoRes-S uses the paper's weighting
+    from pretrain.config import load_config
+
+    p = load_config("pretrain/configs/delores_s.yaml").objective.params
+    assert (p.lambd, p.scale) == (0.0051, 1.0)
+
+
 def test_barlow_invariant_to_per_feature_affine_maps():
     g = torch.Generator().manual_seed(4)
     z1, z2 = torch.randn(20, 5, generator=g), torch.randn(20, 5, generator=g)
