@@ -20,6 +20,14 @@ Two measurements, both in this run (nothing is hard-coded):
      two-view, no queue  as MoCo but negatives are the other keys of the batch (no queue)
    Per repeat, the ratio of summed step times (frontend to queue/EMA) SLICER / MoCo and
    SLICER / two-view; the median over repeats is reported. Target: SLICER / MoCo <= 1.30.
+
+3. Layout and precision (issue 23). The SLICER model step (forward, backward, clipping, AdamW,
+   EMA/queue) on the same batches in three forms, interleaved: the NCHW encoder as it trained
+   before 2026-12-04 (Conv -> BN -> ReLU -> MaxPool on NCHW activations), the channels-last
+   encoder that pools before the ReLU (today's fp32 step: the same function, tests/test_fast_step.py),
+   and that step under bf16 autocast (`run.precision=bf16`, a different precision). Reported:
+   median wall and CPU (process) seconds per step and the ratios to the NCHW step; CPU time
+   is what a busy machine distorts least. Target: >= 1.5x.
 """
 from __future__ import annotations
 
@@ -220,6 +228,60 @@ def interleaved(args, dataset, variants: list[Variant], device):
     return per_repeat
 
 
+def _nchw_blocks(self, x: torch.Tensor):
+    """AudioNTT2020.forward_blocks as it ran before 2026-12-04: NCHW, each block in written order."""
+    h, outs = x.unsqueeze(1), []
+    for block in self.blocks:
+        h = block(h)
+        outs.append(h)
+    b, c, f, t = h.shape
+    return self.fc(h.permute(0, 3, 1, 2).reshape(b, t, c * f)), outs
+
+
+def layout_comparison(args, cfg, device, views: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, dict]:
+    """Seconds per model step (wall and CPU) of the NCHW, channels-last and channels-last + bf16 steps."""
+    import copy
+
+    from pretrain.objectives.slicer import Slicer
+
+    torch.manual_seed(0)
+    base = Slicer(cfg.encoder, cfg.objective.params).to(device).train()
+    forms = {}
+    for name in ("NCHW fp32 (before)", "channels-last fp32", "channels-last bf16"):
+        model = copy.deepcopy(base)
+        if name.startswith("NCHW"):
+            for enc in (model.encoder, model.teacher_encoder):
+                for p in enc.blocks.parameters():
+                    p.data = p.data.contiguous()
+                enc.forward_blocks = _nchw_blocks.__get__(enc)
+        params = [p for p in model.parameters() if p.requires_grad]
+        forms[name] = (model, params, torch.optim.AdamW(params, lr=3e-4), name.endswith("bf16"))
+
+    def step(model, params, opt, bf16, a, b) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(a, b).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 3.0)
+        opt.step()
+        model.after_step(1, 10**6)
+
+    for form in forms.values():  # warm-up
+        step(*form, *views[0])
+    times = {name: {"wall": [], "cpu": []} for name in forms}
+    for r in range(args.repeats):
+        names = list(forms)[r % len(forms):] + list(forms)[:r % len(forms)]
+        for a, b in views:
+            for name in names:
+                w, c = time.perf_counter(), time.process_time()
+                step(*forms[name], a, b)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name]["wall"].append(time.perf_counter() - w)
+                times[name]["cpu"].append(time.process_time() - c)
+    return times
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="folder of audio (default: synthesise a small corpus)")
@@ -242,6 +304,17 @@ def main() -> int:
               f"encoder d={cfg.encoder.d}, channels={cfg.encoder.channels}; {len(dataset)} files")
         pipe = pipeline(args, dataset, variants[0], device)
         rounds = interleaved(args, dataset, variants, device)
+        from pretrain.data import make_loader
+        from pretrain.train import two_views
+
+        loader = iter(make_loader(dataset, args.batch, 0, seed=2))
+        views = []
+        for _ in range(args.steps_per_repeat):
+            wave = next(loader).wave.to(device)
+            with torch.no_grad():
+                x = variants[0].frontend(wave.flatten(0, 1)).unflatten(0, wave.shape[:2])
+            views.append(two_views(x, variants[0].augment))
+        layouts = layout_comparison(args, cfg, device, views)
 
     # ---------------------------------------------------------------- 1. pipeline
     n = args.pipeline_steps
@@ -279,6 +352,18 @@ def main() -> int:
     extra = {k: statistics.median(r["SLICER"][k] - r["MoCo"][k] for r in rounds) / steps for k in PHASES[1:]}
     print("   where SLICER's extra time goes (median ms/step, SLICER - MoCo): " + ", ".join(
         f"{k} {1000 * v:+.1f}" for k, v in extra.items()))
+
+    # ---------------------------------------------------------------- 3. layout and precision
+    ref = "NCHW fp32 (before)"
+    print(f"\n3. Layout and precision, SLICER model step (forward to EMA/queue), same batches, interleaved, "
+          f"{args.repeats} x {steps} steps each")
+    print(f"   {'step':24s} {'wall ms':>9s} {'CPU ms':>9s} {'x wall':>8s} {'x CPU':>8s}")
+    med = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in layouts.items()}
+    for name, m in med.items():
+        print(f"   {name:24s} {1000 * m['wall']:9.0f} {1000 * m['cpu']:9.0f} "
+              f"{med[ref]['wall'] / m['wall']:8.2f} {med[ref]['cpu'] / m['cpu']:8.2f}")
+    best = max(med[ref]["cpu"] / m["cpu"] for m in med.values())
+    print(f"   fastest step over the NCHW step: {best:.2f}x CPU time (target >= 1.5x: {'met' if best >= 1.5 else 'MISSED'})")
     return 0
 
 

@@ -404,11 +404,31 @@ def record(out: Path, identities: dict[str, dict], tasks: list[str], seeds: list
     save_registry(out, registry)
 
 
+def normalised_identity(identity: dict) -> dict:
+    """`identity` with its training config read back through today's config code: keys added
+    since it was recorded take their defaults, which reproduce the old behaviour (e.g.
+    `run.keep_steps`), so a record keeps matching the run it describes. Configs that are no
+    training config (a reference's) are returned as they are."""
+    from pretrain.config import ConfigError, config_from_dict
+
+    cfg = identity.get("config")
+    if not isinstance(cfg, dict) or "module" in cfg:
+        return identity
+    extra = {k: cfg[k] for k in ("like",) if k in cfg}  # random_init: whose normalisation it carries
+    try:
+        full = _comparable(config_from_dict({k: v for k, v in cfg.items() if k not in extra}).to_dict())
+    except (ConfigError, ValueError, TypeError):
+        return identity
+    full["data"].pop("path", None)
+    return {**identity, "config": {**extra, **full}}
+
+
 def recorded(registry: dict[str, dict], name: str, identity: dict, out: Path, tasks: list[str],
              seeds: list[int]) -> bool:
-    """True when `name` is recorded with this identity and every (task, probe seed) cell is ok."""
+    """True when `name` is recorded with this identity (configs compared with every key the
+    code knows today, :func:`normalised_identity`) and every (task, probe seed) cell is ok."""
     entry = registry.get(name)
-    if entry is None or {k: entry.get(k) for k in identity} != identity:
+    if entry is None or normalised_identity({k: entry.get(k) for k in identity}) != normalised_identity(identity):
         return False
     table = scores(out, [name], tasks, seeds)
     return bool((table.status == "ok").all())

@@ -88,6 +88,29 @@ def test_slicer_keys_are_the_teacher_on_each_group(groups):
     torch.testing.assert_close(keys, torch.cat(expected))
 
 
+@pytest.mark.parametrize("student_split", [False, True])
+def test_slicer_student_split_bn_normalises_each_group_of_queries_on_its_own(student_split):
+    """objective.params.student_split_bn: the queries too in split_bn_groups contiguous groups
+    (MoCo's single-GPU SplitBatchNorm splits both encoders); off, the student sees the whole batch."""
+    cls = objective_class("slicer")
+    torch.manual_seed(0)
+    obj = cls(TINY, cls.Config(instance_dim=8, n_clusters=4, queue_size=64, split_bn_groups=4,
+                               student_split_bn=student_split)).train()
+    x = torch.randn(8, 16, 24)
+    q, p = obj._student(x)
+    groups = x.tensor_split(4) if student_split else (x,)
+    ref_h = torch.cat([obj.encoder.clip_embedding(part) for part in groups])
+    torch.testing.assert_close(q, nn.functional.normalize(obj.instance_head(ref_h), dim=1))
+    torch.testing.assert_close(p, obj.cluster_head(ref_h).softmax(dim=1))
+    whole = nn.functional.normalize(obj.instance_head(obj.encoder.clip_embedding(x)), dim=1)
+    assert torch.allclose(q, whole) != student_split  # split statistics give other queries
+    q.sum().backward()  # gradients reach the encoder through every group
+    assert obj.encoder.blocks[0][0].weight.grad.abs().sum() > 0
+    if student_split:
+        with pytest.raises(ValueError, match="student_split_bn"):
+            obj._student(torch.randn(3, 16, 24))  # fewer clips than groups
+
+
 def test_slicer_double_ema_update_equals_squared_momentum():
     cls = objective_class("slicer")
     torch.manual_seed(0)

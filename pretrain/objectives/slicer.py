@@ -51,6 +51,10 @@ class SlicerConfig:
     cluster_weight: float = 1.0
     shuffle_bn: bool = True  # shuffle-BN for the teacher's keys (across processes under DDP)
     split_bn_groups: int = 4  # one process: keys in G shuffled groups with their own BN statistics (MoCo)
+    # one process: the student's queries in the same G groups (contiguous), as MoCo's single-GPU
+    # SplitBatchNorm does for its query encoder too (moco_cifar10_demo: both encoders are built
+    # with bn_splits); false: only the teacher's keys are split (the studies so far)
+    student_split_bn: bool = False
     export: Literal["student", "teacher"] = "student"  # encoder the HEAR plugin embeds with
     CHECKS: ClassVar[dict[str, Check]] = {
         "instance_dim": at_least(1), "n_clusters": at_least(2), "cluster_hidden": at_least(0),
@@ -76,7 +80,12 @@ class Slicer(Objective):
 
     def _student(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, F, T) -> (unit query (B, E), cluster probabilities (B, C))."""
-        h = self.encoder.clip_embedding(x)  # (B, D)
+        groups = self.cfg.split_bn_groups if self.cfg.student_split_bn and not self.dist.enabled else 1
+        if groups > x.shape[0]:
+            raise ValueError(f"objective.params.student_split_bn splits the batch into split_bn_groups={groups} "
+                             f"groups, more than the batch of {x.shape[0]}; lower split_bn_groups")
+        # split BatchNorm: each group of queries normalised with its own statistics (contiguous, as MoCo)
+        h = torch.cat([self.encoder.clip_embedding(part) for part in x.tensor_split(groups)])  # (B, D)
         q = F.normalize(self.instance_head(h).float(), dim=1)  # (B, E)
         p = self.cluster_head(h).float().softmax(dim=1)  # (B, C)
         return q, p
