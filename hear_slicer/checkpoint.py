@@ -12,12 +12,18 @@ tensors, dicts, lists, tuples, strings, numbers, booleans and None.
       "use": "student" | "teacher",          # which encoder the plugin embeds with
       "train_config": dict, "provenance": dict,
       "training_state": dict | None,         # what a trainer needs to resume
+      "tensors_blake2b": str,                # hash of every tensor above (`tensors_hash`)
     }
+
+`save_checkpoint` records the hash of every tensor (names, dtypes, shapes and bytes) and
+`load_checkpoint` checks it, so a flipped byte in tensor data is a `CheckpointError`, not
+wrong embeddings. Checkpoints written before the hash existed (no entry) load unchecked.
 """
 from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import math
 import os
 import tempfile
@@ -39,10 +45,13 @@ __all__ = [
     "load_checkpoint",
     "build_encoder",
     "build_frontend",
+    "non_finite_entries",
+    "tensors_hash",
 ]
 
 FORMAT_NAME = "hear-slicer-checkpoint"
 FORMAT_VERSION = 1
+HASH_KEY = "tensors_blake2b"
 
 
 class CheckpointError(ValueError):
@@ -113,6 +122,10 @@ class Checkpoint:
             encoder = EncoderConfig(**d["encoder"])
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{source} has an invalid frontend or encoder config: {e}") from e
+        if frontend.n_mels != encoder.n_mels:
+            raise CheckpointError(f"{source}: the frontend makes {frontend.n_mels} mel bins but the encoder expects "
+                                  f"{encoder.n_mels} (frontend.n_mels != encoder.n_mels); the checkpoint is "
+                                  "inconsistent")
         return cls(
             frontend=frontend,
             encoder=encoder,
@@ -131,6 +144,19 @@ class Checkpoint:
         return self.teacher if self.use == "teacher" else self.student
 
 
+def non_finite_entries(tree: Any, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors in a nested dict/list/tuple that hold NaN or Inf."""
+    if isinstance(tree, torch.Tensor):
+        return [prefix or "tensor"] if tree.is_floating_point() and not torch.isfinite(tree).all() else []
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        items = enumerate(tree)
+    else:
+        return []
+    return [name for k, v in items for name in non_finite_entries(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
 def _check_weights(state: Any, what: str, source: str, required: bool) -> None:
     """A state dict of finite tensors, or a CheckpointError naming the first bad entry."""
     if state is None and not required:
@@ -143,6 +169,26 @@ def _check_weights(state: Any, what: str, source: str, required: bool) -> None:
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(f"{source}: {what} weights {key!r} hold NaN or Inf values; the checkpoint "
                                   "comes from a diverged run or is corrupt. Use an earlier checkpoint.")
+
+
+def tensors_hash(tree: Any) -> str:
+    """blake2b of every tensor in a nested dict/list/tuple: its path, dtype, shape and bytes, in order."""
+    h = hashlib.blake2b(digest_size=20)
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, torch.Tensor):
+            t = node.detach().cpu().contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode("utf-8", "surrogatepass"))
+            h.update(t.reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{name}/{k}")
+        elif isinstance(node, (list, tuple)):
+            for i, v in enumerate(node):
+                walk(v, f"{name}/{i}")
+
+    walk(tree, "")
+    return h.hexdigest()
 
 
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
@@ -159,7 +205,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
         raise OSError(e.errno, f"cannot write checkpoint {path}: {e.strerror}") from e
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt.to_dict(), f)
+            d = ckpt.to_dict()
+            torch.save({**d, HASH_KEY: tensors_hash(d)}, f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -179,6 +226,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint with `weights_only=True`; every failure is a `CheckpointError`."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.exists():
         raise CheckpointError(f"checkpoint file not found: {path}")
     if not path.is_file():
@@ -190,7 +239,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"could not read {path} as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
             "It is not a hear-slicer checkpoint, is corrupt, or holds objects that cannot be loaded safely."
         ) from e
-    return Checkpoint.from_dict(d, source=str(path))
+    recorded = d.pop(HASH_KEY, None) if isinstance(d, dict) else None
+    ckpt = Checkpoint.from_dict(d, source=str(path))  # names a bad entry (NaN weights, wrong types) first
+    if recorded is not None and recorded != tensors_hash(d):
+        raise CheckpointError(f"{path} is corrupt: its tensor data does not match the hash recorded when it was "
+                              "written (a changed byte on disk or in transfer); use an earlier checkpoint or copy")
+    return ckpt
 
 
 def _load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
