@@ -50,31 +50,51 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-__all__ = ["DatasetError", "AudioFileError", "find_audio_files", "scan_files", "decode_audio", "resampled_length",
-           "read_crops", "random_crop", "progress_bar", "AudioCrops", "ShardedInfiniteSampler", "Batch", "collate",
-           "make_loader"]
+from .errors import DataError, UsageError
+
+__all__ = ["DatasetError", "DatasetNotFound", "AudioFileError", "find_audio_files", "scan_files", "decode_audio",
+           "resampled_length", "read_crops", "random_crop", "progress_bar", "AudioCrops", "ShardedInfiniteSampler",
+           "Batch", "collate", "make_loader"]
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """The dataset as a whole is unusable (missing, empty, no readable file)."""
+
+
+class DatasetNotFound(DatasetError, UsageError):
+    """`data.path` (or prepare's SOURCE) names no file or folder: a usage error (exit 2), not bad data."""
 
 
 class AudioFileError(ValueError):
     """One audio file cannot be used; the message says why."""
 
 
-def find_audio_files(path: str | Path, extensions: tuple[str, ...] = ("wav", "flac", "ogg")) -> list[Path]:
-    """Sorted audio files under a folder (recursive) or listed in a .txt/.csv manifest."""
+def find_audio_files(path: str | Path, extensions: tuple[str, ...] = ("wav", "flac", "ogg"),
+                     unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Sorted audio files under a folder (recursive) or listed in a .txt/.csv manifest.
+
+    Subfolders that cannot be listed (permissions, I/O errors) are left out; with `unreadable`,
+    each is appended to it as (folder, reason) so the caller can log it.
+    """
     if not str(path):
-        raise DatasetError("no dataset given: set data.path to a folder of audio files or a .txt/.csv manifest")
+        raise DatasetNotFound("no dataset given: set data.path to a folder of audio files or a .txt/.csv manifest")
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"dataset path does not exist: {path}")
+        raise DatasetNotFound(f"dataset path does not exist: {path}")
     if path.is_dir():
         exts = {"." + e.lower().lstrip(".") for e in extensions}
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+        problems: list[tuple[str, str]] = []
+
+        def unlistable(e: OSError) -> None:
+            problems.append((str(e.filename), f"unreadable folder: {e.strerror}"))
+
+        files = sorted(Path(folder) / name for folder, _, names in os.walk(path, onerror=unlistable)
+                       for name in names if Path(name).suffix.lower() in exts and (Path(folder) / name).is_file())
+        if unreadable is not None:
+            unreadable.extend(problems)
         if not files:
-            raise DatasetError(f"no audio files ({', '.join(sorted(exts))}) found under {path}")
+            raise DatasetError(f"no audio files ({', '.join(sorted(exts))}) found under {path}"
+                               + (f" (unreadable folders: {', '.join(p for p, _ in problems)})" if problems else ""))
         return files
     if path.suffix.lower() == ".csv":
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
@@ -354,10 +374,12 @@ class ShardedInfiniteSampler(Sampler):
 class Batch:
     wave: torch.Tensor  # (B, V, N)
     skipped: list[tuple[str, str]]
+    paths: list[str]  # (B,) the file each clip was cropped from
 
 
 def collate(items: list[dict]) -> Batch:
-    return Batch(wave=torch.stack([it["wave"] for it in items]), skipped=[s for it in items for s in it["skipped"]])
+    return Batch(wave=torch.stack([it["wave"] for it in items]), skipped=[s for it in items for s in it["skipped"]],
+                 paths=[it["path"] for it in items])
 
 
 def make_loader(dataset: AudioCrops, batch_size: int, num_workers: int, rank: int = 0, world_size: int = 1,

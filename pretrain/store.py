@@ -7,12 +7,22 @@ when `data.path` is the store's folder. Layout of OUT:
 
     store.json          format, version, sample rate, the settings and the source file list's
                         hash (a different source or setting never writes into this store),
-                        `complete` once every shard and the index are written
+                        `complete` once every shard and the index are written, then the
+                        clip count and index.csv's blake2b
     shards/NNNNN.pcm    int16 little-endian samples of several clips back to back
-    shards/NNNNN.csv    the shard's source files: path, offset, samples, peak, problem
-                        (written after the .pcm: its presence marks the shard complete)
-    index.csv           the manifest of usable clips: path, shard, offset, samples, duration_s, peak
-    skipped.csv         the source files left out and why (unreadable, empty, corrupt, silent)
+    shards/NNNNN.csv    the shard's source files: path, offset, samples, peak, problem, the
+                        source's size, mtime and fast hash (`source_fingerprint`), the clip's
+                        blake2b (written after the .pcm: its presence marks the shard complete)
+    index.csv           the manifest of usable clips: path, shard, offset, samples, duration_s,
+                        peak, blake2b (of the clip's int16 bytes)
+    skipped.csv         the source files left out and why (unreadable, empty, corrupt, silent,
+                        out of range)
+
+Integrity: opening a store (`StoreCrops`) checks store.json's entries, index.csv against its
+recorded hash, every row (samples >= 1, offsets inside the shard, a peak in [0, 1]) and that
+each shard is exactly as long as its clips; `verify=True` (`data.verify_store`) also hashes
+every clip, which catches a shard overwritten with noise of the same size. Each failure is a
+`StoreError` naming the file. Version 1 stores (no hashes) are read with the size checks only.
 
 Why raw int16 shards and not WebDataset tar, HDF5 or LMDB: a 0.95 s crop is one slice of a
 `numpy.memmap` (no decoding, no per-clip file open, the page cache shares it between loader
@@ -29,7 +39,11 @@ on the raw files, up to int16 rounding (<= 0.5 / 32767).
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +53,14 @@ from torch.utils.data import Dataset
 from .data import DatasetError, random_crop
 
 __all__ = ["STORE_FORMAT", "STORE_VERSION", "INT16_SCALE", "StoreError", "is_store", "read_store_info",
-           "shard_paths", "to_int16", "StoreCrops"]
+           "shard_paths", "to_int16", "clip_hash", "source_fingerprint", "read_csv_rows", "StoreCrops"]
 
 STORE_FORMAT = "hear-slicer-prepared-audio"
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: per-clip and index hashes, source fingerprints, max_peak; 1 is still read
+READABLE_VERSIONS = (1, 2)
 INT16_SCALE = 32767.0  # float sample = int16 / INT16_SCALE (written with round(x * INT16_SCALE), clipped)
-INDEX_FIELDS = ("path", "shard", "offset", "samples", "duration_s", "peak")
+INDEX_FIELDS = ("path", "shard", "offset", "samples", "duration_s", "peak", "blake2b")
+FINGERPRINT_BYTES = 1 << 16  # the fast hash of a source file reads this much from each end
 
 
 class StoreError(DatasetError):
@@ -57,15 +73,26 @@ def is_store(path: str | Path) -> bool:
 
 
 def read_store_info(root: str | Path) -> dict:
-    """store.json of a store, checked for format and version."""
+    """store.json of a store, checked for format, version and the types of its entries."""
     root = Path(root)
+    path = root / "store.json"
     try:
-        info = json.loads((root / "store.json").read_text())
+        info = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise StoreError(f"{root / 'store.json'} cannot be read: {e}") from e
-    if info.get("format") != STORE_FORMAT or info.get("version") != STORE_VERSION:
+        raise StoreError(f"{path} cannot be read: {e}") from e
+    if not isinstance(info, dict):
+        raise StoreError(f"{path} is damaged: it holds a {type(info).__name__}, not an object")
+    if info.get("format") != STORE_FORMAT or info.get("version") not in READABLE_VERSIONS:
         raise StoreError(f"{root} is not a {STORE_FORMAT} store of version {STORE_VERSION} "
                          f"(store.json says format {info.get('format')!r}, version {info.get('version')!r})")
+    expected = {"sample_rate": int, "complete": bool, "source": str, "files_per_shard": int}
+    if info.get("complete"):
+        expected.update(clips=int, hours=(int, float))
+        if info["version"] >= 2:
+            expected.update(index_blake2b=str)
+    for key, kind in expected.items():
+        if not isinstance(info.get(key), kind) or (kind is int and isinstance(info.get(key), bool)):
+            raise StoreError(f"{path} is damaged: {key!r} is {info.get(key)!r}; prepare the store again")
     return info
 
 
@@ -79,15 +106,46 @@ def to_int16(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x * INT16_SCALE), -32768, 32767).astype("<i2")
 
 
+def clip_hash(samples: np.ndarray) -> str:
+    """blake2b of a clip's int16 little-endian bytes."""
+    return hashlib.blake2b(np.ascontiguousarray(samples, dtype="<i2").data, digest_size=16).hexdigest()
+
+
+def source_fingerprint(path: str | Path) -> tuple[int, int, str]:
+    """(size, mtime_ns, fast hash) of a source file; the hash reads its first and last 64 KiB and its size.
+    (-1, -1, "") when the file cannot be read."""
+    try:
+        with open(os.fsencode(path), "rb") as f:
+            st = os.fstat(f.fileno())
+            h = hashlib.blake2b(str(st.st_size).encode(), digest_size=16)
+            h.update(f.read(FINGERPRINT_BYTES))
+            if st.st_size > FINGERPRINT_BYTES:
+                f.seek(max(FINGERPRINT_BYTES, st.st_size - FINGERPRINT_BYTES))
+                h.update(f.read(FINGERPRINT_BYTES))
+    except OSError:
+        return -1, -1, ""
+    return st.st_size, st.st_mtime_ns, h.hexdigest()
+
+
+def read_csv_rows(path: Path, data: bytes | None = None) -> list[dict]:
+    """Rows of one of the store's CSV files (any file name: undecodable bytes kept as surrogates)."""
+    try:
+        text = (path.read_bytes() if data is None else data).decode("utf-8", "surrogateescape")
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except (OSError, csv.Error) as e:
+        raise StoreError(f"{path} cannot be read: {e}") from e
+
+
 class StoreCrops(Dataset):
     """`AudioCrops` on a prepared store: item (clip index, crop seed) -> dict(wave (V, N), skipped).
 
     Clips whose stored peak is <= silence_peak are skipped as silent (replaced by the next
-    clip), as `AudioCrops` skips silent files.
+    clip), as `AudioCrops` skips silent files. The store is checked when opened (module
+    docstring); `verify=True` also hashes every clip.
     """
 
     def __init__(self, root: str | Path, sample_rate: int, crop_samples: int, silence_peak: float = 1e-4,
-                 crops_per_item: int = 1):
+                 crops_per_item: int = 1, verify: bool = False):
         self.root = Path(root)
         info = read_store_info(self.root)
         if not info.get("complete"):
@@ -98,25 +156,28 @@ class StoreCrops(Dataset):
                              f"{sample_rate}; prepare the store again with --sample-rate {sample_rate}")
         if crops_per_item < 1:
             raise ValueError(f"crops_per_item must be at least 1, got {crops_per_item}")
-        with open(self.root / "index.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows:
-            raise StoreError(f"{self.root / 'index.csv'} lists no clip; every source file was skipped "
-                             f"(see {self.root / 'skipped.csv'})")
-        self.files = [r["path"] for r in rows]
-        self.shard = np.array([int(r["shard"]) for r in rows], dtype=np.int64)
-        self.offset = np.array([int(r["offset"]) for r in rows], dtype=np.int64)
-        self.samples = np.array([int(r["samples"]) for r in rows], dtype=np.int64)
-        self.peak = np.array([float(r["peak"]) for r in rows], dtype=np.float64)
-        for shard in np.unique(self.shard):  # a damaged store fails here, not mid-run
-            pcm = shard_paths(self.root, int(shard))[0]
-            needed = 2 * int((self.offset + self.samples)[self.shard == shard].max())
-            if not pcm.is_file() or pcm.stat().st_size < needed:
-                raise StoreError(f"{pcm} is missing or shorter than index.csv says ({needed} bytes); "
-                                 "the store is damaged: prepare it again into a new folder")
+        self.files, self.shard, self.offset, self.samples, self.peak, hashes = _read_index(self.root, info)
         self.sample_rate, self.crop_samples = sample_rate, crop_samples
         self.silence_peak, self.crops_per_item = silence_peak, crops_per_item
         self._maps: dict[int, np.memmap] = {}  # opened lazily in each loader worker
+        exact = info["version"] >= 2  # version 1 stores were only checked to be long enough
+        for shard in np.unique(self.shard):  # a damaged store fails here, not mid-run
+            pcm = shard_paths(self.root, int(shard))[0]
+            mine = self.shard == shard
+            needed = 2 * int((self.offset + self.samples)[mine].max())
+            size = pcm.stat().st_size if pcm.is_file() else -1
+            if size < needed or (exact and size != 2 * int(self.samples[mine].sum())):
+                raise StoreError(f"{pcm} is {'missing' if size < 0 else f'{size} bytes'} but index.csv says "
+                                 f"{needed} bytes; the store is damaged: prepare it again into a new folder")
+        if verify:
+            if not exact:
+                raise StoreError(f"{self.root} is a version 1 store: it records no hashes to verify; prepare it "
+                                 "again to get them, or set data.verify_store=false")
+            for i, expected in enumerate(hashes):
+                if clip_hash(self.clip(i)) != expected:
+                    raise StoreError(f"{shard_paths(self.root, int(self.shard[i]))[0]}: the samples of {self.files[i]} "
+                                     "do not match their recorded hash; the shard is damaged: prepare the store again")
+            self._maps = {}
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_maps": {}}  # memory maps are reopened in the worker, not pickled
@@ -146,3 +207,35 @@ class StoreCrops(Dataset):
             return {"wave": torch.from_numpy(wave.astype(np.float32) / INT16_SCALE), "path": self.files[i],
                     "skipped": skipped}  # (V, N)
         raise DatasetError(f"every clip of {self.root} is silent at data.silence_peak={self.silence_peak:g}")
+
+
+def _read_index(root: Path, info: dict) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """index.csv, checked against store.json: (paths, shard, offset, samples, peak, clip hashes), one per clip."""
+    path = root / "index.csv"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise StoreError(f"{path} cannot be read: {e}") from e
+    if info["version"] >= 2 and hashlib.blake2b(data, digest_size=16).hexdigest() != info["index_blake2b"]:
+        raise StoreError(f"{path} was changed after the store was written (its hash differs from store.json's); "
+                         "prepare the store again into a new folder")
+    rows = read_csv_rows(path, data)
+    if not rows:
+        raise StoreError(f"{path} lists no clip; every source file was skipped (see {root / 'skipped.csv'})")
+    if len(rows) != info["clips"]:
+        raise StoreError(f"{path} lists {len(rows)} clips but store.json says {info['clips']}; the store is damaged")
+    paths, numbers, hashes = [], [], []
+    for line, r in enumerate(rows, start=2):
+        try:
+            shard, offset, samples, peak = int(r["shard"]), int(r["offset"]), int(r["samples"]), float(r["peak"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(f"{path} line {line} is damaged: {dict(r)!r:.200}") from None
+        if shard < 0 or offset < 0 or samples < 1 or not (math.isfinite(peak) and 0 <= peak <= 1):
+            raise StoreError(f"{path} line {line} is damaged (shard {shard}, offset {offset}, samples {samples}, "
+                             f"peak {peak}): every clip has samples >= 1 and a peak in [0, 1]")
+        paths.append(r["path"])
+        numbers.append((shard, offset, samples, peak))
+        hashes.append(r.get("blake2b") or "")
+    shard, offset, samples, peak = (np.array(c) for c in zip(*numbers))
+    return (paths, shard.astype(np.int64), offset.astype(np.int64), samples.astype(np.int64),
+            peak.astype(np.float64), hashes)
