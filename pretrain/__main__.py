@@ -9,12 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from hear_slicer.checkpoint import CheckpointError, load_checkpoint
+from hear_slicer.checkpoint import load_checkpoint
 
-from .config import ConfigError, apply_overrides, config_from_dict, load_config, merge_into, read_yaml
-from .data import DatasetError
-from .runlog import printable
-from .train import RunFolderError, TrainingDiverged, latest_checkpoint, train
+from .config import apply_overrides, config_from_dict, load_config, merge_into, read_yaml
+from .errors import UsageError, run_command
+from .train import latest_checkpoint, train
 
 EXAMPLES = """examples:
   python -m pretrain --config pretrain/configs/slicer.yaml --set data.path=/data/fsd50k --out runs/fsd
@@ -45,36 +44,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(no PATH: the run folder given by --out / the config). Changes asked for with "
                         "--config/--set are compared with the checkpoint's config: those that would mix "
                         "state (batch size, data, model, objective, optimiser, ...) are refused, the "
-                        "others (run.steps, logging, checkpoint_every, lr schedule, ...) are listed in run.log")
+                        "others (run.steps, logging, checkpoint_every, lr schedule, ...) are listed in run.log. "
+                        "The run continues in the folder the checkpoint is in (also after the folder was moved), "
+                        "unless --out names another")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in the output folder (checkpoints, logs, stats) before starting; "
-                        "without it, a folder holding another run is refused")
+                        "without it, a folder holding another run is refused. Only a run's own files are "
+                        "deleted, each listed in run.log; a folder that is not a run is never emptied")
+    p.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0, or one line `error: ...` and 2 (usage, config), 3 (data, IO), 1 (diverged): `pretrain.errors`."""
     args = parse_args(argv)
+    return run_command(lambda: _run(args), args.debug)
+
+
+def _run(args: argparse.Namespace) -> Path:
     overrides = list(args.overrides) + ([f"run.out={args.out}"] if args.out else [])
-    try:
-        resume = None
-        if args.resume is not None:
-            target = Path(args.resume) if args.resume else Path(load_config(args.config, overrides).run.out)
-            resume = latest_checkpoint(target) if target.is_dir() else target
-            base = config_from_dict(load_checkpoint(resume).train_config).to_dict()
-            changes = apply_overrides(read_yaml(args.config) if args.config else {}, overrides)
-            if changes.get("objective", {}).get("name", base["objective"]["name"]) != base["objective"]["name"]:
-                base["objective"] = {}  # another objective: its params are its own (the change is refused later)
-            cfg = config_from_dict(merge_into(base, changes))
-        else:
-            cfg = load_config(args.config, overrides)
-        train(cfg, resume=resume, overwrite=args.overwrite)
-    except (ConfigError, DatasetError, CheckpointError, RunFolderError, FileNotFoundError) as e:
-        print(f"error: {printable(str(e))}", file=sys.stderr)
-        return 2
-    except (TrainingDiverged, OSError) as e:  # OSError: disk full, read-only output (the message names the path)
-        print(f"error: {printable(str(e))}", file=sys.stderr)
-        return 1
-    return 0
+    resume = None
+    if args.resume is not None:
+        target = Path(args.resume) if args.resume else Path(load_config(args.config, overrides).run.out)
+        if not target.exists():
+            raise UsageError(f"--resume {target}: no such checkpoint file or run folder")
+        resume = latest_checkpoint(target) if target.is_dir() else target
+        base = config_from_dict(load_checkpoint(resume).train_config).to_dict()
+        changes = apply_overrides(read_yaml(args.config) if args.config else {}, overrides)
+        if changes.get("objective", {}).get("name", base["objective"]["name"]) != base["objective"]["name"]:
+            base["objective"] = {}  # another objective: its params are its own (the change is refused later)
+        cfg = config_from_dict(merge_into(base, changes))
+    else:
+        cfg = load_config(args.config, overrides)
+    return train(cfg, resume=resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from hear_slicer.frontend import FrontendConfig
 
 from .augment import AugmentConfig
 from .checks import Check, Relation, above, at_least, between, each, field_errors, matches, non_empty
+from .errors import UsageError
 from .objectives import objective_class
 
 __all__ = ["DataConfig", "StatsConfig", "ObjectiveConfig", "OptimConfig", "RunConfig", "TrainConfig",
@@ -33,7 +34,7 @@ __all__ = ["DataConfig", "StatsConfig", "ObjectiveConfig", "OptimConfig", "RunCo
            "RESUMABLE_KEYS", "config_changes"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config file or override is invalid; the message names the key."""
 
 
@@ -48,6 +49,7 @@ class DataConfig:
     scan_headers: bool = True  # check every file's header before training (skips unreadable/empty ones early)
     max_peak: float = 1000.0  # files whose peak |x| is above this are skipped as out of range (float audio is ~[-1, 1])
     scan_workers: int = 8  # threads reading headers; results cached in run.out/header_scan.csv
+    verify_store: bool = False  # a prepared store: check every clip's hash when opened (else sizes and the index only)
     CHECKS: ClassVar[dict[str, Check]] = {
         "extensions": Check("a non-empty list of non-empty extensions", lambda v: len(v) > 0 and all(v)),
         "crop_seconds": between(0, 600, low_open=True), "batch_size": between(2, 1 << 20),
@@ -105,6 +107,9 @@ class RunConfig:
     progress: bool = True  # tqdm bar on the main process
     save_rank_states: bool = False  # debug: each process writes its final weights to out/rank{r}_final.pt
     sync_batchnorm: bool = False  # DDP on CUDA: SyncBatchNorm (batch statistics over all processes)
+    # resume with another number of processes than the checkpoint's: the global batch changes and the other
+    # processes' augmentation memories and BatchNorm statistics are lost (refused unless true)
+    allow_world_size_change: bool = False
     CHECKS: ClassVar[dict[str, Check]] = {
         "out": non_empty("a folder path"), "steps": at_least(1), "seed": between(0, 2**31 - 1),
         "device": matches(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, mps, cuda or cuda:N"),
@@ -379,8 +384,8 @@ def merge_into(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 #: moments, queue, memories, statistics, data order). Everything else is refused.
 RESUMABLE_KEYS = (
     "run.steps", "run.out", "run.device", "run.precision", "run.checkpoint_every", "run.keep_last", "run.keep_steps",
-    "run.log_every",
-    "run.progress", "run.save_rank_states", "data.num_workers", "data.scan_headers", "data.scan_workers",
+    "run.log_every", "run.progress", "run.save_rank_states", "run.allow_world_size_change", "data.num_workers",
+    "data.scan_headers", "data.scan_workers", "data.verify_store",
     "optim.lr", "optim.warmup_steps", "optim.min_lr_ratio", "optim.grad_clip",
 )
 

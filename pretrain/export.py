@@ -6,6 +6,9 @@ encoder it embeds with, its configs, the normalisation statistics and the proven
 
     python -m pretrain.export runs/demo hear_slicer/assets/default.pt        # newest checkpoint of a run
     python -m pretrain.export runs/demo/checkpoints/step_00000600.pt out.pt --use teacher
+
+Errors are one line (`pretrain.errors`): exit 2 for a wrong argument, 3 for a checkpoint that
+cannot be read or an output that cannot be written.
 """
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ import sys
 from pathlib import Path
 
 from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+
+from .errors import UsageError, run_command
+from .train import latest_checkpoint
 
 
 def slim(ckpt: Checkpoint, use: str | None = None) -> Checkpoint:
@@ -35,24 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="where to write the slim checkpoint")
     ap.add_argument("--use", choices=["student", "teacher"], default=None,
                     help="which encoder to export (default: the one the checkpoint marks for embedding)")
+    ap.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     args = ap.parse_args(argv)
-    source = args.source
+    return run_command(lambda: export(args.source, args.out, args.use), args.debug)
+
+
+def export(source: Path, out: Path, use: str | None = None) -> Path:
+    """Write the slim checkpoint of `source` (a checkpoint file or a run folder: its newest) to `out`."""
+    if not source.exists():
+        raise UsageError(f"no checkpoint file or run folder at {source}")
     if source.is_dir():
-        found = sorted((source / "checkpoints").glob("step_*.pt"))
-        if not found:
-            print(f"error: no checkpoints/step_*.pt in run folder {source}", file=sys.stderr)
-            return 2
-        source = found[-1]
-    try:
-        ckpt = slim(load_checkpoint(source), args.use)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    save_checkpoint(ckpt, args.out)
-    size = args.out.stat().st_size / 2**20
-    print(f"wrote {args.out} ({size:.1f} MiB) from {source}: {ckpt.provenance.get('objective')}, "
+        source = latest_checkpoint(source)
+    ckpt = slim(load_checkpoint(source), use)
+    save_checkpoint(ckpt, out)
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size:.1f} MiB) from {source}: {ckpt.provenance.get('objective')}, "
           f"step {ckpt.provenance.get('steps', ckpt.provenance.get('step'))}")
-    return 0
+    return out
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from hear_slicer.checkpoint import CheckpointError, non_finite_entries
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ["rank_state_path", "batchnorm_buffers", "save_rank_state", "load_rank_state", "prune_rank_states"]
@@ -54,13 +56,21 @@ def load_rank_state(checkpoint: Path, rank: int, augment: nn.Module, objective: 
     path = rank_state_path(checkpoint, rank)
     if not path.is_file():
         return False
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("rank") != rank:
-        raise ValueError(f"{path} holds the state of process {state.get('rank')}, not {rank}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, not a torch file, disallowed objects
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}: {str(e)[:200]}); resume an earlier "
+                              "checkpoint") from e
+    if not isinstance(state, dict) or state.get("rank") != rank:
+        raise CheckpointError(f"{path} holds the state of process {getattr(state, 'get', dict().get)('rank')}, "
+                              f"not {rank}")
+    bad = non_finite_entries(state)
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or Inf values ({', '.join(bad[:5])}); resume an earlier checkpoint")
     augment.load_state_dict(state["augment"])
     mine = batchnorm_buffers(objective)
     if set(mine) != set(state["batchnorm"]):
-        raise ValueError(f"{path} was saved for a model with other BatchNorm layers; it cannot be resumed here")
+        raise CheckpointError(f"{path} was saved for a model with other BatchNorm layers; it cannot be resumed here")
     with torch.no_grad():
         for name, value in state["batchnorm"].items():
             mine[name].copy_(value)

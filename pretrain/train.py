@@ -16,14 +16,17 @@ statistics go next to it (`pretrain.rank_state`).
 Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -m pretrain`
 (DDP: gloo on CPU, NCCL on CUDA; only rank 0 writes).
 
-The output folder belongs to one run: a fresh run refuses a folder that holds another run's
-files (`overwrite=True` deletes them first), and a resumed run refuses config changes that
+The output folder belongs to one run, marked by `run.json`: a fresh run refuses a folder that
+holds another run's files (`overwrite=True` deletes them first, and only the files a run
+writes: `RUN_FILES`, `CHECKPOINT_PATTERNS`; a folder that is no run of ours is never
+emptied), and a resumed run refuses config changes that
 would mix state (`pretrain.config.RESUMABLE_KEYS` lists those it accepts; they are logged).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -32,13 +35,14 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, non_finite_entries, save_checkpoint
 from hear_slicer.frontend import LogMelFrontend
 
 from .augment import AugmentPipeline
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_changes, config_from_dict
 from .data import AudioCrops, DatasetError, find_audio_files, make_loader, scan_files
 from .distributed import DistContext, all_reduce_mean, init_distributed, shutdown_distributed, sync_batchnorm
+from .errors import Diverged, UsageError
 from .objectives import objective_class
 from .optim import build_optimizer, lr_at
 from .rank_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
@@ -49,32 +53,61 @@ from .store import StoreCrops, is_store
 from .stats import DataStats, compute_stats, load_or_compute_stats
 
 __all__ = ["TrainingDiverged", "RunFolderError", "train", "two_views", "latest_checkpoint", "config_of_checkpoint",
-           "RUN_FILES"]
+           "RUN_MARKER", "RUN_FILES"]
 
-#: What a run writes in its folder (besides `rank*_final.pt`); `overwrite=True` deletes these.
-RUN_FILES = ("checkpoints", "run.log", "log.csv", "loss.png", "stats.pt")
+#: The marker a run writes first in its folder: a folder holding it (or a `checkpoints/step_*.pt`) is a run of ours.
+RUN_MARKER = "run.json"
+#: What a run writes at the top of its folder (besides `rank*_final.pt`); `overwrite=True` deletes only these.
+RUN_FILES = (RUN_MARKER, "run.log", "log.csv", "loss.png", "stats.pt", "header_scan.csv", ".header_scan.csv.tmp")
+#: What a run writes in `checkpoints/` (and `checkpoints/ranks/`): checkpoints, rank files, temporary files.
+CHECKPOINT_PATTERNS = ("step_*.pt", ".step_*.tmp", "ranks/step_*.rank*.pt", "ranks/.step_*.tmp")
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the run stopped without overwriting good checkpoints."""
+class TrainingDiverged(Diverged):
+    """The loss or the training state became NaN or Inf; the run stopped without overwriting good checkpoints."""
 
 
-class RunFolderError(ValueError):
-    """The output folder holds another run; the message says how to proceed."""
+class RunFolderError(UsageError):
+    """The output folder holds another run, or files that are not a run's; the message says how to proceed."""
 
 
 def _run_files(out: Path) -> list[Path]:
-    """The files and folders of a run present in `out`."""
-    return [out / n for n in RUN_FILES if (out / n).exists()] + sorted(out.glob("rank*_final.pt"))
+    """The files a run of ours writes, present in `out` (checkpoints, rank files, logs, statistics)."""
+    top = [out / n for n in RUN_FILES if (out / n).is_file()] + sorted(out.glob("rank*_final.pt"))
+    return top + sorted(p for pattern in CHECKPOINT_PATTERNS for p in (out / "checkpoints").glob(pattern)
+                        if p.is_file())
 
 
-def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
-    """Refuse `out` when it holds another run; with `overwrite`, delete that run's files (main process only)."""
+def _is_run_of_ours(out: Path) -> bool:
+    return (out / RUN_MARKER).is_file() or any((out / "checkpoints").glob("step_*.pt"))
+
+
+def _delete_run(out: Path) -> list[str]:
+    """Delete the files a run of ours wrote in `out` (nothing else); returns their paths relative to `out`."""
+    removed = []
+    for p in _run_files(out):
+        p.unlink()
+        removed.append(str(p.relative_to(out)))
+    for folder in (out / "checkpoints" / "ranks", out / "checkpoints"):  # only when nothing else is left in them
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool) -> list[str]:
+    """Refuse `out` when it holds another run; with `overwrite`, delete that run's files (main process only)
+    and return their paths relative to `out`.
+
+    Only a run of ours (a `run.json` marker or a `checkpoints/step_*.pt`) is ever deleted, and only
+    the files such a run writes; a folder whose run-like files are not ours is refused, untouched.
+    """
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run.out {out} exists and is not a folder")
     present = _run_files(out) if out.is_dir() else []
-    if not present:
-        return
+    foreign = sorted(p.name for p in (out / "checkpoints").iterdir() if p not in present) \
+        if (out / "checkpoints").is_dir() else []
+    if not present and not foreign:
+        return []
     if resume is not None and Path(resume).resolve().parent == (out / "checkpoints").resolve():
         if overwrite:
             raise RunFolderError(f"--overwrite would delete {out}, which holds the checkpoint {resume} being resumed")
@@ -83,17 +116,19 @@ def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool) -> None:
             raise RunFolderError(f"{resume} is not the newest checkpoint of {out} (newer: {', '.join(newer)}); "
                                  "resuming it there would mix two continuations of the run. Resume the newest, "
                                  "or resume into another --out.")
-        return  # continuing this folder's own run
+        return []  # continuing this folder's own run
+    if not _is_run_of_ours(out):
+        listed = [p.name for p in present] + [f"checkpoints/{n}" for n in foreign]
+        raise RunFolderError(
+            f"{out} is not a hear-slicer run (no {RUN_MARKER}, no checkpoints/step_*.pt) but holds files a run would "
+            f"write or mix with ({', '.join(listed)}); nothing was deleted: choose another --out")
     if not overwrite:
         what = "resume into" if resume is not None else "start a new run in"
+        names = sorted({p.relative_to(out).parts[0] for p in present})
         raise RunFolderError(
-            f"cannot {what} {out}: it holds another run ({', '.join(p.name for p in present)}). "
+            f"cannot {what} {out}: it holds another run ({', '.join(names)}). "
             f"Resume that run with --resume {out}, choose another --out, or pass --overwrite to delete it.")
-    for p in present:
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+    return _delete_run(out)
 
 
 def _check_resume_config(cfg: TrainConfig, stored: dict, resume: Path) -> list[str]:
@@ -108,10 +143,17 @@ def _check_resume_config(cfg: TrainConfig, stored: dict, resume: Path) -> list[s
 
 
 def latest_checkpoint(out: str | Path) -> Path:
-    """The newest `step_*.pt` in `out/checkpoints`."""
-    found = sorted((Path(out) / "checkpoints").glob("step_*.pt"))
+    """The newest `step_*.pt` in `out/checkpoints`; RunFolderError when there is none."""
+    out = Path(out)
+    if not out.is_dir():
+        raise RunFolderError(f"run folder not found: {out}" if not out.exists() else
+                             f"{out} is a file, not a run folder; give it as the checkpoint to resume")
+    found = sorted((out / "checkpoints").glob("step_*.pt"))
     if not found:
-        raise FileNotFoundError(f"no checkpoint to resume from in {Path(out) / 'checkpoints'}")
+        raise RunFolderError(f"no checkpoint to resume from in {out / 'checkpoints'}"
+                             if (out / "checkpoints").is_dir() else
+                             f"{out} is a directory, neither a checkpoint file nor a run folder (it holds no "
+                             "checkpoints/step_*.pt); give a run folder or a checkpoint file")
     return found[-1]
 
 
@@ -141,7 +183,7 @@ def _resolve_device(name: str, ctx: DistContext) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("run.device asks for CUDA but torch sees no GPU; use run.device=cpu")
+            raise ConfigError("run.device asks for CUDA but torch sees no GPU; use run.device=cpu")
         if device.index is None:
             device = torch.device("cuda", ctx.local_rank)
     return device
@@ -179,34 +221,97 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, overwrite: bool = 
         shutdown_distributed(ctx)
 
 
+def _moved_run_folder(cfg: TrainConfig, stored: dict, resume: Path) -> TrainConfig:
+    """`cfg` with run.out set to the folder `resume` lies in, when run.out was left as the checkpoint says
+    and the run folder has moved since (`mv`): the run continues where its checkpoints are now."""
+    folder = resume.resolve().parent.parent
+    if resume.resolve().parent.name != "checkpoints" or cfg.run.out != stored.get("run", {}).get("out"):
+        return cfg
+    if Path(cfg.run.out).resolve() == folder:
+        return cfg
+    return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, out=str(folder)))
+
+
+def _check_resume_state(cfg: TrainConfig, ckpt: Checkpoint, resume: Path, ctx: DistContext) -> list[str]:
+    """Refuse a checkpoint that cannot continue as configured; returns lines for run.log."""
+    state = ckpt.training_state
+    if not state:
+        raise CheckpointError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
+    step = int(state["step"])
+    if cfg.run.steps <= step:
+        raise ConfigError(f"run.steps={cfg.run.steps} but {resume} is already at step {step}: nothing to train. "
+                          f"Resume with --set run.steps=N for some N > {step}")
+    bad = non_finite_entries(state)
+    if bad:
+        raise CheckpointError(f"{resume} holds NaN or Inf training state ({', '.join(bad[:5])}"
+                              f"{', ...' if len(bad) > 5 else ''}); it cannot be resumed. Resume an earlier checkpoint")
+    saved = int(ckpt.provenance.get("processes", len(state.get("rng", [None]))))
+    if saved == ctx.world_size:
+        return []
+    change = (f"{resume} was written by {saved} process(es), this run has {ctx.world_size}: the global batch "
+              f"changes from {saved} x to {ctx.world_size} x data.batch_size and the other processes' augmentation "
+              "memories and BatchNorm statistics are not carried over")
+    if not cfg.run.allow_world_size_change:
+        raise ConfigError(f"{change}. Resume with {saved} process(es), or pass --set run.allow_world_size_change=true "
+                          "to accept this")
+    return [f"world size: {change} (run.allow_world_size_change=true)"]
+
+
+def _remove_orphans(out: Path) -> list[str]:
+    """Delete temporary files a kill mid-write left in `out/checkpoints`; their paths relative to `out`."""
+    orphans = sorted((out / "checkpoints").glob(".step_*.tmp")) + sorted((out / "checkpoints" / "ranks").glob(
+        ".step_*.tmp"))
+    for p in orphans:
+        p.unlink()
+    return [str(p.relative_to(out)) for p in orphans]
+
+
 def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwrite: bool = False) -> Path:
     device = _resolve_device(cfg.run.device, ctx)
     if cfg.run.sync_batchnorm and ctx.enabled and device.type != "cuda":
-        raise ValueError(f"run.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs only on GPUs), "
-                         f"this run is on {device}; set run.sync_batchnorm=false")
+        raise ConfigError(f"run.sync_batchnorm=true needs CUDA devices (torch's SyncBatchNorm runs only on GPUs), "
+                          f"this run is on {device}; set run.sync_batchnorm=false")
     try:
         amp_dtype = autocast_dtype(cfg.run.precision, device)  # None: float32; checked before any work
     except PrecisionError as e:
         raise ConfigError(str(e)) from e
-    out = Path(cfg.run.out)
     accepted: list[str] = []
+    notes: list[str] = []  # written to run.log once it is open
     state = None
     if resume:
         ckpt = load_checkpoint(resume)
-        state = ckpt.training_state
-        if not state:
-            raise CheckpointError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
+        moved = _moved_run_folder(cfg, ckpt.train_config, Path(resume))
+        if moved is not cfg:
+            notes.append(f"run folder moved: {resume} lies in {moved.run.out}, its config says run.out={cfg.run.out}; "
+                         f"the run continues in {moved.run.out}")
+            cfg = moved
         accepted = _check_resume_config(cfg, ckpt.train_config, Path(resume))
-    problem = None  # decided by the main process alone: the others would see the files it creates
+        notes += _check_resume_state(cfg, ckpt, Path(resume), ctx)
+        state = ckpt.training_state
+    out = Path(cfg.run.out)
+    problem, removed = None, []  # decided by the main process alone: the others would see the files it creates
     if ctx.is_main:
         try:
-            _claim_run_folder(out, Path(resume) if resume else None, overwrite)
+            removed = _claim_run_folder(out, Path(resume) if resume else None, overwrite)
+            orphans = _remove_orphans(out)
+            if orphans:
+                notes.append(f"removed {len(orphans)} temporary file(s) left by an interrupted checkpoint write: "
+                             + ", ".join(orphans))
         except RunFolderError as e:
             problem = str(e)
     problem = _broadcast_object(problem, ctx)
     if problem:
         raise RunFolderError(problem)
     log = RunLog(out, enabled=ctx.is_main)
+    if ctx.is_main and not (out / RUN_MARKER).is_file():
+        try:
+            (out / RUN_MARKER).write_text(json.dumps({"format": "hear-slicer-run"}) + "\n")
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {out / RUN_MARKER}: {e.strerror}") from e
+    if removed:
+        log.text(f"--overwrite: removed {len(removed)} file(s) of the previous run in {out}: {', '.join(removed)}")
+    for note in notes:
+        log.text(note)
     if state:
         log.drop_rows_after(int(state["step"]))  # rows logged after the checkpoint, before a kill
     seed_everything(cfg.run.seed)  # same model init on every process
@@ -224,11 +329,16 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     crops_per_item = 2 if objective_class(cfg.objective.name).views_from_separate_crops else 1
     if is_store(cfg.data.path):  # prepared by `python -m pretrain.prepare`: no scan, no decoding
         dataset = StoreCrops(cfg.data.path, cfg.frontend.sample_rate, crop_samples, cfg.data.silence_peak,
-                             crops_per_item)
+                             crops_per_item, verify=cfg.data.verify_store)
         files = dataset.files
     else:
         if ctx.is_main:
-            files = find_audio_files(cfg.data.path, cfg.data.extensions)
+            unreadable: list[tuple[str, str]] = []
+            files = find_audio_files(cfg.data.path, cfg.data.extensions, unreadable)
+            for folder, reason in unreadable:
+                if folder not in skipped:
+                    skipped[folder] = reason
+                    log.text(f"skipped {folder}: {reason}")
             if cfg.data.scan_headers:
                 files, bad = scan_files(files, cfg.data.scan_workers, out / "header_scan.csv", cfg.run.progress)
                 skipped.update(bad)
@@ -301,9 +411,22 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         model = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None,
                                         broadcast_buffers=False)
 
+    def stop(reason: str) -> TrainingDiverged:
+        """Log why the run stops and name the last good checkpoint."""
+        message = (f"{reason}; stopping. The last good checkpoint is "
+                   f"{last_path or 'none (no checkpoint was written yet)'}. Lower optim.lr, raise "
+                   "optim.warmup_steps, or set run.precision=fp32, then resume from it.")
+        log.text(message)
+        return TrainingDiverged(message)
+
     def checkpoint(step: int) -> Path:
-        """Write a checkpoint at `step` (collective: every process takes part)."""
+        """Write a checkpoint at `step` (collective: every process takes part); a NaN/Inf state is never written."""
         path = out / "checkpoints" / f"step_{step:08d}.pt"
+        bad = non_finite_entries({"objective": objective.state_dict(), "augment": augment.state_dict(),
+                                  "optimizer": optimizer.state_dict()})
+        if all_reduce_mean(torch.tensor(float(bool(bad)), device=device), ctx).item() > 0:
+            raise stop(f"the training state holds NaN or Inf values at step {step} "
+                       f"({', '.join(bad[:5]) if bad else 'on another process'}), {path.name} is not written")
         if ctx.rank > 0:  # before rank 0 writes the checkpoint: the gathers below wait for it
             save_rank_state(path, ctx.rank, augment, objective)
         rngs = _gather_objects(capture_rng(), ctx)
@@ -364,11 +487,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         loss = out_step.loss
         finite = all_reduce_mean(torch.isfinite(loss.detach()).float(), ctx)
         if finite.item() < 1.0:
-            message = (f"loss became {loss.item()} at step {step + 1}; stopping. The last good checkpoint is "
-                       f"{last_path or 'none (no checkpoint was written yet)'}. Lower optim.lr, raise "
-                       "optim.warmup_steps, or set run.precision=fp32, then resume from it.")
-            log.text(message)
-            raise TrainingDiverged(message)
+            peaks = wave.detach().abs().flatten(1).amax(dim=1).tolist()  # (B,) peak |x| of each clip
+            clips = sorted((c for part in _gather_objects(list(zip(peaks, batch.paths)), ctx) for c in part),
+                           key=lambda c: -c[0] if math.isfinite(c[0]) else -math.inf)
+            raise stop(f"loss became {loss.item()} at step {step + 1} on a batch of {len(clips)} clips from "
+                       + ", ".join(f"{p} (peak |x| {peak:.3g})" for peak, p in clips[:8])
+                       + (f" and {len(clips) - 8} more" if len(clips) > 8 else "") + ", loudest first")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

@@ -289,14 +289,14 @@ def test_checkpoint_write_on_full_disk_names_the_path_and_keeps_earlier_ones(run
 
 def test_training_on_a_full_disk_stops_with_the_path_and_keeps_the_last_checkpoint(audio, run_dir, tmp_path, capsys):
     """Feeds a resumed run a disk that fills before its next checkpoint (RLIMIT_FSIZE smaller
-    than a checkpoint, larger than the logs); expects exit 1 'cannot write checkpoint <path>',
+    than a checkpoint, larger than the logs); expects exit 3 'cannot write checkpoint <path>',
     the checkpoint resumed from intact and still the newest."""
     out = tmp_path / "full"
     assert pretrain_main(["--resume", str(run_dir / "checkpoints" / "step_00000002.pt"), "--out", str(out),
                           "--set", "run.steps=3"]) == 0  # a copy of the run to spoil
     size = (out / "checkpoints" / "step_00000003.pt").stat().st_size
     with file_size_limit(size // 2):
-        assert pretrain_main(["--resume", str(out), "--set", "run.steps=4"]) == 1
+        assert pretrain_main(["--resume", str(out), "--set", "run.steps=4"]) == 3
     err = capsys.readouterr().err
     assert f"cannot write checkpoint {out / 'checkpoints' / 'step_00000004.pt'}" in err, err
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000003.pt"]
