@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -79,7 +80,16 @@ def _run_files(out: Path) -> list[Path]:
 
 
 def _is_run_of_ours(out: Path) -> bool:
-    return (out / RUN_MARKER).is_file() or any((out / "checkpoints").glob("step_*.pt"))
+    """`out` holds the marker, a checkpoint, or a run.log whose first line this trainer wrote (runs from before
+    the marker existed, e.g. one that crashed before its first checkpoint)."""
+    if (out / RUN_MARKER).is_file() or any((out / "checkpoints").glob("step_*.pt")):
+        return True
+    try:
+        with open(out / "run.log", encoding="utf-8", errors="replace") as f:
+            first = f.readline(4096)
+    except OSError:
+        return False
+    return re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] pretrain: objective .*\n?", first) is not None
 
 
 def _delete_run(out: Path) -> list[str]:
@@ -308,16 +318,16 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             (out / RUN_MARKER).write_text(json.dumps({"format": "hear-slicer-run"}) + "\n")
         except OSError as e:
             raise OSError(e.errno, f"cannot write {out / RUN_MARKER}: {e.strerror}") from e
-    if removed:
-        log.text(f"--overwrite: removed {len(removed)} file(s) of the previous run in {out}: {', '.join(removed)}")
-    for note in notes:
-        log.text(note)
     if state:
         log.drop_rows_after(int(state["step"]))  # rows logged after the checkpoint, before a kill
     seed_everything(cfg.run.seed)  # same model init on every process
     revision = git_revision()
     log.text(f"pretrain: objective {cfg.objective.name}, code revision {revision}, {ctx.world_size} process(es), "
              f"device {device}" + (f", resuming {resume} at step {state['step']}" if state else ""))
+    if removed:
+        log.text(f"--overwrite: removed {len(removed)} file(s) of the previous run in {out}: {', '.join(removed)}")
+    for note in notes:
+        log.text(note)
     log.text("config:\n" + cfg.dump())
     if accepted:
         log.text("changes accepted on resume:\n" + "\n".join(f"  {line}" for line in accepted))
@@ -531,6 +541,6 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         except OSError as e:  # the checkpoints are written; a missing plot does not fail the run
             log.text(f"could not draw the loss curve {out / 'loss.png'}: {e}")
     if last_path is None:
-        raise RuntimeError(f"run.steps={total} but the run was already at step {step}; nothing was trained")
+        raise ConfigError(f"run.steps={total} but the run was already at step {step}; nothing was trained")
     log.text(f"done: {step} steps; model for hear_slicer.load_model: {last_path}")
     return last_path

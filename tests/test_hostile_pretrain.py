@@ -115,6 +115,19 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(audio, tmp_path, cap
     assert (out / "run.log").read_text() == "their log\n"
 
 
+def test_overwrite_replaces_a_run_that_crashed_before_its_first_checkpoint(audio, tmp_path):
+    """Feeds `--overwrite` what a run written before the run.json marker leaves when it crashes
+    before its first checkpoint (run.log starting with pretrain's header, stats.pt); expects it
+    recognised as a run of ours and replaced (the study reruns such folders with --overwrite)."""
+    out = tmp_path / "crashed"
+    out.mkdir()
+    (out / "run.log").write_text("[2026-01-01 00:00:00] pretrain: objective slicer, code revision x, 1 process(es)\n")
+    (out / "stats.pt").write_bytes(b"old stats")
+    assert pretrain_main(_argv(audio, out, "run.steps=1") + ["--overwrite"]) == 0
+    assert (out / "checkpoints" / "step_00000001.pt").is_file() and (out / "run.json").is_file()
+    assert "removed 2 file(s)" in (out / "run.log").read_text()
+
+
 def test_overwrite_removes_only_what_the_run_wrote_and_lists_it(run_dir, audio, tmp_path):
     """Feeds `--overwrite` a run of ours with a foreign file in checkpoints/ and one at the top;
     expects only the run's files replaced, both foreign files kept, and run.log naming
