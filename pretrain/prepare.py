@@ -40,7 +40,7 @@ import numpy as np
 
 from .data import decode_audio, find_audio_files, progress_bar
 from .errors import UsageError, run_command
-from .store import (INDEX_FIELDS, STORE_FORMAT, STORE_VERSION, StoreCrops, clip_hash, is_store,
+from .store import (INDEX_FIELDS, STORE_FORMAT, STORE_VERSION, StoreCrops, StoreError, clip_hash, is_store,
                     read_csv_rows, read_store_info, shard_paths, source_fingerprint, to_int16)
 
 __all__ = ["PrepareError", "prepare", "main"]
@@ -142,9 +142,9 @@ def _changed_sources(part: Path) -> list[str]:
     changed = []
     for r in read_csv_rows(part):
         recorded = (r.get("source_size"), r.get("source_mtime_ns"), r.get("source_hash"))
-        now = tuple(str(v) for v in source_fingerprint(r["path"]))
-        if recorded != now:
-            changed.append(r["path"])
+        now = tuple(str(v) for v in source_fingerprint(r.get("path") or ""))
+        if recorded != now:  # also a damaged row: the shard is prepared again
+            changed.append(r.get("path") or "?")
     return changed
 
 
@@ -221,13 +221,19 @@ def _finish(out: Path, n_shards: int, info: dict, unreadable: list[tuple[str, st
     """Merge the shards' part indexes into index.csv and skipped.csv, then mark the store complete."""
     clips, skipped, samples = [], list(unreadable), 0
     for s in range(n_shards):
-        for r in read_csv_rows(shard_paths(out, s)[1]):
-            if r["problem"]:
-                skipped.append((r["path"], r["problem"]))
+        part = shard_paths(out, s)[1]
+        for line, r in enumerate(read_csv_rows(part), start=2):
+            try:
+                problem, n = r["problem"], int(r["samples"])
+                row = (r["path"], s, int(r["offset"]), n, f"{n / info['sample_rate']:.6f}", r["peak"], r["blake2b"])
+            except (KeyError, TypeError, ValueError):
+                raise StoreError(f"{part} line {line} is damaged; delete {part} and rerun to prepare the shard again"
+                                 ) from None
+            if problem:
+                skipped.append((r["path"], problem))
             else:
-                n = int(r["samples"])
                 samples += n
-                clips.append((r["path"], s, r["offset"], n, f"{n / info['sample_rate']:.6f}", r["peak"], r["blake2b"]))
+                clips.append(row)
     index = _csv_text(INDEX_FIELDS, clips)
     _write_atomic(out / "index.csv", index)
     _write_atomic(out / "skipped.csv", _csv_text(("path", "reason"), skipped))

@@ -245,8 +245,6 @@ def _moved_run_folder(cfg: TrainConfig, stored: dict, resume: Path) -> TrainConf
 def _check_resume_state(cfg: TrainConfig, ckpt: Checkpoint, resume: Path, ctx: DistContext) -> list[str]:
     """Refuse a checkpoint that cannot continue as configured; returns lines for run.log."""
     state = ckpt.training_state
-    if not state:
-        raise CheckpointError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
     step = int(state["step"])
     if cfg.run.steps <= step:
         raise ConfigError(f"run.steps={cfg.run.steps} but {resume} is already at step {step}: nothing to train. "
@@ -290,6 +288,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     state = None
     if resume:
         ckpt = load_checkpoint(resume)
+        if not ckpt.training_state:
+            raise CheckpointError(f"{resume} holds no training state (an exported model?); it cannot be resumed")
         moved = _moved_run_folder(cfg, ckpt.train_config, Path(resume))
         if moved is not cfg:
             notes.append(f"run folder moved: {resume} lies in {moved.run.out}, its config says run.out={cfg.run.out}; "
@@ -307,11 +307,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             if orphans:
                 notes.append(f"removed {len(orphans)} temporary file(s) left by an interrupted checkpoint write: "
                              + ", ".join(orphans))
-        except RunFolderError as e:
-            problem = str(e)
+        except (RunFolderError, OSError) as e:  # raised on every process, not only here (no one waits forever)
+            problem = e
     problem = _broadcast_object(problem, ctx)
     if problem:
-        raise RunFolderError(problem)
+        raise problem
     log = RunLog(out, enabled=ctx.is_main)
     if ctx.is_main and not (out / RUN_MARKER).is_file():
         try:
