@@ -97,8 +97,11 @@ def find_audio_files(path: str | Path, extensions: tuple[str, ...] = ("wav", "fl
                                + (f" (unreadable folders: {', '.join(p for p, _ in problems)})" if problems else ""))
         return files
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+                rows = list(csv.DictReader(f))
+        except csv.Error as e:
+            raise DatasetError(f"manifest {path} is not a CSV list of audio files: {e}") from e
         column = "path" if rows and "path" in rows[0] else (next(iter(rows[0])) if rows else None)
         entries = [r[column] for r in rows if column and r[column]]
     elif path.suffix.lower() == ".txt":
@@ -108,6 +111,8 @@ def find_audio_files(path: str | Path, extensions: tuple[str, ...] = ("wav", "fl
         raise DatasetError(f"{path} is neither a folder nor a .txt/.csv manifest")
     if not entries:
         raise DatasetError(f"manifest {path} lists no files")
+    if any("\0" in e for e in entries):  # no file name holds a NUL byte: a binary file, not a list
+        raise DatasetError(f"manifest {path} is not a list of audio files (it holds NUL bytes: a binary file?)")
     return [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
 
 

@@ -477,6 +477,18 @@ def test_cli_errors_are_one_line_with_exit_2_or_3_and_a_traceback_only_with_debu
         assert "Traceback" in capsys.readouterr().err
 
 
+def test_a_binary_data_list_is_one_line(tmp_path, capsys):
+    """Feeds data.path / prepare's SOURCE a .txt and a .csv list that are binary (NUL bytes);
+    expects exit 3 and one line naming the list (a ValueError traceback from os.stat)."""
+    for name in ("list.txt", "list.csv"):
+        data = tmp_path / name
+        data.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8)))
+        assert pretrain_main(_argv(data, tmp_path / f"run_{name}", "run.steps=1")) == 3
+        assert prepare_main([str(data), str(tmp_path / f"store_{name}"), "--no-progress"]) == 3
+        err = capsys.readouterr().err
+        assert err.count("\n") == 2 and err.count(f"manifest {data} is not a list of audio files") == 2, err
+
+
 @pytest.mark.slow
 def test_cpu_sync_batchnorm_under_torchrun_is_one_line(tmp_path, audio):
     """Feeds `torchrun --nproc_per_node=2 -m pretrain` on CPU with run.sync_batchnorm=true;
