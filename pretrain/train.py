@@ -160,8 +160,9 @@ def latest_checkpoint(out: str | Path) -> Path:
                              f"{out} is a file, not a run folder; give it as the checkpoint to resume")
     found = sorted((out / "checkpoints").glob("step_*.pt"))
     if not found:
-        raise RunFolderError(f"no checkpoint to resume from in {out / 'checkpoints'}"
-                             if (out / "checkpoints").is_dir() else
+        raise RunFolderError(f"no checkpoint to resume from in {out / 'checkpoints'}: the run stopped before its "
+                             "first checkpoint; start it again with the same --out and --overwrite"
+                             if (out / "checkpoints").is_dir() or _is_run_of_ours(out) else
                              f"{out} is a directory, neither a checkpoint file nor a run folder (it holds no "
                              "checkpoints/step_*.pt); give a run folder or a checkpoint file")
     return found[-1]
