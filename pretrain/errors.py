@@ -58,7 +58,7 @@ def run_command(body: Callable[[], object], debug: bool = False) -> int:
     """Run `body`; 0 when it returns, else print the error as one line and return its exit code."""
     try:
         body()
-    except Exception as e:  # noqa: BLE001 -- classified below; unknown errors are re-raised
+    except Exception as e:  # classified below; anything else is a bug and is re-raised
         code = exit_code(e)
         if code is None:
             raise
