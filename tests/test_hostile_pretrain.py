@@ -384,6 +384,48 @@ def test_a_checkpoint_with_non_finite_optimizer_or_queue_state_is_not_resumed(ru
         assert "holds NaN or Inf training state" in err and name in err, err
 
 
+def test_a_rank_file_with_non_finite_memories_or_garbage_is_not_resumed(tmp_path):
+    """Feeds load_rank_state a rank file whose mixup memory holds NaN and one that is not a
+    torch file; expects CheckpointError naming the file (NaN was restored; garbage raised an
+    unpickling error)."""
+    from hear_slicer.encoder import EncoderConfig
+    from pretrain.augment import AugmentConfig, AugmentPipeline
+    from pretrain.objectives.slicer import Slicer, SlicerConfig
+    from pretrain.rank_state import load_rank_state, rank_state_path, save_rank_state
+
+    aug = AugmentPipeline(AugmentConfig(), 16, 12)
+    obj = Slicer(EncoderConfig(n_mels=16, d=32, channels=4), SlicerConfig(queue_size=8, n_clusters=4, instance_dim=8))
+    aug.remember(torch.randn(3, 16, 12))
+    aug.mixup.memory.clips.view(-1)[0] = float("nan")
+    ckpt = tmp_path / "checkpoints" / "step_00000003.pt"
+    path = save_rank_state(ckpt, 1, aug, obj)
+    with pytest.raises(CheckpointError, match=rf"{path}.*NaN or Inf.*augment.mixup.memory.clips"):
+        load_rank_state(ckpt, 1, aug, obj)
+    rank_state_path(ckpt, 2).write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="rank2.pt cannot be read"):
+        load_rank_state(ckpt, 2, aug, obj)
+
+
+def test_a_version_1_store_still_trains_with_the_size_checks(store, tmp_path):
+    """Feeds StoreCrops a store as version 1 wrote it (no hashes, no max_peak); expects it read
+    as before, and verify=True refused with a message saying why."""
+    old = _spoiled_copy(store, tmp_path / "v1")
+    info = json.loads((old / "store.json").read_text())
+    info["version"] = 1
+    del info["index_blake2b"], info["max_peak"]
+    (old / "store.json").write_text(json.dumps(info))
+    rows = _rows(old / "index.csv")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "shard", "offset", "samples", "duration_s", "peak"])
+    w.writerows([r[k] for k in ("path", "shard", "offset", "samples", "duration_s", "peak")] for r in rows)
+    (old / "index.csv").write_text(buf.getvalue(), encoding="utf-8", errors="surrogateescape")
+    ds = StoreCrops(old, SR, 8000)
+    np.testing.assert_array_equal(ds.clip(3), StoreCrops(store, SR, 8000).clip(3))
+    with pytest.raises(StoreError, match="version 1 store: it records no hashes"):
+        StoreCrops(old, SR, 8000, verify=True)
+
+
 def test_a_non_finite_state_is_never_written_nor_called_the_last_good_checkpoint(audio, tmp_path, monkeypatch):
     """Feeds a run whose queue becomes NaN after step 2 while its loss is still finite;
     expects TrainingDiverged naming step 1's checkpoint as the last good one and no step-2
