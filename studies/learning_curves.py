@@ -173,10 +173,12 @@ def _cells_ok(out: Path, model: str, tasks: list[str], protocols: tuple[str, ...
 
 MANIFEST = {"path": STUDY_MANIFEST}
 """The tasks' manifest (``--manifest``; default the study's)."""
+TASKS: dict[str, list[str] | None] = {"names": None}
+"""The manifest's tasks scored (``--tasks``; None: all)."""
 
 
 def _manifest(tasks_root: Path, models: list[ModelSpec], protocols: tuple[str, ...], seed: int, cache: Path):
-    manifest = load_manifest(MANIFEST["path"], tasks_root=tasks_root)
+    manifest = load_manifest(MANIFEST["path"], tasks_root=tasks_root).select(None, TASKS["names"])
     manifest.models = models
     manifest.tasks = [dataclasses.replace(t, protocols=protocols) for t in manifest.tasks]
     manifest.linear = dataclasses.replace(manifest.linear, seed=seed)
@@ -366,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-heareval", action="store_true", help="skip heareval's MLP on the final models")
     ap.add_argument("--dry-run-steps", type=int, default=None,
                     help="a few steps per run instead (tests and a GPU machine's smoke test)")
+    ap.add_argument("--tasks", nargs="+", default=None, help="only these tasks of the manifest (names)")
     ap.add_argument("--report", action="store_true", help="train and score nothing; tables and plots only")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -388,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                             args.preset)
     from .mini_lape import task_names
 
-    tasks = task_names(MANIFEST["path"], args.root / "tasks", None)
+    tasks = task_names(MANIFEST["path"], args.root / "tasks", args.tasks)
+    TASKS["names"] = args.tasks
     runs = plan(runs_root, store, args.steps, tuple(args.curve), args.methods, args.variants,
                 tuple(args.completed), args.precision, args.device)
     if args.dry_run_steps:

@@ -1,0 +1,138 @@
+"""The learning-curve study (`python -m studies.learning_curves`) and its real-audio corpus
+(`python -m pretrain.debian_corpus`)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from pretrain import debian_corpus
+from pretrain.config import load_config
+from studies import learning_curves as lc
+from studies.mini_lape import budget_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- the corpus
+@pytest.mark.parametrize("name", ["festival", "festvox-kallpc16k", "festvox-us-slt-hts", "hydrogen-drumkits",
+                                  "timgm6mb-soundfont", "musescore-general-soundfont-small",
+                                  "musescore-general-soundfont-lossless"])
+def test_reserved_packages_are_refused_by_name(name):
+    with pytest.raises(debian_corpus.CorpusError, match="reserved for an independent evaluation"):
+        debian_corpus.check_packages(["lmms-common", name])
+
+
+def test_package_names_are_checked_and_the_preset_holds_no_reserved_or_study_package():
+    for bad in (["Lmms"], ["lmms-common", "lmms-common"], [], ["a b"]):
+        with pytest.raises(debian_corpus.CorpusError, match="--packages"):
+            debian_corpus.check_packages(bad)
+    debian_corpus.check_packages(list(debian_corpus.PACKAGES))  # the `real` preset passes
+    debian_corpus.check_disjoint(list(debian_corpus.PACKAGES))
+    with pytest.raises(debian_corpus.CorpusError, match="study's test tasks"):
+        debian_corpus.check_disjoint(["lmms-common", "freepats"])
+
+
+def test_licence_is_read_from_the_dep5_copyright_file(tmp_path):
+    doc = tmp_path / "pkg"
+    doc.mkdir()
+    (doc / "copyright").write_text("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                                   "Files: *\nCopyright: someone\nLicense: GPL-2+\n\n"
+                                   "Files: music/*\nCopyright: other\nLicense: CC-BY-SA-3.0\n\n"
+                                   "Files: src/*\nLicense: GPL-2+\n\nLicense: GPL-2+\n text\n")
+    assert debian_corpus.package_licence("pkg", tmp_path) == "GPL-2+; CC-BY-SA-3.0"
+    assert "not readable" in debian_corpus.package_licence("missing", tmp_path)
+
+
+def test_an_installed_package_is_listed_measured_and_written(tmp_path):
+    """On a real installed package (sonic-pi-samples, installed by the set-up): dpkg -L finds
+    its FLAC files, soundfile measures them, files.txt and the manifests agree."""
+    if debian_corpus.installed_version("sonic-pi-samples") is None:
+        pytest.skip("sonic-pi-samples is not installed (scripts/setup_env.sh installs it)")
+    found = debian_corpus.build_corpus(tmp_path, {"sonic-pi-samples": "samples"}, do_install=False)
+    (audio,) = found
+    assert len(audio.files) > 50 and all(f.suffix in (".flac", ".wav") and f.is_file() for f in audio.files)
+    assert audio.seconds == pytest.approx(sum(sf.info(str(f)).duration for f in audio.files), rel=1e-6)
+    listed = (tmp_path / "files.txt").read_text().split()
+    assert listed == [str(f) for f in audio.files]
+    manifest = pd.read_csv(tmp_path / "manifest.csv")
+    assert manifest.loc[0, "files"] == len(listed) and manifest.loc[0, "hours"] == pytest.approx(
+        audio.seconds / 3600, abs=1e-3)
+    assert "| **total** |" in (tmp_path / "manifest.md").read_text()
+    with pytest.raises(debian_corpus.CorpusError, match="not installed"):
+        debian_corpus.measure("no-such-package-hear-slicer")
+
+
+# ----------------------------------------------------------------------------- the plan
+def test_plan_applies_one_budget_rule_keeps_the_curve_and_checks_precision(tmp_path):
+    runs = lc.plan(tmp_path, tmp_path / "store", 6000, (600, 1500, 3000, 6000), ["slicer", "byol_a"],
+                   ["slicer_rrc_time_only"], (600, 1500), "bf16", "cpu")
+    names = [r.name for r in runs]
+    assert names == ["slicer", "byol_a", "slicer_rrc_time_only", "slicer_full600", "slicer_full1500",
+                     "slicer_full600_fp32"]
+    by = {r.name: r for r in runs}
+    for name in ("slicer", "byol_a"):  # the study's rule at 6,000 steps, the same for every method
+        rule = budget_overrides(by[name].config, 6000)
+        assert {k: by[name].overrides[k] for k in rule} == rule
+        assert by[name].overrides["run.keep_steps"] == "[600, 1500, 3000]"
+        assert by[name].overrides["run.precision"] == "bf16"
+    cfg = load_config(str(by["slicer"].config), by["slicer"].set_args())
+    assert cfg.run.steps == 6000 and cfg.objective.params.momentum == pytest.approx(1 - 10 / 6000, abs=1e-5)
+    assert cfg.run.keep_steps == (600, 1500, 3000) and cfg.optim.warmup_steps == 500
+    assert load_config(str(by["slicer_rrc_time_only"].config),
+                       by["slicer_rrc_time_only"].set_args()).augment.rrc.frequency is False
+    assert by["slicer_full600"].overrides["run.steps"] == "600" and "run.keep_steps" not in by["slicer_full600"].overrides
+    assert by["slicer_full600_fp32"].overrides["run.precision"] == "fp32"
+    assert lc.curve_points(by["slicer"], (600, 1500, 3000, 6000)) == [600, 1500, 3000, 6000]
+    assert lc.curve_points(by["slicer_full1500"], (600, 1500, 3000, 6000)) == [1500]
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_learning_curves_dry_run_end_to_end(tmp_path):
+    """A CPU dry run of the whole study (what `--device cuda` runs on a GPU, a few steps): the
+    corpus store from synthetic + 'real' files, the runs in bf16, curve points scored on
+    validation, finals on test, references, tables and plots; a rerun trains and scores nothing."""
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(4):
+        wav = tmp_path / f"rec{i}.wav"
+        subprocess.run(["espeak-ng", "-w", str(wav), f"a recorded sentence number {i}"], check=True)
+    (real / "files.txt").write_text("\n".join(str(tmp_path / f"rec{i}.wav") for i in range(4)) + "\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "studies.learning_curves", "--preset", "tiny", "--root", str(tmp_path / "data"),
+           "--real", str(real), "--runs", str(tmp_path / "runs"), "--out", str(out), "--methods", "slicer",
+           "--variants", "--completed", "2", "--steps", "2", "--curve", "1", "2", "--dry-run-steps", "2",
+           "--tasks", "keywords", "--seeds", "0", "--no-heareval", "--device", "cpu", "--precision", "bf16",
+           "--no-progress"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.model) == {"slicer_step00002", "slicer_full2_step00002", "slicer_full2_fp32_step00002",
+                                 "random_init", "logmel_stats"}
+    assert set(curves.protocol) == {"linear", "knn"} and curves.valid.between(0, 1).all()
+    md = (out / "learning_curves.md").read_text()
+    assert "on **test**" in md and "| random_init minus |" in md and "| slicer minus |" in md
+    for png in ("learning_curves.png", "learning_curves_tasks.png"):
+        assert (out / png).stat().st_size > 10_000
+    store = tmp_path / "runs" / "corpus_store"
+    assert "rec0.wav" in (tmp_path / "runs" / "corpus_files.txt").read_text() and (store / "store.json").is_file()
+    ckpt = tmp_path / "runs" / "slicer" / "checkpoints" / "step_00000002.pt"
+    assert load_config_of(ckpt).run.precision == "bf16"
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 curve point(s), 0 final model(s) and 0 reference(s) to score" in again.stdout
+    assert ": training" not in again.stdout
+
+
+def load_config_of(path: Path):
+    from pretrain.train import config_of_checkpoint
+
+    return config_of_checkpoint(path)
