@@ -3,7 +3,9 @@
 Legend: n sounds, N samples, F mel bins, T STFT frames, T' encoder frames (80 ms apart),
 K timestamps, D embedding size.
 
-- `load_model(model_file_path="", **options)` -> `SlicerHearModel`
+- `load_model(model_file_path="", *, random_init=False, **options)` -> `SlicerHearModel`
+  (`random_init=True`: the same architecture and input normalisation at fixed-seed random weights,
+  the reference that learned nothing)
 - `get_scene_embeddings(audio (n, N), model)` -> (n, D)
 - `get_timestamp_embeddings(audio (n, N), model)` -> ((n, K, D), timestamps (n, K) in ms)
 
@@ -33,11 +35,12 @@ from .encoder import TIME_REDUCTION, AudioNTT2020, EncoderConfig, fuse_for_infer
 from .frontend import FrontendConfig, LogMelFrontend
 
 __all__ = ["SlicerHearModel", "load_model", "get_scene_embeddings", "get_timestamp_embeddings", "check_audio",
-           "check_finite", "DEFAULT_CHECKPOINT"]
+           "check_finite", "random_encoder", "DEFAULT_CHECKPOINT", "RANDOM_INIT_SEED"]
 
 #: The default checkpoint shipped as package data (see README, "Default checkpoint").
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default.pt"
-#: Seed of the random-init encoder used when the default checkpoint is missing.
+#: Seed of every random-init encoder: `load_model(random_init=True)`, and the fallback when the default
+#: checkpoint is missing.
 RANDOM_INIT_SEED = 0
 
 
@@ -176,20 +179,36 @@ def _default_model_parts() -> tuple[Checkpoint | None, str]:
     return None, ""
 
 
-def load_model(model_file_path: str = "", **options: Any) -> SlicerHearModel:
+def random_encoder(cfg: EncoderConfig) -> AudioNTT2020:
+    """The encoder of architecture `cfg` at its fixed-seed random initialisation (`RANDOM_INIT_SEED`),
+    in eval mode; the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return AudioNTT2020(cfg).eval()
+
+
+def load_model(model_file_path: str = "", *, random_init: bool = False, **options: Any) -> SlicerHearModel:
     """Load a SLICER-family encoder for the HEAR API.
 
     model_file_path: a checkpoint written by `python -m pretrain` (or
       `hear_slicer.checkpoint.save_checkpoint`). Empty: the default checkpoint shipped
       with the package (`DEFAULT_CHECKPOINT`: SLICER trained by pretrain/configs/demo.yaml
       on the synthetic demo corpus, see the README); if that file is missing, a random-init
-      encoder (seed 0) whose `is_random_init` is True.
+      encoder (seed 0, un-normalised log-mels) whose `is_random_init` is True.
+    random_init: True gives the reference that learned nothing: the checkpoint's (default:
+      the default model's) frontend, architecture and input normalisation, with the encoder
+      at its fixed-seed random initialisation (`RANDOM_INIT_SEED`) instead of its trained
+      weights; `is_random_init` is True and `provenance` names the checkpoint the
+      normalisation came from. Manifests ask for it with `options: {random_init: true}`.
     options: see `SlicerHearModel` (timestamp_hop_ms, chunk_seconds, max_batch_seconds,
       context_frames).
     """
     unknown = sorted(set(options) - set(SlicerHearModel.OPTIONS))
     if unknown:
-        raise TypeError(f"unknown load_model option(s) {unknown}; valid options: {list(SlicerHearModel.OPTIONS)}")
+        raise TypeError(f"unknown load_model option(s) {unknown}; valid options: "
+                        f"{['random_init', *SlicerHearModel.OPTIONS]}")
+    if not isinstance(random_init, bool):
+        raise TypeError(f"load_model option random_init must be True or False, got {random_init!r}")
     if not isinstance(model_file_path, (str, Path)):
         raise TypeError(f"model_file_path must be a path (str), got {type(model_file_path).__name__} "
                         f"{model_file_path!r}")
@@ -197,13 +216,17 @@ def load_model(model_file_path: str = "", **options: Any) -> SlicerHearModel:
         ckpt, path = load_checkpoint(model_file_path), str(model_file_path)
     else:
         ckpt, path = _default_model_parts()
+    if ckpt is None and random_init:
+        raise FileNotFoundError(f"load_model(random_init=True) takes the default model's input normalisation "
+                                f"from {DEFAULT_CHECKPOINT}, which is missing; reinstall hear-slicer, or pass the "
+                                "checkpoint whose normalisation to use: load_model(path, random_init=True)")
     if ckpt is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
-            encoder = AudioNTT2020(EncoderConfig()).eval()
-        frontend = LogMelFrontend(FrontendConfig())
-        return SlicerHearModel(frontend, encoder, is_random_init=True,
+        return SlicerHearModel(LogMelFrontend(FrontendConfig()), random_encoder(EncoderConfig()), is_random_init=True,
                                provenance={"objective": "none (random init)", "seed": RANDOM_INIT_SEED}, **options)
+    if random_init:
+        return SlicerHearModel(build_frontend(ckpt), random_encoder(ckpt.encoder), is_random_init=True,
+                               provenance={"objective": "none (random init)", "seed": RANDOM_INIT_SEED,
+                                           "norm_stats_from": path}, **options)
     return SlicerHearModel(build_frontend(ckpt), build_encoder(ckpt), checkpoint_path=path,
                            provenance=ckpt.provenance, **options)
 

@@ -47,7 +47,7 @@ from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 
 from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, aggregate, budget_overrides, differences,
-                        markdown_differences, markdown_table, random_init_checkpoint, run_state)
+                        markdown_differences, markdown_table, run_state)
 
 __all__ = ["CURVE_STEPS", "LONG_METHODS", "VARIANTS", "plan", "curve_points", "read_points", "main"]
 
@@ -525,9 +525,9 @@ def _random_init_source(slicer: PretrainRun | None) -> Path | None:
 def score_reference(name: str, slicer: PretrainRun | None, args, tasks_root: Path, cache: Path) -> None:
     """Random init (with SLICER's normalisation) or log-mel statistics: validation probes and final test scores."""
     if name == "random_init":
+        # hear_slicer's one random-init reference, with the SLICER run's frontend and normalisation
         source = _slim(_random_init_source(slicer), args.runs.resolve() / "random_init_source.pt")
-        spec = ModelSpec(name=name, module="hear_slicer", options={},
-                         checkpoint=random_init_checkpoint(source, args.runs.resolve() / "random_init.pt"))
+        spec = ModelSpec(name=name, module="hear_slicer", checkpoint=source, options={"random_init": True})
     else:
         spec = ModelSpec(name=name, module="eval_suites.references.logmel_stats", checkpoint=None, options={})
     print(f"  scoring reference {name}", flush=True)

@@ -12,8 +12,9 @@
    method's own config (``pretrain/configs/<method>.yaml``), each run a real
    ``python -m pretrain`` process (``--parallel`` at a time; an unfinished run is resumed, a
    finished one reused after its config is checked);
-3. adds two references that learn nothing: the encoder at random init (seed 0, with the
-   SLICER run's normalisation statistics) and plain log-mel statistics
+3. adds two references that learn nothing: the encoder at random init
+   (``hear_slicer.load_model(<SLICER run>, random_init=True)``: seed 0, the SLICER run's
+   frontend and normalisation statistics) and plain log-mel statistics
    (``eval_suites.references.logmel_stats``);
 4. scores every model on the demo tasks (``eval_suites/manifests/demo.yaml``) with the linear
    protocol, once per probe seed (embeddings computed once, cached);
@@ -289,27 +290,6 @@ def export_run(run: PretrainRun) -> Path:
     final = sorted((run.out / "checkpoints").glob("step_*.pt"))[-1]
     if not target.is_file() or target.stat().st_mtime < final.stat().st_mtime:
         save_checkpoint(slim(load_checkpoint(final)), target)
-    return target
-
-
-def random_init_checkpoint(like: Path, target: Path) -> Path:
-    """A checkpoint of the encoder at random init (seed 0, as hear_slicer's fallback) carrying
-    `like`'s frontend and normalisation statistics, so only the learned weights differ."""
-    import torch
-
-    from hear_slicer.api import RANDOM_INIT_SEED
-    from hear_slicer.checkpoint import load_checkpoint, save_checkpoint
-    from hear_slicer.encoder import AudioNTT2020
-
-    ckpt = load_checkpoint(like)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)
-        encoder = AudioNTT2020(ckpt.encoder)
-    ref = dataclasses.replace(ckpt, student=encoder.state_dict(), teacher=None, use="student",
-                              training_state=None, train_config={},
-                              provenance={"objective": "none (random init)", "seed": RANDOM_INIT_SEED,
-                                          "norm_stats_from": str(like)})
-    save_checkpoint(ref, target)
     return target
 
 
@@ -765,8 +745,9 @@ def main(argv: list[str] | None = None) -> int:
             elif args.report:
                 print("  random_init: not recorded, left out (--report)")
             elif any((like.out / "checkpoints").glob("step_*.pt")):  # trained on this machine
-                ref = random_init_checkpoint(export_run(like), args.runs / f"random_init_{like.name}.pt")
-                models.append(ModelSpec(name="random_init", module="hear_slicer", checkpoint=ref.resolve(), options={}))
+                # hear_slicer's one random-init reference, with this SLICER run's normalisation
+                models.append(ModelSpec(name="random_init", module="hear_slicer",
+                                        checkpoint=export_run(like).resolve(), options={"random_init": True}))
             else:
                 print(f"  random_init: needs {like.name}'s checkpoint, which is recorded but not on this machine: "
                       "left out (remove its record from runs.json to retrain it)")
