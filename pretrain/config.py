@@ -104,7 +104,8 @@ class RunConfig:
     keep_last: int = 3
     keep_steps: tuple[int, ...] = ()  # checkpoints of these steps are never pruned (learning curves)
     log_every: int = 10
-    progress: bool = True  # tqdm bar on the main process
+    progress: bool = True  # a bar on a terminal, else a heartbeat line a minute (main process)
+    tensorboard: bool = True  # log.csv's rows also as TensorBoard curves in <out>/tensorboard (if installed)
     save_rank_states: bool = False  # debug: each process writes its final weights to out/rank{r}_final.pt
     sync_batchnorm: bool = False  # DDP on CUDA: SyncBatchNorm (batch statistics over all processes)
     # resume with another number of processes than the checkpoint's: the global batch changes and the other
@@ -384,8 +385,8 @@ def merge_into(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 #: moments, queue, memories, statistics, data order). Everything else is refused.
 RESUMABLE_KEYS = (
     "run.steps", "run.out", "run.device", "run.precision", "run.checkpoint_every", "run.keep_last", "run.keep_steps",
-    "run.log_every", "run.progress", "run.save_rank_states", "run.allow_world_size_change", "data.num_workers",
-    "data.scan_headers", "data.scan_workers", "data.verify_store",
+    "run.log_every", "run.progress", "run.tensorboard", "run.save_rank_states", "run.allow_world_size_change",
+    "data.num_workers", "data.scan_headers", "data.scan_workers", "data.verify_store",
     "optim.lr", "optim.warmup_steps", "optim.min_lr_ratio", "optim.grad_clip",
 )
 

@@ -62,6 +62,8 @@ RUN_MARKER = "run.json"
 RUN_FILES = (RUN_MARKER, "run.log", "log.csv", "loss.png", "stats.pt", "header_scan.csv", ".header_scan.csv.tmp")
 #: What a run writes in `checkpoints/` (and `checkpoints/ranks/`): checkpoints, rank files, temporary files.
 CHECKPOINT_PATTERNS = ("step_*.pt", ".step_*.tmp", "ranks/step_*.rank*.pt", "ranks/.step_*.tmp")
+#: What a run writes in `tensorboard/` (run.tensorboard).
+TENSORBOARD_PATTERNS = ("events.out.tfevents.*",)
 
 
 class TrainingDiverged(Diverged):
@@ -76,7 +78,8 @@ def _run_files(out: Path) -> list[Path]:
     """The files a run of ours writes, present in `out` (checkpoints, rank files, logs, statistics)."""
     top = [out / n for n in RUN_FILES if (out / n).is_file()] + sorted(out.glob("rank*_final.pt"))
     return top + sorted(p for pattern in CHECKPOINT_PATTERNS for p in (out / "checkpoints").glob(pattern)
-                        if p.is_file())
+                        if p.is_file()) + sorted(p for pattern in TENSORBOARD_PATTERNS
+                                                 for p in (out / "tensorboard").glob(pattern) if p.is_file())
 
 
 def _is_run_of_ours(out: Path) -> bool:
@@ -98,7 +101,7 @@ def _delete_run(out: Path) -> list[str]:
     for p in _run_files(out):
         p.unlink()
         removed.append(str(p.relative_to(out)))
-    for folder in (out / "checkpoints" / "ranks", out / "checkpoints"):  # only when nothing else is left in them
+    for folder in (out / "checkpoints" / "ranks", out / "checkpoints", out / "tensorboard"):  # only when empty
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return removed
@@ -313,7 +316,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     problem = _broadcast_object(problem, ctx)
     if problem:
         raise problem
-    log = RunLog(out, enabled=ctx.is_main)
+    log = RunLog(out, enabled=ctx.is_main, tensorboard=cfg.run.tensorboard)
     if ctx.is_main and not (out / RUN_MARKER).is_file():
         try:
             (out / RUN_MARKER).write_text(json.dumps({"format": "hear-slicer-run"}) + "\n")
@@ -332,6 +335,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     log.text("config:\n" + cfg.dump())
     if accepted:
         log.text("changes accepted on resume:\n" + "\n".join(f"  {line}" for line in accepted))
+    if log.tensorboard_dir is not None:
+        log.text(f"tensorboard: live curves in {log.tensorboard_dir} (watch: tensorboard --logdir {out.parent})")
+    elif cfg.run.tensorboard and ctx.is_main:
+        log.text("tensorboard: the package is not installed, no live curves (pip install tensorboard); "
+                 "log.csv holds the same rows")
 
     # ------------------------------------------------------------------ data
     skipped: dict[str, str] = dict(state["skipped"]) if state else {}
@@ -478,10 +486,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     bar = tqdm(total=total, initial=step, disable=not (ctx.is_main and cfg.run.progress), dynamic_ncols=True)
     last_path = latest_checkpoint(out) if (out / "checkpoints").is_dir() and any(
         (out / "checkpoints").glob("step_*.pt")) else None
-    t_window, clips_window = time.perf_counter(), 0
+    t_window, clips_window, wait_window = time.perf_counter(), 0, 0.0
     objective.train()
     while step < total:
+        t_wait = time.perf_counter()
         batch = next(batches)
+        wait_window += time.perf_counter() - t_wait
         for path, reason in batch.skipped:
             if path not in skipped:
                 skipped[path] = reason
@@ -519,13 +529,17 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             elapsed = time.perf_counter() - t_window
             row = {"step": step, "lr": lr, "loss": float(all_reduce_mean(loss.detach().float(), ctx))}
             row.update({k: float(all_reduce_mean(v.float(), ctx)) for k, v in out_step.metrics.items()})
-            row.update({"grad_norm": float(grad_norm), "clips_per_s": clips_window / max(elapsed, 1e-9)})
+            row.update({"grad_norm": float(grad_norm), "clips_per_s": clips_window / max(elapsed, 1e-9),
+                        "loader_wait": wait_window / max(elapsed, 1e-9)})  # share of the time spent waiting
+            if objective.ema_momentum is not None:
+                row["ema_momentum"] = objective.ema_momentum
             log.row(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}")
-            t_window, clips_window = time.perf_counter(), 0
+            t_window, clips_window, wait_window = time.perf_counter(), 0, 0.0
         if step % cfg.run.checkpoint_every == 0 or step == total:
             last_path = checkpoint(step)
     bar.close()
+    log.close()
 
     # ------------------------------------------------------------------ end
     all_skipped = {k: v for part in _gather_objects(skipped, ctx) for k, v in part.items()}

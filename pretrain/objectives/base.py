@@ -93,6 +93,13 @@ class Objective(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """State updates after the optimiser step `step` (1-based) of `total_steps`."""
 
+    @property
+    def ema_momentum(self) -> float | None:
+        """The teacher's EMA momentum per training step (the config's `momentum` to the power of its
+        `ema_updates_per_step`, if any); None for a method without an EMA teacher. Logged by the trainer."""
+        momentum = getattr(self.cfg, "momentum", None)
+        return None if momentum is None else momentum ** getattr(self.cfg, "ema_updates_per_step", 1)
+
     def encoder_for_export(self) -> AudioNTT2020:
         raise NotImplementedError
 

@@ -1,0 +1,131 @@
+"""Live training curves: `run.tensorboard` writes log.csv's rows as TensorBoard scalars.
+
+Read back with TensorBoard's own reader (`EventAccumulator`), the curves must be exactly
+log.csv's columns and values; a run resumed from a mid checkpoint, after a kill that left
+later points behind, continues the same curves with every step once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from pretrain import runlog
+from pretrain.config import RESUMABLE_KEYS, ConfigError, load_config
+from pretrain.runlog import RunLog
+from pretrain.train import train
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "encoder.d=64", "encoder.channels=8", "data.batch_size=4", "data.num_workers=0",
+    "objective.params.queue_size=40", "objective.params.n_clusters=8", "objective.params.instance_dim=16",
+    "augment.mixup.memory=16", "augment.kmix.memory=16", "augment.kmix.r=4", "stats.min_files=8",
+    "optim.warmup_steps=2", "run.log_every=1", "run.progress=false", "run.device=cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Ten 1.5 s clips of tones in noise."""
+    root = tmp_path_factory.mktemp("tb_corpus")
+    rng = np.random.default_rng(0)
+    t = np.arange(24000) / 16000
+    for i in range(10):
+        wave = 0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.05 * rng.standard_normal(t.size)
+        sf.write(root / f"clip{i}.wav", wave.astype(np.float32), 16000)
+    return root
+
+
+def config(corpus: Path, out: Path, *extra: str):
+    return load_config(REPO / "pretrain/configs/slicer.yaml",
+                       TINY + [f"data.path={corpus}", f"run.out={out}", *extra])
+
+
+def curves(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] as TensorBoard shows them."""
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def assert_curves_are_log_csv(out: Path) -> None:
+    table = pd.read_csv(out / "log.csv")
+    got = curves(out / "tensorboard")
+    assert set(got) == set(table.columns) - {"step"}
+    for tag, points in got.items():
+        assert [s for s, _ in points] == table.step.tolist(), tag  # every step once, in order
+        assert np.allclose([v for _, v in points], table[tag].to_numpy(np.float32), rtol=1e-6), tag
+
+
+def test_a_run_writes_every_logged_scalar_as_a_curve(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(config(corpus, out, "run.steps=4", "run.checkpoint_every=2"))
+    table = pd.read_csv(out / "log.csv")
+    assert len(table) == 4
+    # what a researcher watches: losses, positive similarity, clusters used, lr, EMA momentum, speed, loader wait
+    for column in ("loss", "loss_instance", "loss_cluster", "pos_similarity", "clusters_used", "lr",
+                   "ema_momentum", "clips_per_s", "loader_wait", "grad_norm"):
+        assert column in table, column
+    assert table.ema_momentum.eq(0.999).all() and table.loader_wait.between(0, 1).all()
+    assert_curves_are_log_csv(out)
+
+
+def test_a_resumed_run_continues_the_curves_without_duplicate_steps(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(config(corpus, out, "run.steps=6", "run.checkpoint_every=3"))
+    # a kill after step 6 was logged but before its checkpoint was written
+    (out / "checkpoints" / "step_00000006.pt").unlink()
+    killed_points = curves(out / "tensorboard")["loss"]
+    assert [s for s, _ in killed_points] == [1, 2, 3, 4, 5, 6]  # the points the resume must not duplicate
+
+    train(config(corpus, out, "run.steps=6", "run.checkpoint_every=3"),
+          resume=out / "checkpoints" / "step_00000003.pt")
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one file per process run
+    assert_curves_are_log_csv(out)  # steps 1..6 once each, 4..6 the resumed run's values
+
+
+def test_tensorboard_off_or_not_installed_writes_no_events(corpus, tmp_path, monkeypatch):
+    train(config(corpus, tmp_path / "off", "run.steps=1", "run.tensorboard=false"))
+    assert not (tmp_path / "off" / "tensorboard").exists()
+    monkeypatch.setattr(runlog, "tensorboard_installed", lambda: False)
+    train(config(corpus, tmp_path / "missing", "run.steps=1"))
+    assert not (tmp_path / "missing" / "tensorboard").exists()
+    assert "pip install tensorboard" in (tmp_path / "missing" / "run.log").read_text()
+
+
+def test_only_the_main_process_writes(tmp_path):
+    log = RunLog(tmp_path / "rank1", enabled=False, tensorboard=True)
+    log.row({"step": 1, "loss": 1.0})
+    log.close()
+    assert log.tensorboard_dir is None and not (tmp_path / "rank1").exists()
+
+
+def test_run_tensorboard_is_a_checked_resumable_key():
+    assert load_config(None).run.tensorboard is True
+    assert load_config(None, ["run.tensorboard=false"]).run.tensorboard is False
+    with pytest.raises(ConfigError, match="run.tensorboard must be true or false"):
+        load_config(None, ["run.tensorboard=sometimes"])
+    assert "run.tensorboard" in RESUMABLE_KEYS  # how a run is watched does not touch its state
+
+
+def test_the_studys_committed_runs_stay_recorded():
+    """run.tensorboard is how a run is watched, not its recipe: the study's identities (what a
+    recorded result must match) leave it out, so the committed results are still reused."""
+    from studies.mini_lape import ABLATIONS, BUDGET_STEPS, METHODS, _identity, load_registry, plan_runs
+
+    registry = load_registry(REPO / "studies" / "results" / "study")
+    runs = plan_runs(Path("runs/study"), Path("demo_data_study/corpus"), BUDGET_STEPS, list(METHODS),
+                     list(ABLATIONS), [0, 1])
+    assert {r.name for r in runs} <= set(registry)
+    for run in runs:
+        identity = _identity(run, "study")
+        assert "tensorboard" not in identity["config"]["run"]
+        assert {k: registry[run.name].get(k) for k in identity} == identity, run.name
