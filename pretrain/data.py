@@ -38,7 +38,6 @@ import concurrent.futures as cf
 import csv
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -48,7 +47,8 @@ import soundfile as sf
 import soxr
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm import tqdm
+
+from hear_slicer.progress import Progress
 
 from .errors import DataError, UsageError
 
@@ -121,11 +121,9 @@ def _sf_name(path: str | Path) -> bytes:
     return os.fsencode(path)
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "file") -> tqdm:
-    """A tqdm bar; when stderr is not a terminal, a plain line at most every 30 s."""
-    tty = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=tty, ascii=not tty,
-                mininterval=0.1 if tty else 30.0)
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "file") -> Progress:
+    """A bar on a terminal; when stderr is not one, a heartbeat line a minute (`hear_slicer.progress`)."""
+    return Progress(total, desc, unit=unit, enabled=enabled)
 
 
 def _first_line(e: Exception) -> str:

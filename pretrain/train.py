@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, non_finite_entries, save_checkpoint
 from hear_slicer.frontend import LogMelFrontend
+from hear_slicer.progress import Progress
 
 from .augment import AugmentPipeline
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_changes, config_from_dict
@@ -475,7 +475,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             for old in others[:max(0, len(others) - (cfg.run.keep_last - 1))]:
                 old.unlink()
                 prune_rank_states(old)
-            log.text(f"checkpoint: {path}")
+            log.text(f"checkpoint: {path}; {progress.status()}")
         return path
 
     # ------------------------------------------------------------------ loop
@@ -483,7 +483,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
                          cfg.run.seed, start=step * cfg.data.batch_size)
     batches = iter(loader)
     total = cfg.run.steps
-    bar = tqdm(total=total, initial=step, disable=not (ctx.is_main and cfg.run.progress), dynamic_ncols=True)
+    # a bar on a terminal; in a log, a heartbeat line a minute (checkpoints have their own lines)
+    progress = Progress(total, "train", unit="step", initial=step, enabled=ctx.is_main and cfg.run.progress)
     last_path = latest_checkpoint(out) if (out / "checkpoints").is_dir() and any(
         (out / "checkpoints").glob("step_*.pt")) else None
     t_window, clips_window, wait_window = time.perf_counter(), 0, 0.0
@@ -523,7 +524,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         objective.after_step(step + 1, total)
         step += 1
         clips_window += cfg.data.batch_size * ctx.world_size
-        bar.update(1)
+        progress.update(1)
 
         if step % cfg.run.log_every == 0 or step == total:
             elapsed = time.perf_counter() - t_window
@@ -534,11 +535,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             if objective.ema_momentum is not None:
                 row["ema_momentum"] = objective.ema_momentum
             log.row(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}")
+            progress.set_postfix(loss=f"{row['loss']:.4f}", clips_s=f"{row['clips_per_s']:.1f}")
             t_window, clips_window, wait_window = time.perf_counter(), 0, 0.0
         if step % cfg.run.checkpoint_every == 0 or step == total:
             last_path = checkpoint(step)
-    bar.close()
+    progress.close()
     log.close()
 
     # ------------------------------------------------------------------ end

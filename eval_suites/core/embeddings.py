@@ -58,7 +58,8 @@ from typing import Any, Callable
 import numpy as np
 import soundfile as sf
 import torch
-from tqdm.auto import tqdm
+
+from hear_slicer.progress import Progress
 
 from eval_suites.core.model_spec import ModelSpec
 from eval_suites.hear_format.task import load_task
@@ -318,6 +319,8 @@ def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path
     sr = model.sample_rate
     batch = heareval_batch_size(meta.sample_duration, sr)
     prng = random.Random(0)
+    n_clips = sum(len(task.labels[split]) for split in meta.splits)
+    bar = Progress(n_clips, f"embed {root.name}", unit="clip", enabled=progress, leave=False)
     for split in meta.splits:
         shutil.copy(root / f"{split}.json", out)
         split_labels = task.labels[split]
@@ -328,9 +331,7 @@ def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path
                                     f"{sr} Hz (expected folder {paths[0].parent})")
         outdir = out / split
         outdir.mkdir(exist_ok=True)
-        bar = tqdm(range(0, len(names), batch), desc=f"{root.name} {split}", unit="batch",
-                   leave=False, disable=not progress)
-        for start in bar:
+        for start in range(0, len(names), batch):
             chunk = names[start:start + batch]
             audios = []
             for name, path in zip(chunk, paths[start:start + batch]):
@@ -360,8 +361,10 @@ def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path
                     (outdir / f"{name}.timestamps.json").write_text(json.dumps(ts[i].tolist()))
                     lbl = labels_at_timestamps(split_labels[name], ts[i])
                     (outdir / f"{name}.target-labels.json").write_text(json.dumps(lbl, indent=4))
+            bar.update(len(chunk))
         _write_split_memmap(outdir, names, prng, meta.embedding_type, meta.prediction_type,
                             split, out, Path(final_dir) if final_dir is not None else out)
+    bar.close(f"{n_clips} clips embedded with {model.spec.name}")
     return out
 
 

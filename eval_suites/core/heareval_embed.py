@@ -49,7 +49,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
-from tqdm.auto import tqdm
+
+from hear_slicer.progress import Progress
 
 from eval_suites.core.embeddings import HearModel, heareval_batch_size, load_hear_model
 from eval_suites.hear_format.task import HearTask, load_task
@@ -92,8 +93,8 @@ def _embed_split(model: HearModel, task: HearTask, split: str, split_data: dict,
     if names and not paths[0].parent.is_dir():
         raise FileNotFoundError(f"task {task_dir.name} has no audio at the model's sample rate {sr} Hz "
                                 f"(expected folder {paths[0].parent})")
-    for start in tqdm(range(0, len(names), batch), desc=f"{task_dir.name} {split}", unit="batch",
-                      leave=False, disable=not progress):
+    bar = Progress(len(names), f"embed {task_dir.name} {split}", unit="clip", enabled=progress, leave=False)
+    for start in range(0, len(names), batch):
         chunk = names[start:start + batch]
         audios = []
         for path in paths[start:start + batch]:
@@ -123,6 +124,8 @@ def _embed_split(model: HearModel, task: HearTask, split: str, split_data: dict,
                 Path(f"{out_file}.timestamps.json").write_text(json.dumps(ts[i].tolist()))
                 labels = event_labels(split_data[name], ts[i])
                 Path(f"{out_file}.target-labels.json").write_text(json.dumps(labels, indent=4))
+        bar.update(len(chunk))
+    bar.close()
 
 
 def _gather_split(outdir: Path, final_outdir: Path, prng: random.Random, metadata: dict, split: str,
@@ -250,7 +253,8 @@ def embed_tasks(module: str, tasks_dir: str | Path, embeddings_dir: str | Path =
     spec = ModelSpec(name=module, module=module, checkpoint=Path(model_path) if model_path else None, options=options)
     model = load_hear_model(spec, device=device)
     print(f"embedding {len(todo)} task(s) with {module} on {model.device} into {module_dir}")
-    for t in tqdm(todo, desc="tasks", unit="task", disable=not progress):
+    tasks_bar = Progress(len(todo), "tasks", unit="task", enabled=progress)
+    for t in todo:
         final = module_dir.joinpath(t.name)
         partial = final.with_name(final.name + ".partial")
         if partial.exists():  # this command's own unfinished output of an interrupted run
@@ -263,8 +267,9 @@ def embed_tasks(module: str, tasks_dir: str | Path, embeddings_dir: str | Path =
         (partial / "profile.embeddings.json").write_text(json.dumps(_profile(model, elapsed), indent=4))
         (partial / DONE_FILE).touch()
         partial.rename(final)
-        print(f"...computed embeddings in {elapsed:.1f} s for {t.name} using {module}: {final}")
+        tasks_bar.done(f"computed embeddings in {elapsed:.1f} s for {t.name} using {module}: {final}")
         done.append(final)
+    tasks_bar.close()
     return done
 
 

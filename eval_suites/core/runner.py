@@ -13,6 +13,8 @@ every protocol of the task scores them. Each cell ends with its ``result.json``
   ``KeyboardInterrupt`` stops the run without recording the cell in progress;
 - ``results.csv`` and ``results.md`` are rewritten after every cell, so what is
   finished is always on disk; ``results.png`` is drawn at the end (and by ``report``);
+- each finished cell prints one line (model / task / protocol, its status and main score,
+  the count and an ETA), with or without progress bars (``hear_slicer.progress``);
 - a corrupt ``result.json`` (truncated, not JSON) is warned about, naming the file, and its
   cell computed again; a failed write (disk full, read-only output) stops the run with an
   OSError naming the file, every result written before it intact.
@@ -27,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from tqdm.auto import tqdm
+from hear_slicer.progress import Progress
 
 from eval_suites.core.clip_outputs import clear_outputs
 from eval_suites.core.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
@@ -119,6 +121,14 @@ def _score(protocol: str, manifest: Manifest, embed_dir: Path, work: Path, progr
     raise ValueError(f"unknown protocol {protocol!r}")
 
 
+def _outcome(result: CellResult) -> str:
+    """'ok, accuracy 0.712 in 41 s' or 'FAILED (ValueError: ...)'."""
+    if not result.ok:
+        return f"FAILED ({(result.error or '').splitlines()[0] if result.error else 'no message'})"
+    main = f", {result.metrics[0].metric} {result.metrics[0].value:.3f}" if result.metrics else ""
+    return f"ok{main} in {result.seconds:.0f} s"
+
+
 def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
                  device: str | None = None,
                  on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
@@ -143,13 +153,15 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
     fingerprints = _Fingerprints(manifest)
     todo = pending_cells(manifest, out, fingerprints)
     loader = _ModelLoader(device)
-    overall = tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress)
+    n_cells = len(manifest.models) * sum(len(t.protocols) for t in manifest.tasks)
+    overall = Progress(len(todo), "cells", unit="cell", enabled=progress)
+    overall.write(f"cells: {len(todo)} to run, {n_cells - len(todo)} up to date in {out}")
     for model in manifest.models:
         for task in manifest.tasks:
             protocols = [p for (m, t, p) in todo if m is model and t is task]
             if not protocols:
                 continue
-            overall.set_description(f"{model.name} / {task.name}")
+            overall.set_postfix(now=f"{model.name} / {task.name}")
             start = time.time()
             embed_error: BaseException | None = None
             try:
@@ -181,7 +193,7 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
                 write_report(out, plot=False)
                 if on_cell is not None:
                     on_cell(result)
-                overall.update(1)
+                overall.done(f"{model.name} / {task.name} / {protocol}: {_outcome(result)}")
         loader.release(model)
     overall.close()
     write_report(out)

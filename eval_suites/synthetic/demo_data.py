@@ -906,7 +906,7 @@ def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: in
     previous recipe had and this one has not are deleted. ``workers``: engine processes
     run at once (default: the number of CPUs).
     """
-    from tqdm.auto import tqdm
+    from hear_slicer.progress import Progress
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -928,7 +928,7 @@ def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: in
         out[part.name] = path
         if entry and entry.get("hash") == h and entry.get("complete") and _is_complete(part, path):
             if progress:
-                tqdm.write(f"demo {part.name}: up to date ({path})")
+                print(f"demo {part.name}: up to date ({path})", file=sys.stderr)
             continue
         resume = bool(entry and entry.get("hash") == h and entry.get("path") == part.path)
         if not resume:
@@ -938,9 +938,9 @@ def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: in
         recipe["parts"][part.name] = {"path": part.path, "hash": h, "complete": False,
                                       "params": part.params}
         _write_recipe(root, recipe)
-        with tqdm(total=part.n_items, desc=f"demo {part.name}", unit="clip",
-                  disable=not progress, leave=True) as bar:
-            built = part.build(root, workers, bar.update)
+        bar = Progress(part.n_items, f"demo {part.name}", unit="clip", enabled=progress)
+        built = part.build(root, workers, bar.update)
+        bar.close(f"{part.n_items} clips in {path}")
         if Path(built).resolve() != path.resolve():
             raise RuntimeError(f"demo part {part.name} was written to {built}, expected {path}")
         recipe["parts"][part.name]["complete"] = True

@@ -30,7 +30,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
-from tqdm.auto import tqdm
+
+from hear_slicer.progress import Progress
 
 from eval_suites.core.protocols.linear import (_comparable, _evaluate, _Task, data_splits, fold_outputs, store_outputs,
                                               summarize)
@@ -134,8 +135,12 @@ def run_knn(embed_dir: str | Path, cfg: KnnConfig, progress: bool = True, output
     """
     task = _Task(Path(embed_dir))
     splits = data_splits(task.meta)
-    trained = [_fold(task, s, cfg, outputs_dir is not None) for s in tqdm(splits, desc="knn", leave=False,
-                                                   disable=not progress or len(splits) == 1)]
+    bar = Progress(len(splits), "knn", unit="fold", enabled=progress and len(splits) > 1, leave=False)
+    trained = []
+    for split in splits:
+        trained.append(_fold(task, split, cfg, outputs_dir is not None))
+        bar.update(1)
+    bar.close()
     folds = [f for f, _, _ in trained]
     if outputs_dir is not None:
         store_outputs(outputs_dir, task, trained)

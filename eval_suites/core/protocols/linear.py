@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from hear_slicer.progress import Progress
 
 from eval_suites.core.clip_outputs import event_fold_outputs, save_outputs, scene_clip_ids
 from eval_suites.core.embeddings import EmbeddingSplit, read_split
@@ -220,9 +221,8 @@ def _train_fold(task: _Task, split: dict[str, list[str]], cfg: LinearConfig,
     valid_events = task.target_events(split["valid"]) if task.event else None
     primary = task.scores[0]
     best_score, best_epoch, best_state = -math.inf, -1, None
-    bar = tqdm(range(cfg.epochs), desc=f"linear {split['test'][0]}", leave=False,
-               disable=not progress)
-    for epoch in bar:
+    bar = Progress(cfg.epochs, f"linear {split['test'][0]}", unit="epoch", enabled=progress, leave=False)
+    for epoch in range(cfg.epochs):
         layer.train()
         order = torch.randperm(len(x_tr), generator=gen).to(device)
         for start in range(0, len(order), cfg.batch_size):
@@ -241,6 +241,8 @@ def _train_fold(task: _Task, split: dict[str, list[str]], cfg: LinearConfig,
             best_score, best_epoch = score, epoch
             best_state = copy.deepcopy(layer.state_dict())
         bar.set_postfix(valid=f"{score:.3f}", best=f"{best_score:.3f}@{best_epoch}")
+        bar.update(1)
+    bar.close()
 
     layer.load_state_dict(best_state)
     layer.eval()
