@@ -2,6 +2,7 @@
 
     import hear_slicer
     model = hear_slicer.load_model()              # or load_model("path/to/checkpoint.pt")
+    reference = hear_slicer.load_model(random_init=True)  # same model at fixed-seed random weights
     emb = hear_slicer.get_scene_embeddings(audio, model)          # (n, 2048)
     emb, ts = hear_slicer.get_timestamp_embeddings(audio, model)  # (n, K, 2048), (n, K) ms
 """

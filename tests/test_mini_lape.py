@@ -290,6 +290,7 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
     for name in trained:
         assert (runs / name / "checkpoints" / "step_00000002.pt").is_file()
         assert (runs / name / f"{name}.pt").is_file()
+        assert any((runs / name / "tensorboard").glob("events.out.tfevents.*"))  # live curves, as every run has
 
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
