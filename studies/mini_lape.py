@@ -170,7 +170,8 @@ def _desired_config(run: PretrainRun) -> dict:
 
 def _comparable(cfg: dict) -> dict:
     cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
-    for key in ("out", "progress", "tensorboard", "steps"):  # where it is written, how it shows, how far it has got
+    # where it is written, how it shows, how far it has got, which checkpoints it keeps: not the recipe
+    for key in ("out", "progress", "tensorboard", "steps", "keep_steps"):
         cfg.get("run", {}).pop(key, None)
     if "data" in cfg and cfg["data"].get("path"):
         cfg["data"]["path"] = str(Path(cfg["data"]["path"]).resolve())
