@@ -47,7 +47,7 @@ from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 
 from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, aggregate, budget_overrides, differences,
-                        markdown_differences, markdown_table, run_state)
+                        markdown_differences, markdown_table, normalised_identity, run_state)
 
 __all__ = ["CURVE_STEPS", "LONG_METHODS", "VARIANTS", "plan", "curve_points", "read_points", "main"]
 
@@ -403,9 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     points = load_points(args.out)
 
     def recorded(name: str, identity: dict, protocols_out: Path, protocols: tuple[str, ...], model: str) -> bool:
+        """Recorded with this identity (configs read back through today's config code) and every cell ok."""
         entry = points.get(name)
-        return entry is not None and all(entry.get(k) == v for k, v in identity.items()) and _cells_ok(
-            protocols_out, model, tasks, protocols)
+        return entry is not None and normalised_identity({k: entry.get(k) for k in identity}) == normalised_identity(
+            identity) and _cells_ok(protocols_out, model, tasks, protocols)
 
     todo_points = []  # (run, step)
     for run in runs:
