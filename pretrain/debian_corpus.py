@@ -37,6 +37,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError, run_command
+
 __all__ = ["PACKAGES", "RESERVED", "STUDY_TASK_SOURCES", "AUDIO_EXTENSIONS", "CorpusError", "PackageAudio",
            "check_packages", "check_disjoint", "package_files", "package_licence", "build_corpus", "main"]
 
@@ -64,8 +66,8 @@ STUDY_TASK_SOURCES = ("freepats", "sonic-pi-samples")
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus")
 
 
-class CorpusError(ValueError):
-    """A package name, an installation or a listing that cannot make a corpus; the message says why."""
+class CorpusError(UsageError):
+    """A package name, an installation or a listing that cannot make a corpus; the message says why (exit 2)."""
 
 
 @dataclass
@@ -153,14 +155,30 @@ def package_files(package: str, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) 
     return sorted(files)
 
 
+AUDIO_FILES = re.compile(r"(?i)sound|music|audio|voice|sample|sfx|\.(ogg|oga|wav|flac|opus)\b")
+
+
 def package_licence(package: str, doc_root: Path = Path("/usr/share/doc")) -> str:
-    """The licences named in the package's copyright file (`License:` fields), most frequent first."""
+    """The licences of the package's audio, from its DEP-5 copyright file: the `License:` of each
+    `Files:` paragraph that covers everything (`*`) or names sounds, music, voices or samples,
+    most frequent first; all `License:` fields when none does; in a file that is not DEP-5, the
+    licences it points to in /usr/share/common-licenses."""
     path = doc_root / package / "copyright"
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return f"unknown ({path} not readable)"
-    names = [m.strip() for m in re.findall(r"^License:[ \t]*(\S[^\n]*)$", text, flags=re.M)]
+    chosen, every = [], []
+    for paragraph in re.split(r"\n\s*\n", text):
+        licence = re.search(r"^License:[ \t]*(\S[^\n]*)$", paragraph, flags=re.M)
+        if not licence:
+            continue
+        every.append(licence.group(1).strip())
+        files = re.search(r"^Files:(.*(?:\n[ \t]+.*)*)", paragraph, flags=re.M)
+        if files and (files.group(1).split() == ["*"] or AUDIO_FILES.search(files.group(1))):
+            chosen.append(licence.group(1).strip())
+    # not machine-readable (DEP-5): the licences it points to in /usr/share/common-licenses
+    names = chosen or every or [n.rstrip(".,") for n in re.findall(r"/usr/share/common-licenses/([A-Za-z0-9.+-]+)", text)]
     if not names:
         return f"see {path}"
     counts = {n: names.count(n) for n in dict.fromkeys(names)}
@@ -242,24 +260,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) - 1),
                     help="processes for --prepare (default: CPU cores - 1)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--debug", action="store_true", help="print the traceback of an error")
     args = ap.parse_args(argv)
     if args.workers < 1:
         ap.error(f"--workers must be at least 1, got {args.workers}")
     packages = PACKAGES if args.packages is None else {p: PACKAGES.get(p, "") for p in args.packages}
-    try:
-        found = build_corpus(args.out, packages, do_install=not args.no_install)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(manifest_markdown(found))
-    print(f"wrote {args.out / 'files.txt'}, {args.out / 'manifest.csv'}, {args.out / 'manifest.md'}")
-    if args.prepare:
-        from .prepare import prepare
 
-        info = prepare(args.out / "files.txt", args.prepare, workers=args.workers, extensions=AUDIO_EXTENSIONS,
-                       progress=not args.no_progress)
-        print(f"store {args.prepare}: {info['clips']} clips, {info['hours']:.2f} h")
-    return 0
+    def body() -> None:
+        found = build_corpus(args.out, packages, do_install=not args.no_install)
+        print(manifest_markdown(found))
+        print(f"wrote {args.out / 'files.txt'}, {args.out / 'manifest.csv'}, {args.out / 'manifest.md'}")
+        if args.prepare:
+            from .prepare import prepare
+
+            info = prepare(args.out / "files.txt", args.prepare, workers=args.workers, extensions=AUDIO_EXTENSIONS,
+                           progress=not args.no_progress)
+            print(f"store {args.prepare}: {info['clips']} clips, {info['hours']:.2f} h")
+
+    return run_command(body, debug=args.debug)
 
 
 if __name__ == "__main__":

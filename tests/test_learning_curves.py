@@ -47,6 +47,10 @@ def test_licence_is_read_from_the_dep5_copyright_file(tmp_path):
                                    "Files: src/*\nLicense: GPL-2+\n\nLicense: GPL-2+\n text\n")
     assert debian_corpus.package_licence("pkg", tmp_path) == "GPL-2+; CC-BY-SA-3.0"
     assert "not readable" in debian_corpus.package_licence("missing", tmp_path)
+    (tmp_path / "old").mkdir()  # not DEP-5: the licences it points to
+    (tmp_path / "old" / "copyright").write_text("GPL, see /usr/share/common-licenses/GPL-2.\nfonts: "
+                                                "/usr/share/common-licenses/LGPL-2 and again /usr/share/common-licenses/GPL-2\n")
+    assert debian_corpus.package_licence("old", tmp_path) == "GPL-2; LGPL-2"
 
 
 def test_an_installed_package_is_listed_measured_and_written(tmp_path):
