@@ -41,19 +41,9 @@ from pretrain.store import StoreCrops, StoreError
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-SR = 16000
-TINY = ["encoder.d=32", "encoder.channels=4", "data.batch_size=4", "data.num_workers=0", "data.crop_seconds=0.5",
-        "objective.params.queue_size=16", "objective.params.n_clusters=4", "objective.params.instance_dim=8",
-        "augment.mixup.memory=8", "augment.kmix.memory=8", "augment.kmix.r=2", "augment.kmix.k=2",
-        "stats.min_files=6", "optim.warmup_steps=1", "run.log_every=1", "run.progress=false"]
-HUGE = "huge.wav"  # float WAV with samples around 1e20
+from test_hostile_inputs import HUGE, SR, TINY, _tone  # noqa: E402  (the same tiny model and audio)
+
 ODD = os.fsdecode(b"odd_\xff\xfe.wav")  # a readable file whose name is not UTF-8
-
-
-def _tone(i: int, seconds: float = 1.0) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    rng = np.random.default_rng(i)
-    return (0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,11 @@ from pretrain.train import train
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
+from test_pretrain_train import TINY as PRETRAIN_TINY  # noqa: E402  (the same tiny model)
+
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "encoder.d=64", "encoder.channels=8", "data.batch_size=4", "data.num_workers=0",
-    "objective.params.queue_size=40", "objective.params.n_clusters=8", "objective.params.instance_dim=16",
-    "augment.mixup.memory=16", "augment.kmix.memory=16", "augment.kmix.r=4", "stats.min_files=8",
-    "optim.warmup_steps=2", "run.log_every=1", "run.progress=false", "run.device=cpu",
-]
+TINY = [*PRETRAIN_TINY, "run.device=cpu"]
 
 
 @pytest.fixture(scope="module")
