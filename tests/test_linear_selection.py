@@ -250,7 +250,8 @@ def test_kfold_splits_rotate_as_heareval_does():
 
 
 BAD_SETTINGS = [("epochs", 0, "an integer >= 1"), ("epochs", 2.0, "an integer >= 1"), ("epochs", True, "an integer >= 1"),
-                ("lr", 0.0, "a number > 0"), ("lr", "0.1", "a number > 0"), ("lr", True, "a number > 0"),
+                ("lr", 0.0, "a number > 0 and <= 1 (finite)"), ("lr", "0.1", "a number > 0 and <= 1 (finite)"),
+                ("lr", True, "a number > 0 and <= 1 (finite)"), ("lr", math.inf, "a number > 0 and <= 1 (finite)"),
                 ("batch_size", 0, "an integer >= 1"), ("batch_size", False, "an integer >= 1"),
                 ("batch_size", 1.5, "an integer >= 1"), ("seed", 1.0, "an integer"), ("seed", True, "an integer"),
                 ("standardize", 1, "true or false"), ("device", 0, "a device name or null")]

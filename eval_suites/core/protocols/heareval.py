@@ -81,9 +81,10 @@ class HearevalConfig:
                     raise ValueError(f"setting 'param_grid.{key}': not a heareval grid entry; "
                                      f"expected one of {PARAM_GRID_KEYS}")
                 if (not isinstance(values, list) or not values or not all(
-                        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values)):
-                    raise ValueError(f"setting 'param_grid.{key}': expected a non-empty list of numbers >= 0, "
-                                     f"got {values!r}")
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf
+                        for v in values)):
+                    raise ValueError(f"setting 'param_grid.{key}': expected a non-empty list of numbers >= 0 "
+                                     f"(finite), got {values!r}")
         if self.grid not in HEAREVAL_GRIDS:
             raise ValueError(f"setting 'grid': expected one of {HEAREVAL_GRIDS} (heareval's "
                              f"--grid names), got {self.grid!r}")
@@ -92,8 +93,9 @@ class HearevalConfig:
             raise ValueError(f"setting 'grid_points': expected an integer >= 1, "
                              f"got {self.grid_points!r}")
         if self.timeout_s is not None and (not isinstance(self.timeout_s, (int, float))
-                                           or self.timeout_s <= 0):
-            raise ValueError(f"setting 'timeout_s': expected seconds > 0 or null, "
+                                           or isinstance(self.timeout_s, bool)
+                                           or not 0 < self.timeout_s < math.inf):
+            raise ValueError(f"setting 'timeout_s': expected seconds > 0 (finite) or null, "
                              f"got {self.timeout_s!r}")
         for key in ("in_memory", "deterministic"):
             if not isinstance(getattr(self, key), bool):
@@ -148,7 +150,9 @@ def _fold_keys(metadata: dict) -> list[str]:
 def store_outputs(task_dir: Path, embed_dir: Path, metadata: dict, outputs_dir: str | Path) -> Path:
     """Convert heareval's ``<fold>.predictions.pkl`` in ``task_dir`` (its working copy of the
     task) into per-clip outputs in ``outputs_dir``. Test rows are in the cached split's order
-    (heareval never shuffles the test loader)."""
+    (heareval never shuffles the test loader). Labels come from ``task_dir``'s checked copy
+    (read again with :func:`load_labels_pickle`): nothing of the shared cache in ``embed_dir``
+    is unpickled here."""
     vocab = pd.read_csv(embed_dir / "labelvocabulary.csv")
     label_to_idx = {str(lbl): int(i) for i, lbl in zip(vocab["idx"], vocab["label"])}
     folds, events = {}, {}
@@ -162,9 +166,8 @@ def store_outputs(task_dir: Path, embed_dir: Path, metadata: dict, outputs_dir: 
             folds[key] = event_fold_outputs(pred["predicted_events"], pred["target_events"],
                                             metadata["evaluation"], label_to_idx)
             events[key] = {"predicted": pred["predicted_events"], "target": pred["target_events"]}
-        else:
-            with open(embed_dir / f"{key}.target-labels.pkl", "rb") as fh:
-                labels = pickle.load(fh)
+        else:  # the work folder's copy: checked and re-pickled by _link_embeddings, never the cache's file
+            labels = load_labels_pickle(task_dir / f"{key}.target-labels.pkl")
             folds[key] = FoldOutputs(ids=scene_clip_ids(embed_dir, key, labels),
                                      targets=np.asarray(pred["target"]), scores=np.asarray(pred["prediction"]))
     return save_outputs(outputs_dir, folds, events or None)

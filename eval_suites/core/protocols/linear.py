@@ -64,7 +64,7 @@ class LinearConfig:
             ("epochs", isinstance(self.epochs, int) and not isinstance(self.epochs, bool)
              and self.epochs >= 1, "an integer >= 1"),
             ("lr", isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-             and self.lr > 0, "a number > 0"),
+             and 0 < self.lr <= 1, "a number > 0 and <= 1 (finite)"),
             ("batch_size", isinstance(self.batch_size, int) and not isinstance(self.batch_size, bool)
              and self.batch_size >= 1, "an integer >= 1"),
             ("seed", isinstance(self.seed, int) and not isinstance(self.seed, bool), "an integer"),
