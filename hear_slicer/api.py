@@ -233,7 +233,11 @@ def load_model(model_file_path: str = "", *, random_init: bool = False, **option
 
 def check_audio(audio: Any, model: nn.Module) -> torch.Tensor:
     """Validate HEAR input and return float32 (n, N) on the model's device (that of its
-    first parameter or buffer). Shared with the reference models of `eval_suites.references`."""
+    first parameter or buffer); TypeError when `model` is not a model (e.g. None). Shared with
+    the reference models of `eval_suites.references`."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"argument 'model' must be the model that load_model() returns (a torch.nn.Module), "
+                        f"got {type(model).__name__}")
     device = next(itertools.chain(model.parameters(), model.buffers())).device
     if isinstance(audio, np.ndarray):
         if not np.issubdtype(audio.dtype, np.floating):
@@ -273,7 +277,8 @@ def check_finite(embeddings: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
 def get_scene_embeddings(audio: Any, model: SlicerHearModel) -> torch.Tensor:
     """audio (n_sounds, n_samples) float in [-1, 1] at model.sample_rate -> (n_sounds, D) float32.
 
-    Raises ValueError for audio whose embeddings would not be finite (samples far out of range)."""
+    Raises ValueError for audio whose embeddings would not be finite (samples far out of range),
+    TypeError for a `model` that is not one `load_model` returned (e.g. None)."""
     audio = check_audio(audio, model)
     if audio.shape[0] == 0:
         return audio.new_zeros((0, model.scene_embedding_size))
