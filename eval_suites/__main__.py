@@ -7,10 +7,14 @@
     python -m eval_suites embed MODULE --model CKPT --tasks-dir DIR [--device cuda]
                                        # heareval's embedding folders (eval_suites.core.heareval_embed)
     python -m eval_suites prepare lape ... # LAPE converters (eval_suites.lape)
+    python -m eval_suites --debug ...      # errors with their traceback
 
-Exit status: 0 when every selected cell is ``ok``, 1 when some cell failed,
-2 for a bad manifest or command line, 3 when an output cannot be written (disk full,
-read-only folder: the message names the file; results written before it are intact).
+Exit status (every command, :mod:`eval_suites.errors`): 0 when every selected cell is ``ok``,
+1 when some cell failed, 2 for a bad command line, manifest, option or source folder (``list``:
+also when it prints problems), 3 for input data that cannot be read (a task folder, a cache
+entry) or an output that cannot be written (disk full, read-only folder; results written
+before it are intact). An error is one ``error:`` line naming the input, without a traceback
+unless ``--debug``.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ import sys
 from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
-from eval_suites.core.manifest import ManifestError, check_inputs, load_manifest
+from eval_suites.core.manifest import check_inputs, load_manifest
+from eval_suites.errors import EXIT_USAGE, run_command
 
 __all__ = ["build_parser", "main"]
 
@@ -35,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval_suites",
         description="Evaluate HEAR models on LAPE and HEAR tasks from one manifest.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="compute embeddings and score every unfinished cell")
@@ -102,7 +108,7 @@ def _cmd_list(args) -> int:
     problems = check_inputs(manifest)
     for p in problems:
         print(f"problem: {p}")
-    return 0
+    return EXIT_USAGE if problems else 0
 
 
 def _cmd_report(args) -> int:
@@ -119,16 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": _cmd_run, "list": _cmd_list, "report": _cmd_report}
-    try:
-        if args.command in handlers:
-            return handlers[args.command](args)
-        return args.func(args)  # subcommands added by other packages (prepare)
-    except (ManifestError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
+    handler = handlers.get(args.command) or args.func  # args.func: embed's and prepare's
+    return run_command(lambda: handler(args), debug=args.debug)
 
 
 if __name__ == "__main__":

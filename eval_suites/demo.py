@@ -20,7 +20,8 @@ from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
 from eval_suites.synthetic.demo_data import PRESETS, build_demo
-from eval_suites.core.manifest import ManifestError, ModelSpec, load_manifest
+from eval_suites.core.manifest import ModelSpec, load_manifest
+from eval_suites.errors import run_command
 
 DEMO_MANIFEST = Path(__file__).resolve().parent / "manifests" / "demo.yaml"
 
@@ -50,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--protocols", nargs="+", default=["linear", "heareval"], choices=["linear", "heareval"])
     ap.add_argument("--tasks", nargs="+", default=None, help="only these demo tasks (names in demo.yaml)")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = ap.parse_args(argv)
+    # exit 1: validator or a cell failed; 2: bad arguments or manifest; 3: unreadable data or
+    # unwritable outputs; one error line (eval_suites.errors)
+    return run_command(lambda: _demo(args), debug=args.debug)
+
+
+def _demo(args: argparse.Namespace) -> int:
     t0 = time.time()
 
     import hear_slicer
@@ -78,11 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval_suites.core.report import print_summary
     from eval_suites.core.runner import run_manifest
 
-    try:
-        manifest = load_manifest(DEMO_MANIFEST, tasks_root=args.root / "tasks").select(None, args.tasks)
-    except ManifestError as e:
-        print(e, file=sys.stderr)
-        return 2
+    manifest = load_manifest(DEMO_MANIFEST, tasks_root=args.root / "tasks").select(None, args.tasks)
     name = "slicer" if not args.checkpoint else Path(args.checkpoint).stem
     checkpoint = Path(args.checkpoint).resolve() if args.checkpoint else None
     manifest.models = [ModelSpec(name=name, module="hear_slicer", checkpoint=checkpoint, options={})]

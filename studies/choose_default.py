@@ -17,6 +17,7 @@ from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
 from eval_suites.core.manifest import ModelSpec
+from eval_suites.errors import run_command
 from eval_suites.synthetic.demo_data import build_demo
 
 from .mini_lape import DEMO_MANIFEST, evaluate, scores, task_names
@@ -42,13 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/default_choice"), help="results folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="linear-probe seeds (default 0 1 2)")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = ap.parse_args(argv)
     names = [n for n, _ in args.candidates]
     if len(set(names)) != len(names):
         ap.error(f"candidate names must differ, got {names}")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         ap.error("--seeds must be distinct integers >= 0")
+    # exit 2 for a bad manifest, 3 for unreadable data or outputs: one error line (eval_suites.errors)
+    return run_command(lambda: _choose(args, names), debug=args.debug)
 
+
+def _choose(args: argparse.Namespace, names: list[str]) -> int:
     build_demo(args.root, preset="small", progress=not args.no_progress)
     models = [ModelSpec(name=n, module="hear_slicer", checkpoint=p, options={}) for n, p in args.candidates]
     evaluate(models, args.root / "tasks", args.out, args.seeds, None, not args.no_progress,

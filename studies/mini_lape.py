@@ -53,14 +53,24 @@ from eval_suites.synthetic.demo_data import PRESETS, build_demo
 from eval_suites.core.intervals import BootstrapConfig, CellOutputs, difference_intervals, model_intervals, supports
 from eval_suites.core.manifest import ManifestError, ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir
+from eval_suites.errors import DataError, UsageError, run_command
 
-__all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state",
-           "aggregate", "differences", "run_differences", "markdown_table", "markdown_differences", "plot_table", "main"]
+__all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state", "StudyError",
+           "RegistryError", "aggregate", "differences", "run_differences", "markdown_table", "markdown_differences",
+           "plot_table", "build_parser", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "pretrain" / "configs"
 MANIFESTS = REPO / "eval_suites" / "manifests"
 DEMO_MANIFEST = MANIFESTS / "demo.yaml"
+
+class StudyError(UsageError):
+    """The study cannot go on as asked (a --runs folder holding another run, nothing to report): exit 2."""
+
+
+class RegistryError(DataError):
+    """``<out>/runs.json`` cannot be read as the study's records: exit 3."""
+
 
 BUDGET_STEPS, BUDGET_BATCH = 600, 32
 """The study's budget: steps and per-process batch of every run."""
@@ -191,8 +201,8 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 
 def run_state(run: PretrainRun, steps: int) -> tuple[str, Path | None]:
-    """("done" | "partial" | "new", newest checkpoint). Raises ValueError when the run folder
-    holds a run of another config (it is never overwritten)."""
+    """("done" | "partial" | "new", newest checkpoint). Raises :class:`StudyError` when the run
+    folder holds a run of another config or more steps (it is never overwritten)."""
     from pretrain.train import config_of_checkpoint
 
     found = sorted((run.out / "checkpoints").glob("step_*.pt"))
@@ -202,11 +212,11 @@ def run_state(run: PretrainRun, steps: int) -> tuple[str, Path | None]:
     want = _comparable(_desired_config(run))
     diffs = _diff(have, want)
     if diffs:
-        raise ValueError(f"{run.out} holds a run with another config; move it away or pick another --runs "
+        raise StudyError(f"{run.out} holds a run with another config; move it away or pick another --runs "
                          "folder. Differences: " + "; ".join(diffs))
     step = int(re.search(r"step_(\d+)", found[-1].name).group(1))
     if step > steps:
-        raise ValueError(f"{run.out} holds a run of {step} steps, more than the {steps} asked for; "
+        raise StudyError(f"{run.out} holds a run of {step} steps, more than the {steps} asked for; "
                          "move it away or pick another --runs folder")
     return ("done" if step >= steps else "partial"), found[-1]
 
@@ -359,11 +369,12 @@ def load_registry(out: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it from git or remove it to re-run everything")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise RegistryError(f"{path} is not valid JSON ({type(e).__name__}: {e}); restore it from git or remove "
+                            "it to re-run everything") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object of model records")
+        raise RegistryError(f"{path} must hold a JSON object of model records")
     return data
 
 
@@ -609,8 +620,7 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    quiet_heareval_imports()
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m studies.mini_lape", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=None,
@@ -647,7 +657,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=None,
                     help="embeddings cache (default: <runs>/embeddings, kept out of the results folder)")
     ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 1 a run or cell failed, 2 bad arguments (:class:`StudyError`, a bad
+    manifest), 3 unreadable records or outputs (:class:`RegistryError`, OSError); one
+    ``error:`` line, the traceback with ``--debug`` (:mod:`eval_suites.errors`)."""
+    quiet_heareval_imports()
+    ap = build_parser()
     args = ap.parse_args(argv)
+    return run_command(lambda: _study(ap, args), debug=args.debug)
+
+
+def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.steps < 1 or args.parallel < 1 or (args.threads is not None and args.threads < 1):
         ap.error("--steps, --parallel and --threads must be >= 1")
     if len(set(args.pretrain_seeds)) != len(args.pretrain_seeds) or min(args.pretrain_seeds) < 0:
@@ -678,11 +702,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs = plan_runs(args.runs, root / "corpus", args.steps, args.methods, ablations, args.pretrain_seeds,
                      overrides, args.tag)
-    try:
-        registry = load_registry(args.out)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    registry = load_registry(args.out)
     identity = {r.name: _identity(r, args.preset) for r in runs}
     done_before = [r for r in runs if recorded(registry, r.name, identity[r.name], args.out, tasks, args.seeds)]
     for r in done_before:
@@ -706,12 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         identity[run.name]["minutes"] = round(_log_span_minutes(run.out), 1)
         record(args.out, {run.name: identity[run.name]}, tasks, args.seeds)
 
-    try:
-        failed = pretrain_all(to_train, args.steps, args.parallel, threads, train=not args.no_train,
-                              on_finished=land)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    failed = pretrain_all(to_train, args.steps, args.parallel, threads, train=not args.no_train, on_finished=land)
     registry = load_registry(args.out)
     landed = [r for r in to_train if recorded(registry, r.name, identity[r.name], args.out, tasks, args.seeds)]
     done_before += landed
@@ -767,17 +782,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {m.name}: {m.checkpoint or m.module}")
 
     if args.report and not names:
-        print(f"--report: no model is recorded in {args.out / REGISTRY}; nothing to report (run the study first)",
-              file=sys.stderr)
-        return 2
+        raise StudyError(f"--report: no model is recorded in {args.out / REGISTRY}; nothing to report "
+                         "(run the study first)")
     print(f"[4/4] Linear protocol on {manifest_path.name}'s tasks, probe seeds {args.seeds}")
     if models:
-        try:
-            evaluate(models, root / "tasks", args.out, args.seeds, args.tasks, not args.no_progress, cache,
-                     manifest_path)
-        except ManifestError as e:
-            print(e, file=sys.stderr)
-            return 2
+        evaluate(models, root / "tasks", args.out, args.seeds, args.tasks, not args.no_progress, cache, manifest_path)
     long = scores(args.out, names, tasks, args.seeds)
     record(args.out, {m.name: identity[m.name] for m in models}, tasks, args.seeds)
     long.insert(0, "group", [group_of.get(m, m) for m in long.model])

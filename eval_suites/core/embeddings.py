@@ -62,11 +62,13 @@ import torch
 from hear_slicer.progress import Progress
 
 from eval_suites.core.model_spec import ModelSpec
+from eval_suites.errors import DataError, UsageError
 from eval_suites.hear_format.task import load_task
 
 __all__ = [
     "DONE_FILE",
     "HearModel",
+    "ModelLoadError",
     "load_hear_model",
     "file_sha256",
     "cache_key",
@@ -74,6 +76,7 @@ __all__ = [
     "heareval_batch_size",
     "labels_at_timestamps",
     "write_embeddings",
+    "write_file",
     "ensure_embeddings",
     "EmbeddingSplit",
     "read_split",
@@ -114,27 +117,39 @@ class HearModel:
         return emb.detach().cpu().numpy(), ts.detach().cpu().numpy()
 
 
+class ModelLoadError(UsageError):
+    """A model spec names a module that cannot be imported, is not a PyTorch HEAR 2021 module,
+    or whose ``load_model`` refuses the options given."""
+
+
 def load_hear_model(spec: ModelSpec, device: str | torch.device | None = None) -> HearModel:
     """Import ``spec.module`` and call its ``load_model`` as heareval does.
 
-    ``device`` defaults to CUDA when available, else CPU (heareval's choice).
+    ``device`` defaults to CUDA when available, else CPU (heareval's choice). Raises
+    :class:`ModelLoadError` naming the module when it cannot be used as a HEAR module.
     """
-    module = importlib.import_module(spec.module)
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as e:
+        raise ModelLoadError(f"module {spec.module!r} (model {spec.name!r}) cannot be imported "
+                             f"({type(e).__name__}: {e}); install it or put it on PYTHONPATH") from e
     for fn in ("load_model", "get_scene_embeddings", "get_timestamp_embeddings"):
         if not callable(getattr(module, fn, None)):
-            raise TypeError(f"module {spec.module!r} (model {spec.name!r}) is not a HEAR 2021 "
-                            f"module: it has no function {fn}()")
-    if spec.checkpoint is not None:
-        model = module.load_model(str(spec.checkpoint), **spec.options)
-    else:
-        model = module.load_model(**spec.options)
+            raise ModelLoadError(f"module {spec.module!r} (model {spec.name!r}) is not a HEAR 2021 "
+                                 f"module: it has no function {fn}()")
+    args = (str(spec.checkpoint),) if spec.checkpoint is not None else ()
+    try:
+        model = module.load_model(*args, **spec.options)
+    except TypeError as e:  # an unknown keyword: the options do not fit this load_model
+        raise ModelLoadError(f"{spec.module}.load_model refused the options {spec.options} "
+                             f"(model {spec.name!r}): {e}") from e
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"{spec.module}.load_model returned {type(model).__name__}; only "
-                        f"PyTorch HEAR models (torch.nn.Module) are supported")
+        raise ModelLoadError(f"{spec.module}.load_model returned {type(model).__name__}; only "
+                             f"PyTorch HEAR models (torch.nn.Module) are supported")
     for attr in ("sample_rate", "scene_embedding_size", "timestamp_embedding_size"):
         if not isinstance(getattr(model, attr, None), int):
-            raise TypeError(f"{spec.module}.load_model returned a model without the int "
-                            f"attribute {attr!r} the HEAR API requires")
+            raise ModelLoadError(f"{spec.module}.load_model returned a model without the int "
+                                 f"attribute {attr!r} the HEAR API requires")
     dev = torch.device(device if device is not None
                        else ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
@@ -214,7 +229,7 @@ def labels_at_timestamps(events: list[dict], timestamps: np.ndarray) -> list[lis
     return [[lbl for start, end, lbl in intervals if start <= t < end] for t in timestamps]
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(DataError):
     """A labels pickle holds something other than lists, strings and numbers."""
 
 
@@ -236,13 +251,13 @@ def load_labels_pickle(path: str | Path) -> list:
         raise UnsafePickleError(f"{path}: {e}; the file was not written by this package (tampered cache?). "
                                 "Delete the cache folder to recompute it.") from e
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-        raise ValueError(f"{path} is corrupt ({type(e).__name__}: {e}); delete the cache folder to recompute it") from e
+        raise DataError(f"{path} is corrupt ({type(e).__name__}: {e}); delete the cache folder to recompute it") from e
     if not isinstance(labels, list):
-        raise ValueError(f"{path}: expected a list of label lists, got {type(labels).__name__}")
+        raise DataError(f"{path}: expected a list of label lists, got {type(labels).__name__}")
     return labels
 
 
-def _write_file(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+def write_file(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Run ``write(file)`` on ``path``; a failed write is an OSError that names ``path``."""
     try:
         with open(path, mode) as fh:
@@ -267,7 +282,7 @@ def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, emb
                              f"got shape {a.shape}")
     rows = sum(1 if a.ndim == 1 else a.shape[0] for a in arrays)
     dim = arrays[-1].shape[-1]
-    _write_file(embed_task_dir / f"{split}.embedding-dimensions.json",
+    write_file(embed_task_dir / f"{split}.embedding-dimensions.json",
                 lambda fh: fh.write(json.dumps((rows, dim))), mode="w")
     blocks: list[np.ndarray] = []  # the rows of the (M, D) matrix, in order
     labels: list = []
@@ -292,10 +307,10 @@ def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, emb
     def write_rows(fh) -> None:  # raw float32 rows, the bytes np.memmap(mode="w+") would hold
         for block in blocks:
             fh.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
-    _write_file(embed_task_dir / f"{split}.embeddings.npy", write_rows)
-    _write_file(embed_task_dir / f"{split}.target-labels.pkl", lambda fh: pickle.dump(labels, fh))
+    write_file(embed_task_dir / f"{split}.embeddings.npy", write_rows)
+    write_file(embed_task_dir / f"{split}.target-labels.pkl", lambda fh: pickle.dump(labels, fh))
     if embedding_type == "event":
-        _write_file(embed_task_dir / f"{split}.filename-timestamps.json",
+        write_file(embed_task_dir / f"{split}.filename-timestamps.json",
                     lambda fh: fh.write(json.dumps(filename_timestamps, indent=4)), mode="w")
 
 
@@ -391,9 +406,9 @@ def ensure_embeddings(spec: ModelSpec, task_dir: str | Path, cache_root: str | P
     try:
         write_embeddings(model, task_dir, partial, progress=progress, final_dir=final)
         profile = {"time_elapsed": time.time() - start, "gpu_max_mem": None, "gpu_device_name": str(model.device)}
-        _write_file(partial / "profile.embeddings.json", lambda fh: fh.write(json.dumps(profile, indent=4)), "w")
-        _write_file(partial / KEY_FILE, lambda fh: fh.write(json.dumps(key, indent=1, default=str)), "w")
-        _write_file(partial / DONE_FILE, lambda fh: None, "w")
+        write_file(partial / "profile.embeddings.json", lambda fh: fh.write(json.dumps(profile, indent=4)), "w")
+        write_file(partial / KEY_FILE, lambda fh: fh.write(json.dumps(key, indent=1, default=str)), "w")
+        write_file(partial / DONE_FILE, lambda fh: None, "w")
     except OSError as e:
         shutil.rmtree(partial, ignore_errors=True)  # free what the failed write took; other entries stay
         raise OSError(e.errno, f"cannot write embeddings under {partial} ({e}); that partial folder was "

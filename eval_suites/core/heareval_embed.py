@@ -17,7 +17,7 @@ Layout and bytes (``<embeddings-dir>/<MODULE><options>/<task folder name>/``), a
 ``task_embeddings``: the task's ``task_metadata.json``, ``labelvocabulary.csv`` and
 ``<split>.json``; per clip ``<split>/<clip>.embedding.npy`` (np.save), ``.target-labels.json``
 and, for event tasks, ``.timestamps.json``; per split ``<split>.embedding-dimensions.json``,
-``<split>.embeddings.npy`` (a raw float32 np.memmap (M, D), not a .npy file),
+``<split>.embeddings.npy`` (the raw float32 bytes of heareval's np.memmap (M, D), not a .npy file),
 ``<split>.target-labels.pkl`` (a pickled list of M label lists: heareval's prediction runner
 reads exactly this) and, for event tasks, ``<split>.filename-timestamps.json``; then
 ``profile.embeddings.json`` and ``.done.embeddings``. Clips are batched as heareval batches
@@ -33,7 +33,15 @@ suite's cache may change its own format without changing this one.
 
 Differences that never change a file: a task folder is written under ``<task>.partial`` and
 renamed when complete; an existing unfinished folder (no ``.done.embeddings``) is refused,
-not deleted; clip names that lead outside the task folder are refused before reading.
+not deleted; clip names that lead outside the task folder are refused before reading. Every
+file is written with plain file writes (heareval writes the rows through a writable
+``np.memmap``, which dies with SIGBUS when the disk fills): a full disk or read-only folder
+is an OSError naming the file, and the task's ``.partial`` folder is removed.
+
+Errors: bad arguments (``--model-options``, ``--device``, ``--task``, an unfinished output
+folder) are :class:`EmbedError`, a module that cannot serve is
+:class:`eval_suites.core.embeddings.ModelLoadError` (both exit 2); a write that fails is an
+OSError (exit 3); see :mod:`eval_suites.errors`.
 """
 from __future__ import annotations
 
@@ -41,7 +49,6 @@ import json
 import pickle
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -52,12 +59,32 @@ import torch
 
 from hear_slicer.progress import Progress
 
-from eval_suites.core.embeddings import HearModel, heareval_batch_size, load_hear_model
+from eval_suites.core.embeddings import HearModel, heareval_batch_size, load_hear_model, write_file
+from eval_suites.errors import DataError, UsageError
 from eval_suites.hear_format.task import HearTask, load_task
 
-__all__ = ["DONE_FILE", "options_suffix", "event_labels", "write_task", "embed_tasks", "add_embed_parser"]
+__all__ = ["DONE_FILE", "EmbedError", "options_suffix", "event_labels", "write_task", "embed_tasks",
+           "add_embed_parser"]
 
 DONE_FILE = ".done.embeddings"
+
+
+class EmbedError(UsageError):
+    """A bad argument of ``python -m eval_suites embed`` (options, device, task, output folder)."""
+
+
+def _write_text(path: Path, text: str) -> None:
+    write_file(path, lambda fh: fh.write(text), mode="w")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    write_file(path, lambda fh: np.save(fh, array))
+
+
+def _copy(source: Path, folder: Path) -> None:
+    """``source`` copied into ``folder`` under its own name."""
+    data = source.read_bytes()
+    write_file(folder / source.name, lambda fh: fh.write(data))
 
 
 def options_suffix(options: dict[str, Any]) -> str:
@@ -100,38 +127,37 @@ def _embed_split(model: HearModel, task: HearTask, split: str, split_data: dict,
         for path in paths[start:start + batch]:
             audio, file_sr = sf.read(str(path), dtype=np.float32)
             if file_sr != sr:
-                raise ValueError(f"{path}: sample rate {file_sr} Hz, expected {sr} Hz")
+                raise DataError(f"{path}: sample rate {file_sr} Hz, expected {sr} Hz")
             audios.append(audio)
         if len({a.shape for a in audios}) != 1:
-            raise ValueError(f"task {task_dir.name} split {split}: clips of different shapes "
-                             f"{sorted({a.shape for a in audios})} in one batch; sample_duration must be "
-                             "null in task_metadata.json for variable-length clips")
+            raise DataError(f"task {task_dir.name} split {split}: clips of different shapes "
+                            f"{sorted({a.shape for a in audios})} in one batch; sample_duration must be "
+                            "null in task_metadata.json for variable-length clips")
         audio = np.stack(audios)  # (n, N)
         if embedding_type == "scene":
             emb = model.scene(audio)  # (n, D)
             for i, name in enumerate(chunk):
-                out_file = outdir.joinpath(f"{name}")
-                np.save(f"{out_file}.embedding.npy", emb[i])
-                Path(f"{out_file}.target-labels.json").write_text(json.dumps(split_data[name]))
+                _save_npy(outdir / f"{name}.embedding.npy", emb[i])
+                _write_text(outdir / f"{name}.target-labels.json", json.dumps(split_data[name]))
         else:
             emb, ts = model.timestamps(audio)  # (n, T, D), (n, T) ms
             for i, name in enumerate(chunk):
                 if ts[i].ndim != 1:
-                    raise ValueError(f"{model.spec.module}: timestamps of one clip must be 1-d, got shape "
-                                     f"{ts[i].shape}")
-                out_file = outdir.joinpath(f"{name}")
-                np.save(f"{out_file}.embedding.npy", emb[i])
-                Path(f"{out_file}.timestamps.json").write_text(json.dumps(ts[i].tolist()))
+                    raise DataError(f"{model.spec.module}: timestamps of one clip must be 1-d, got shape "
+                                    f"{ts[i].shape}")
+                _save_npy(outdir / f"{name}.embedding.npy", emb[i])
+                _write_text(outdir / f"{name}.timestamps.json", json.dumps(ts[i].tolist()))
                 labels = event_labels(split_data[name], ts[i])
-                Path(f"{out_file}.target-labels.json").write_text(json.dumps(labels, indent=4))
+                _write_text(outdir / f"{name}.target-labels.json", json.dumps(labels, indent=4))
         bar.update(len(chunk))
     bar.close()
 
 
 def _gather_split(outdir: Path, final_outdir: Path, prng: random.Random, metadata: dict, split: str,
                   split_data: dict, task_out: Path) -> None:
-    """``<split>.embeddings.npy`` (memmap), ``.embedding-dimensions.json``, ``.target-labels.pkl``
-    and (event) ``.filename-timestamps.json`` from the per-clip files, rows in heareval's order.
+    """``<split>.embeddings.npy`` (raw float32 rows, the bytes of heareval's memmap),
+    ``.embedding-dimensions.json``, ``.target-labels.pkl`` and (event)
+    ``.filename-timestamps.json`` from the per-clip files, rows in heareval's order.
     Clip paths in ``filename-timestamps.json`` name ``final_outdir``, where the folder will live."""
     names = list(split_data)
     prng.shuffle(names)
@@ -140,39 +166,38 @@ def _gather_split(outdir: Path, final_outdir: Path, prng: random.Random, metadat
     want = 1 if kind == "scene" else 2
     for name, a in zip(names, arrays):
         if a.ndim != want:
-            raise ValueError(f"{outdir / name}: expected a {want}-d {kind} embedding, got shape {a.shape}")
+            raise DataError(f"{outdir / name}: expected a {want}-d {kind} embedding, got shape {a.shape}")
     rows = sum(1 if kind == "scene" else a.shape[0] for a in arrays)
     dim = arrays[-1].shape[-1] if arrays else 0
-    (task_out / f"{split}.embedding-dimensions.json").write_text(json.dumps((rows, dim)))
-    memmap = np.memmap(task_out / f"{split}.embeddings.npy", dtype=np.float32, mode="w+", shape=(rows, dim))  # (M, D)
+    _write_text(task_out / f"{split}.embedding-dimensions.json", json.dumps((rows, dim)))
+    blocks: list[np.ndarray] = []  # the rows of the (M, D) matrix, in order
     labels: list = []
     filename_timestamps: list = []
-    idx = 0
     for name, emb in zip(names, arrays):
         lbl = json.loads(outdir.joinpath(f"{name}.target-labels.json").read_text())
         if kind == "scene":
             if metadata["prediction_type"] == "multiclass" and len(lbl) != 1:
-                raise ValueError(f"clip {name!r} of split {split}: multiclass task but labels {lbl!r}; "
-                                 "expected exactly one")
-            memmap[idx] = emb
+                raise DataError(f"clip {name!r} of split {split}: multiclass task but labels {lbl!r}; "
+                                "expected exactly one")
+            blocks.append(emb[None])  # (1, D)
             labels.append(lbl)
-            idx += 1
         else:
             ts = json.loads(outdir.joinpath(f"{name}.timestamps.json").read_text())
             if not emb.shape[0] == len(lbl) == len(ts):
-                raise ValueError(f"clip {name!r} of split {split}: {emb.shape[0]} embeddings, {len(ts)} "
-                                 f"timestamps and {len(lbl)} label lists; expected the same number")
-            memmap[idx: idx + emb.shape[0]] = emb
+                raise DataError(f"clip {name!r} of split {split}: {emb.shape[0]} embeddings, {len(ts)} "
+                                f"timestamps and {len(lbl)} label lists; expected the same number")
+            blocks.append(emb)  # (T, D)
             labels += lbl
             slug = str(final_outdir.joinpath(f"{name}.embedding.npy")).replace(".embedding.npy", "")
             filename_timestamps += [(slug, t) for t in ts]
-            idx += emb.shape[0]
-    memmap.flush()
-    del memmap
-    with open(task_out / f"{split}.target-labels.pkl", "wb") as fh:  # heareval's label format
-        pickle.dump(labels, fh)
+
+    def write_rows(fh) -> None:  # the bytes np.memmap(mode="w+", dtype=float32) would hold
+        for block in blocks:
+            fh.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+    write_file(task_out / f"{split}.embeddings.npy", write_rows)
+    write_file(task_out / f"{split}.target-labels.pkl", lambda fh: pickle.dump(labels, fh))  # heareval's format
     if kind == "event":
-        (task_out / f"{split}.filename-timestamps.json").write_text(json.dumps(filename_timestamps, indent=4))
+        _write_text(task_out / f"{split}.filename-timestamps.json", json.dumps(filename_timestamps, indent=4))
 
 
 def write_task(model: HearModel, task_dir: str | Path, out_dir: str | Path, final_dir: str | Path | None = None,
@@ -188,8 +213,8 @@ def write_task(model: HearModel, task_dir: str | Path, out_dir: str | Path, fina
     task = load_task(task_dir)  # checks the task's files first
     metadata = json.loads((task_dir / "task_metadata.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(task_dir / "task_metadata.json", out)
-    shutil.copy(task_dir / "labelvocabulary.csv", out)
+    _copy(task_dir / "task_metadata.json", out)
+    _copy(task_dir / "labelvocabulary.csv", out)
     batch = heareval_batch_size(metadata["sample_duration"], model.sample_rate)
     prng = random.Random()
     prng.seed(0)
@@ -197,7 +222,7 @@ def write_task(model: HearModel, task_dir: str | Path, out_dir: str | Path, fina
         split_path = task_dir / f"{split}.json"
         if not split_path.is_file():
             raise FileNotFoundError(f"task {task_dir.name}: split file {split_path} is missing")
-        shutil.copy(split_path, out)
+        _copy(split_path, out)
         split_data = json.loads(split_path.read_text())
         (out / split).mkdir(exist_ok=True)
         _embed_split(model, task, split, split_data, batch, metadata["embedding_type"], out / split, progress)
@@ -243,8 +268,8 @@ def embed_tasks(module: str, tasks_dir: str | Path, embeddings_dir: str | Path =
         if final.joinpath(DONE_FILE).is_file():
             print(f"{final}: done already, skipped")
         elif final.exists():
-            raise FileExistsError(f"{final} exists but is unfinished (no {DONE_FILE}); it is not ours to delete: "
-                                  "remove it yourself or choose another --embeddings-dir")
+            raise EmbedError(f"{final} exists but is unfinished (no {DONE_FILE}); it is not ours to delete: "
+                             "remove it yourself or choose another --embeddings-dir")
         else:
             todo.append(t)
     done = [module_dir.joinpath(t.name) for t in tasks if t not in todo]
@@ -262,10 +287,15 @@ def embed_tasks(module: str, tasks_dir: str | Path, embeddings_dir: str | Path =
         if model.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(model.device)
         start = time.time()
-        write_task(model, t, partial, final_dir=final, progress=progress)
-        elapsed = time.time() - start
-        (partial / "profile.embeddings.json").write_text(json.dumps(_profile(model, elapsed), indent=4))
-        (partial / DONE_FILE).touch()
+        try:
+            write_task(model, t, partial, final_dir=final, progress=progress)
+            elapsed = time.time() - start
+            _write_text(partial / "profile.embeddings.json", json.dumps(_profile(model, elapsed), indent=4))
+            _write_text(partial / DONE_FILE, "")
+        except OSError as e:
+            shutil.rmtree(partial, ignore_errors=True)  # free what the failed write took; finished tasks stay
+            raise OSError(e.errno, f"{e.strerror or e}; the unfinished {partial} was removed, finished task "
+                                   "folders are intact") from e
         partial.rename(final)
         tasks_bar.done(f"computed embeddings in {elapsed:.1f} s for {t.name} using {module}: {final}")
         done.append(final)
@@ -301,29 +331,27 @@ def _check_args(args) -> dict[str, Any]:
         raise FileNotFoundError(f"--model {args.model}: no such file")
     try:
         options = json.loads(args.model_options)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--model-options {args.model_options!r} is not JSON ({e}); expected a JSON dict "
-                         'such as \'{"timestamp_hop_ms": 25}\'') from e
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise EmbedError(f"--model-options {args.model_options[:80]!r} is not JSON ({type(e).__name__}: {e}); "
+                         'expected a JSON dict such as \'{"timestamp_hop_ms": 25}\'') from e
     if not isinstance(options, dict):
-        raise ValueError(f"--model-options must be a JSON dict, got {args.model_options!r}")
+        raise EmbedError(f"--model-options must be a JSON dict, got {args.model_options!r}")
     if args.device is not None:
         try:
             dev = torch.device(args.device)
         except RuntimeError as e:
-            raise ValueError(f"--device {args.device!r} is not a torch device; use cpu, cuda or cuda:N") from e
+            raise EmbedError(f"--device {args.device!r} is not a torch device; use cpu, cuda or cuda:N") from e
         if dev.type not in ("cpu", "cuda"):
-            raise ValueError(f"--device {args.device!r}: only cpu and cuda devices are supported")
+            raise EmbedError(f"--device {args.device!r}: only cpu and cuda devices are supported")
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: torch sees no CUDA GPU here; use --device cpu")
+            raise EmbedError(f"--device {args.device}: torch sees no CUDA GPU here; use --device cpu")
     return options
 
 
 def run_embed_command(args) -> int:
-    try:
-        options = _check_args(args)
-        embed_tasks(args.module, args.tasks_dir, args.embeddings_dir, args.model, options, args.task,
-                    args.device, progress=not args.no_progress)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    """Run ``embed``; its errors (:class:`EmbedError`, ``ModelLoadError``, OSError, ...) are
+    left to the command line's one error path (:func:`eval_suites.errors.run_command`)."""
+    options = _check_args(args)
+    embed_tasks(args.module, args.tasks_dir, args.embeddings_dir, args.model, options, args.task,
+                args.device, progress=not args.no_progress)
     return 0

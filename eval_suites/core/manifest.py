@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from eval_suites.core.model_spec import ModelSpec
+from eval_suites.errors import UsageError
 from eval_suites.core.protocols.heareval import HearevalConfig
 from eval_suites.core.protocols.knn import KnnConfig
 from eval_suites.core.protocols.linear import LinearConfig
@@ -69,7 +70,7 @@ _MODEL_KEYS = {"name", "module", "checkpoint", "options"}
 _TASK_KEYS = {"path", "name", "suite", "protocols"}
 
 
-class ManifestError(ValueError):
+class ManifestError(UsageError):
     """A manifest is malformed or points at something unusable; lists every problem."""
 
     def __init__(self, where: str, problems: list[str]):
@@ -207,9 +208,13 @@ def load_manifest(path: str | Path, tasks_root: str | Path | None = None) -> Man
     if not source.is_file():
         raise ManifestError(where, [f"file not found; expected a YAML manifest at {source}"])
     try:
-        raw = yaml.safe_load(source.read_text())
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ManifestError(where, [f"not UTF-8 text (byte {e.start}); expected a YAML manifest"]) from None
     except yaml.YAMLError as e:
         raise ManifestError(where, [f"not valid YAML (only plain YAML is accepted): {e}"]) from None
+    except RecursionError:
+        raise ManifestError(where, ["nested too deeply to be a manifest"]) from None
     if not isinstance(raw, dict):
         raise ManifestError(where, [f"expected a mapping with keys 'models' and 'tasks', "
                                     f"got {type(raw).__name__}"])

@@ -13,9 +13,9 @@ interval over test clips (:mod:`eval_suites.core.intervals`; empty when the cell
 outputs, e.g. results written before they were kept, or the metric cannot be resampled). A failed cell has one row with
 ``status == "failed"``, an empty metric and value, and its error message.
 
-A ``result.json`` that cannot be read back (truncated, not JSON, wrong fields: a crash of
-another tool, a full disk, a hand edit) is a :class:`CorruptResult`; ``collect_results``
-leaves that cell out with a :class:`CorruptResultWarning` naming the file, and the runner
+A ``result.json`` that cannot be read back (truncated, not JSON, not UTF-8, nested too
+deeply for the JSON reader, wrong fields: a crash of another tool, a full disk, a hand
+edit) is a :class:`CorruptResult`; ``collect_results`` leaves that cell out with a :class:`CorruptResultWarning` naming the file, and the runner
 computes the cell again. A failed write (disk full, read-only folder) is an OSError naming
 the file; the previous ``result.json`` of the cell, if any, is left as it was.
 """
@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval_suites.errors import DataError
+
 __all__ = ["MetricScore", "CellResult", "cell_dir", "save_cell", "load_cell", "CorruptResult",
            "CorruptResultWarning", "collect_results", "results_frame", "write_csv", "CSV_COLUMNS"]
 
@@ -38,7 +40,7 @@ CSV_COLUMNS = ["model", "task", "suite", "protocol", "metric", "value", "std", "
 RESULT_FILE = "result.json"
 
 
-class CorruptResult(ValueError):
+class CorruptResult(DataError):
     """A result.json that cannot be read back as a cell result; the message names the file."""
 
 
@@ -123,7 +125,7 @@ def load_cell(path: str | Path) -> CellResult:
                              "are not those of a cell result")
         if not isinstance(result.details, dict):
             raise TypeError("'details' is not a JSON object")
-    except (ValueError, TypeError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+    except (ValueError, TypeError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         raise CorruptResult(f"{path} is not a readable cell result ({type(e).__name__}: {e})") from e
     return result
 

@@ -47,6 +47,7 @@ from typing import Any, Union
 import numpy as np
 import soundfile as sf
 
+from eval_suites.errors import DataError
 from eval_suites.synthetic.synth import resample, write_wav
 
 __all__ = [
@@ -90,7 +91,7 @@ EventLabels = list[dict[str, Any]]
 Labels = Union[SceneLabels, EventLabels]
 
 
-class TaskFormatError(ValueError):
+class TaskFormatError(DataError):
     """A task folder or metadata does not follow the HEAR format; lists every problem."""
 
     def __init__(self, where: str, problems: list[str]):
@@ -657,16 +658,19 @@ def _load(task_dir: str | Path, check_audio: bool) -> tuple[HearTask | None, lis
         p.append(f"{METADATA_FILE} is missing (the task was not finalized)")
     else:
         try:
-            metadata = TaskMetadata.from_dict(json.loads(meta_path.read_text()))
-        except json.JSONDecodeError as e:
-            p.append(f"{METADATA_FILE}: not valid JSON ({e})")
+            metadata = TaskMetadata.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
         except TaskFormatError as e:
             p.extend(f"{METADATA_FILE}: {q}" for q in e.problems)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+            p.append(f"{METADATA_FILE}: not valid JSON ({type(e).__name__}: {e})")
     vocab: list[str] = []
     if not (root / VOCABULARY_FILE).is_file():
         p.append(f"{VOCABULARY_FILE} is missing")
     else:
-        vocab, vp = _read_vocabulary(root / VOCABULARY_FILE)
+        try:
+            vocab, vp = _read_vocabulary(root / VOCABULARY_FILE)
+        except UnicodeDecodeError as e:
+            vocab, vp = [], [f"{VOCABULARY_FILE}: not UTF-8 text (byte {e.start})"]
         p.extend(vp)
     if metadata is None:
         return None, p
@@ -684,7 +688,7 @@ def _load(task_dir: str | Path, check_audio: bool) -> tuple[HearTask | None, lis
             continue
         try:
             data = _json_no_duplicates(split_file)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             p.append(f"{split}.json: not valid ({e})")
             continue
         if not isinstance(data, dict) or not data:

@@ -29,15 +29,16 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from eval_suites.errors import UsageError
 from eval_suites.hear_format.task import TaskMetadata, TaskWriter, task_is_complete
 
 __all__ = ["Clip", "Converter", "LayoutError", "missing_classes", "read_audio"]
 
 
-class LayoutError(FileNotFoundError):
-    """The source folder does not look like the dataset as distributed.
-
-    The message names what is missing and shows the expected layout of the root.
+class LayoutError(FileNotFoundError, UsageError):
+    """The source folder does not look like the dataset as distributed (exit 2: the
+    ``--source`` given is wrong). The message names what is missing or unreadable and shows
+    the expected layout of the root.
     """
 
 
@@ -131,6 +132,15 @@ class Converter(abc.ABC):
     def missing(self, root: Path, relative: str, what: str) -> LayoutError:
         """A :class:`LayoutError` for a missing path, with the expected layout."""
         return self.layout_error(f"{what} not found: expected {root / relative}.")
+
+    def read_text(self, path: Path) -> str:
+        """The text of one of the dataset's list or metadata files; a file that is not UTF-8
+        text (binary, damaged) is a :class:`LayoutError` naming it."""
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise self.layout_error(f"{path} is not UTF-8 text (byte {e.start}); expected the "
+                                    "dataset's own list or metadata file.") from None
 
     def metadata(self, missing: dict[str, list[str]] | None = None) -> TaskMetadata:
         """The task's metadata; ``missing`` (split -> classes absent from it) goes to notes."""

@@ -20,6 +20,7 @@ of the DCASE 2018 baseline). Split: 20 % test, stratified by label with a fixed 
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class BirdAudioDetection(Converter):
 
     def _table(self, root: Path, dataset: str) -> pd.DataFrame:
         path = self._label_file(root, dataset)
-        table = pd.read_csv(path, dtype={"itemid": str})
+        table = pd.read_csv(io.StringIO(self.read_text(path)), dtype={"itemid": str})
         absent = {"itemid", "hasbird"} - set(table.columns)
         if absent:
             raise self.layout_error(f"{path} has columns {list(table.columns)}; expected "

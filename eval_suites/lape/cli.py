@@ -14,10 +14,9 @@ is checked before any audio is converted.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from eval_suites.lape.base import LayoutError
+from eval_suites.errors import UsageError
 from eval_suites.lape.tasks import SOURCE_DIRS, TASKS, VARIANTS, converter
 
 __all__ = ["add_prepare_parser", "prepare", "prepare_manifest"]
@@ -60,7 +59,7 @@ def prepare_manifest(manifest: str | Path, sources_root: str | Path, out: str | 
     All source layouts are checked first, so a missing dataset fails in seconds, not
     after hours of converting the others.
     """
-    from eval_suites.core.manifest import load_manifest
+    from eval_suites.core.manifest import ManifestError, load_manifest
 
     m = load_manifest(manifest, tasks_root=out)
     by_folder = {converter(k).metadata().folder_name: k for k in [*TASKS, *VARIANTS]}
@@ -68,8 +67,8 @@ def prepare_manifest(manifest: str | Path, sources_root: str | Path, out: str | 
     for t in m.tasks:
         key = by_folder.get(t.path.name)
         if key is None:
-            raise ValueError(f"manifest task {t.name!r} ({t.path.name}) is not a LAPE task folder; "
-                             f"expected one of {sorted(by_folder)}")
+            raise ManifestError(f"manifest {manifest}", [f"task {t.name!r} ({t.path.name}) is not a LAPE task "
+                                                         f"folder; expected one of {sorted(by_folder)}"])
         jobs.append((key, Path(sources_root) / SOURCE_DIRS[key], t.path.parent))
     for key, source, _ in jobs:
         conv = converter(key)
@@ -81,21 +80,16 @@ def prepare_manifest(manifest: str | Path, sources_root: str | Path, out: str | 
 
 
 def _run(args: argparse.Namespace) -> int:
-    """Run ``prepare lape``; exit status 0 on success, 2 for a bad command line or layout."""
-    try:
-        if args.task:
-            if args.source is None or args.out is None:
-                print("error: prepare lape --task needs --source DIR and --out TASKS_DIR",
-                      file=sys.stderr)
-                return 2
-            print(prepare(args.task, args.source, args.out, args.workers))
-        else:
-            if args.sources_root is None:
-                print("error: prepare lape --manifest needs --sources-root DIR", file=sys.stderr)
-                return 2
-            for path in prepare_manifest(args.manifest, args.sources_root, args.out, args.workers):
-                print(path)
-    except LayoutError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Run ``prepare lape``: 0 on success; a bad command line, manifest or source layout is a
+    :class:`~eval_suites.errors.UsageError` (``LayoutError``, ``ManifestError``: exit 2), left to
+    the command line's error path (:func:`eval_suites.errors.run_command`)."""
+    if args.task:
+        if args.source is None or args.out is None:
+            raise UsageError("prepare lape --task needs --source DIR and --out TASKS_DIR")
+        print(prepare(args.task, args.source, args.out, args.workers))
+    else:
+        if args.sources_root is None:
+            raise UsageError("prepare lape --manifest needs --sources-root DIR")
+        for path in prepare_manifest(args.manifest, args.sources_root, args.out, args.workers):
+            print(path)
     return 0

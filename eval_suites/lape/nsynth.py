@@ -53,7 +53,7 @@ class NSynthFamilies(Converter):
     def list_clips(self, root: Path) -> list[Clip]:
         clips = []
         for split, folder in _SPLITS.items():
-            examples = json.loads((root / folder / "examples.json").read_text())
+            examples = json.loads(self.read_text(root / folder / "examples.json"))
             for note in sorted(examples):
                 family = examples[note].get("instrument_family_str")
                 if family not in FAMILIES:

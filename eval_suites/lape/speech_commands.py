@@ -147,8 +147,8 @@ class SpeechCommands(Converter):
         return word if word in COMMANDS else UNKNOWN
 
     def list_clips(self, root: Path) -> list[Clip]:
-        valid = set((root / "validation_list.txt").read_text().split())
-        test = set((root / "testing_list.txt").read_text().split())
+        valid = set(self.read_text(root / "validation_list.txt").split())
+        test = set(self.read_text(root / "testing_list.txt").split())
         clips = []
         for word in self.words:
             for path in sorted((root / word).glob("*.wav")):

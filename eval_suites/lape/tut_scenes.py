@@ -14,6 +14,7 @@ location is never on both sides) per scene, with a fixed seed, are valid.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,8 +55,8 @@ class TutUrbanScenes(Converter):
         }
 
     def _rows(self, path: Path) -> list[list[str]]:
-        with open(path, newline="") as f:
-            return [r for r in csv.reader(f, delimiter="\t") if r and r[0].strip()]
+        text = io.StringIO(self.read_text(path), newline="")
+        return [r for r in csv.reader(text, delimiter="\t") if r and r[0].strip()]
 
     def list_clips(self, root: Path) -> list[Clip]:
         meta = {r[0]: r for r in self._rows(root / "meta.csv") if r[0] != "filename"}

@@ -10,6 +10,7 @@ the authors of the dataset ask for 10-fold cross-validation on exactly these fol
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class UrbanSound8K(Converter):
 
     def list_clips(self, root: Path) -> list[Clip]:
         path = root / "metadata/UrbanSound8K.csv"
-        table = pd.read_csv(path)
+        table = pd.read_csv(io.StringIO(self.read_text(path)))
         absent = _COLUMNS - set(table.columns)
         if absent:
             raise self.layout_error(f"{path} lacks column(s) {sorted(absent)}; expected "

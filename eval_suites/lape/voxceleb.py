@@ -31,7 +31,7 @@ class VoxCelebSpeakers(Converter):
 
     def _entries(self, root: Path) -> list[tuple[str, str]]:
         entries = []
-        for n, line in enumerate((root / "iden_split.txt").read_text().splitlines(), 1):
+        for n, line in enumerate(self.read_text(root / "iden_split.txt").splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
