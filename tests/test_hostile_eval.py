@@ -1,0 +1,333 @@
+"""Hostile inputs to the evaluation side, round two (issue 21): one test per example, each
+naming what it feeds and the error, skip or result it expects.
+
+Classes: the shared cache's labels pickle read again after heareval ran; ``embed`` on a full
+disk; inputs that gave a traceback (a result.json nested very deep, a binary manifest or
+dataset list, ``embed`` with a module that does not exist, is not a HEAR module or refuses an
+option); the one error path of every command (exit 2 usage, 3 data, ``--debug`` for the
+traceback); misleading outcomes (``list`` printing problems, a non-finite float setting, the
+plugin called without a model); and three bugs that were planted and passed the old tests
+(the study's aggregate grouping, the Speech Commands 12-class test list).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import resource
+import signal
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+import hear_slicer
+from eval_suites.__main__ import main as eval_main
+from eval_suites.core.embeddings import ensure_embeddings, load_hear_model, read_split
+from eval_suites.core.manifest import ManifestError, ModelSpec, load_manifest
+from eval_suites.core.protocols.heareval import _link_embeddings, store_outputs
+from eval_suites.core.results import CorruptResult, CorruptResultWarning, cell_dir, load_cell
+from eval_suites.lape.base import LayoutError
+from eval_suites.lape.speech_commands import NOISE_DIR, TEST_FOLDERS, WORDS_V1, WORDS_V2, SpeechCommands
+from eval_suites.synthetic.demo_tasks import build_keyword_task
+from studies.mini_lape import aggregate
+
+torch.set_num_threads(1)
+TESTS = Path(__file__).resolve().parent
+TOY = ModelSpec(name="toy", module="hear_toy_module")
+MARKER = Path("/tmp/hear_slicer_hostile_eval_pickle_ran")
+
+
+@pytest.fixture(scope="module")
+def task_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hostile_eval_tasks")
+    build_keyword_task(root, words=("yes", "no"), clips_per_word_per_split=4)  # 8 x 256 B rows a split
+    return root
+
+
+def _task(root: Path) -> Path:
+    return next(p for p in root.iterdir() if (p / "task_metadata.json").is_file())
+
+
+@pytest.fixture()
+def toy_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+@contextlib.contextmanager
+def file_size_limit(nbytes: int):
+    """Writes past `nbytes` fail with EFBIG (OSError), as on a full disk (RLIMIT_FSIZE, SIGXFSZ ignored)."""
+    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, old_limit[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def _one_error_line(err: str, *fragments: str) -> None:
+    """`err` is one 'error:' line holding every fragment, and no traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, err)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+# ----------------------------------------------------------------------------- the shared cache
+def test_store_outputs_reads_the_checked_labels_copy_never_the_cache(task_root, tmp_path, toy_on_path):
+    """Feeds store_outputs (run after heareval's prediction runner) a shared cache whose test
+    labels pickle was replaced, after the link step checked it, by one that runs `touch`;
+    expects the command never run and the outputs built from the checked copy."""
+    MARKER.unlink(missing_ok=True)
+    cache = ensure_embeddings(TOY, _task(task_root), tmp_path / "cache", lambda: load_hear_model(TOY, "cpu"),
+                              progress=False)
+    work = tmp_path / "work" / cache.name
+    _link_embeddings(cache, work)  # checks the cache's pickles and writes fresh copies
+    test = read_split(cache, "test")
+    vocab = pd.read_csv(cache / "labelvocabulary.csv")["label"].tolist()
+    targets = np.array([[float(lbl[0] == v) for v in vocab] for lbl in test.labels])  # (M, C)
+    with open(work / "test.predictions.pkl", "wb") as fh:  # what heareval's runner writes
+        pickle.dump({"target": targets, "prediction": targets}, fh)
+    (cache / "test.target-labels.pkl").write_bytes(pickle.dumps([["yes"], _Payload()]))
+    metadata = json.loads((cache / "task_metadata.json").read_text())
+    store_outputs(work, cache, metadata, tmp_path / "outputs")
+    assert not MARKER.exists()
+    assert (tmp_path / "outputs" / "test_predictions.npz").is_file()
+
+
+# ----------------------------------------------------------------------------- embed
+def test_embed_on_a_full_disk_is_exit_3_naming_the_file_never_sigbus(task_root, tmp_path, toy_on_path,
+                                                                    monkeypatch, capsys):
+    """Feeds `eval_suites embed` a disk that fills (RLIMIT_FSIZE below a split's embeddings
+    file); expects exit 3, one error line naming the file that could not be written, the
+    unfinished folder removed, no np.memmap opened for writing (the memmap writer dies with
+    SIGBUS on a full disk), and the same command succeeding once there is room."""
+    real_memmap = np.memmap
+
+    def no_write_memmap(*args, mode="r+", **kw):
+        assert mode == "r", f"np.memmap opened for writing (mode {mode!r})"
+        return real_memmap(*args, mode=mode, **kw)
+    monkeypatch.setattr(np, "memmap", no_write_memmap)
+    out = tmp_path / "emb"
+    argv = ["embed", "hear_toy_module", "--tasks-dir", str(task_root), "--embeddings-dir", str(out),
+            "--device", "cpu", "--no-progress"]
+    with file_size_limit(1500):  # above every file written before train.embeddings.npy (2 KB)
+        code = eval_main(argv)
+    err = capsys.readouterr().err
+    assert code == 3, err
+    _one_error_line(err, "cannot write ", ".partial/train.embeddings.npy")
+    assert not list(out.rglob("*.partial"))
+    assert eval_main(argv) == 0
+    task = out / "hear_toy_module" / _task(task_root).name
+    rows, dim = json.loads((task / "test.embedding-dimensions.json").read_text())
+    assert (task / "test.embeddings.npy").stat().st_size == rows * dim * 4
+
+
+@pytest.mark.parametrize("module, options, fragments", [
+    ("no_such_hear_module", "{}", ["'no_such_hear_module'", "cannot be imported"]),
+    ("json", "{}", ["'json'", "is not a HEAR 2021 module"]),
+    ("hear_toy_module", '{"bogus": 1}', ["hear_toy_module.load_model refused the options", "bogus"]),
+    ("hear_toy_module", "[" * 100000, ["--model-options", "is not JSON"]),
+])
+def test_embed_with_a_module_that_cannot_serve_is_exit_2_in_one_line(module, options, fragments, task_root,
+                                                                       tmp_path, toy_on_path, capsys):
+    """Feeds `embed` a module that does not exist, one that is not a HEAR module, an option
+    load_model does not take, and --model-options nested too deeply for JSON; expects exit 2
+    and one error line naming the module or option (a traceback before)."""
+    argv = ["embed", module, "--tasks-dir", str(task_root), "--embeddings-dir", str(tmp_path / "e"),
+            "--model-options", options, "--device", "cpu", "--no-progress"]
+    assert eval_main(argv) == 2
+    _one_error_line(capsys.readouterr().err, *fragments)
+
+
+def test_debug_shows_the_traceback(task_root, tmp_path, toy_on_path):
+    """Feeds `--debug embed` a module that does not exist; expects the error raised (its
+    traceback shown) instead of the one line."""
+    from eval_suites.core.embeddings import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="no_such_hear_module"):
+        eval_main(["--debug", "embed", "no_such_hear_module", "--tasks-dir", str(task_root),
+                   "--embeddings-dir", str(tmp_path / "e"), "--device", "cpu"])
+
+
+def test_embed_of_a_task_with_binary_metadata_is_exit_3_naming_it(task_root, tmp_path, toy_on_path, capsys):
+    """Feeds `embed` a task folder whose task_metadata.json is binary; expects exit 3 and an
+    error naming the task folder and the file (a UnicodeDecodeError traceback before)."""
+    tasks = tmp_path / "tasks"
+    src = _task(task_root)
+    (tasks / src.name).mkdir(parents=True)
+    for item in src.iterdir():
+        (tasks / src.name / item.name).symlink_to(item)
+    (tasks / src.name / "task_metadata.json").unlink()
+    (tasks / src.name / "task_metadata.json").write_bytes(b"\xff\xfe\x00binary\x81")
+    code = eval_main(["embed", "hear_toy_module", "--tasks-dir", str(tasks), "--embeddings-dir",
+                      str(tmp_path / "e"), "--device", "cpu", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err, err
+    assert str(tasks / src.name) in err and "task_metadata.json: not valid JSON" in err
+
+
+# ----------------------------------------------------------------------------- manifests and results
+def test_binary_manifest_is_exit_2_naming_the_file(tmp_path, capsys):
+    """Feeds `list` and `run` a manifest that is binary; expects exit 2 and an error naming the
+    file and 'not UTF-8' (a UnicodeDecodeError traceback before)."""
+    m = tmp_path / "m.yaml"
+    m.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    for command in (["list", str(m)], ["run", str(m), "--out", str(tmp_path / "out"), "--no-progress"]):
+        assert eval_main(command) == 2
+        err = capsys.readouterr().err
+        assert str(m) in err and "not UTF-8 text" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("protocols, key", [
+    ("linear: {lr: .inf}", "'lr'"), ("linear: {lr: .nan}", "'lr'"), ("linear: {lr: 1.0e+6}", "'lr'"),
+    ("heareval: {timeout_s: .inf}", "'timeout_s'"), ("heareval: {param_grid: {lr: [.inf]}}", "'param_grid.lr'"),
+])
+def test_float_settings_must_be_finite_and_in_range(protocols, key, tmp_path):
+    """Feeds manifests whose float settings are infinite, NaN or absurd; expects ManifestError
+    naming the setting (`lr: .inf` was accepted)."""
+    m = tmp_path / "m.yaml"
+    m.write_text(f"models: [{{name: a, module: hear_slicer}}]\ntasks: [a]\nprotocols: {{{protocols}}}\n")
+    with pytest.raises(ManifestError, match=f"setting {key}"):
+        load_manifest(m)
+
+
+def test_list_exits_non_zero_when_it_prints_problems(task_root, tmp_path, capsys):
+    """Feeds `list` a manifest whose module does not exist and whose task folder is missing;
+    expects both printed as problems and exit 2 (it exited 0), and exit 0 for a usable one."""
+    m = tmp_path / "m.yaml"
+    m.write_text(f"tasks_root: {task_root}\nmodels: [{{name: a, module: no_such_hear_module}}]\n"
+                 f"tasks: [nowhere, {_task(task_root).name}]\n")
+    assert eval_main(["list", str(m)]) == 2
+    out = capsys.readouterr().out
+    assert "problem: model 'a': module 'no_such_hear_module'" in out and "problem: task 'nowhere'" in out
+    m.write_text(f"tasks_root: {task_root}\nmodels: [{{name: a, module: hear_slicer}}]\n"
+                 f"tasks: [{_task(task_root).name}]\n")
+    assert eval_main(["list", str(m)]) == 0
+    assert "problem:" not in capsys.readouterr().out
+
+
+def test_result_json_nested_too_deeply_is_a_corrupt_result(tmp_path):
+    """Feeds `report` a result.json nested 100000 levels deep (valid JSON); expects it named
+    as a corrupt cell result and left out with a warning, exit 0 (RecursionError before)."""
+    out = tmp_path / "out"
+    path = cell_dir(out, "m", "t", "linear") / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(CorruptResult, match="RecursionError"):
+        load_cell(path)
+    with pytest.warns(CorruptResultWarning, match=str(path)):
+        assert eval_main(["report", str(out)]) == 0
+
+
+# ----------------------------------------------------------------------------- LAPE sources
+def _speech_commands(root: Path, version: int, testing_list: bytes | None = None) -> dict[str, str]:
+    """A minimal speech_commands_v0.0{version} layout: one empty clip per word folder (the
+    converter lists clips by name), lists, a 3 s noise recording and the 12-folder test
+    archive. Returns {clip path: list it is in ('valid', 'test' or 'train')}."""
+    words = WORDS_V1 if version == 1 else WORDS_V2
+    where = {}
+    for i, word in enumerate(words):
+        for n in range(3):
+            rel = f"{word}/{i:08x}_nohash_{n}.wav"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).touch()
+            where[rel] = ("train", "valid", "test")[n]
+    (root / "validation_list.txt").write_text("\n".join(r for r, s in where.items() if s == "valid") + "\n")
+    (root / "testing_list.txt").write_bytes(
+        testing_list if testing_list is not None
+        else ("\n".join(r for r, s in where.items() if s == "test") + "\n").encode())
+    (root / NOISE_DIR).mkdir()
+    sf.write(root / NOISE_DIR / "white_noise.wav", np.zeros(3 * 16000, dtype=np.float32), 16000)
+    for folder in TEST_FOLDERS:
+        archive = root / f"speech_commands_test_set_v0.0{version}" / folder
+        archive.mkdir(parents=True)
+        (archive / "a_nohash_0.wav").touch()
+    return where
+
+
+@pytest.mark.parametrize("version, classes", [(1, 12), (2, 12), (2, 35)])
+def test_speech_commands_testing_list_is_kept_out_of_train_and_valid(version, classes, tmp_path):
+    """Feeds the Speech Commands converter a layout where each word has one clip in neither
+    list, one in validation_list.txt and one in testing_list.txt; expects (README, LAPE
+    table) for 12 classes: testing_list.txt clips in no split (the test split is the test
+    archive, train and valid never hold them), for 35 classes: they are the test split."""
+    where = _speech_commands(tmp_path, version)
+    clips = SpeechCommands(dataset_version=version, classes=classes).list_clips(tmp_path)
+    split_of = {str(c.source.relative_to(tmp_path)): c.split for c in clips if c.start is None}  # not _silence_
+    for rel, listed in where.items():
+        if listed == "test" and classes == 12:
+            assert rel not in split_of, rel
+        else:
+            assert split_of[rel] == listed, rel
+    tests = [c for c in clips if c.split == "test"]
+    if classes == 12:
+        assert len(tests) == len(TEST_FOLDERS)
+        assert all(c.source.parent.parent.name == f"speech_commands_test_set_v0.0{version}" for c in tests)
+    else:
+        assert len(tests) == len(WORDS_V2)
+
+
+def test_binary_dataset_list_is_a_layout_error_naming_it(tmp_path, capsys):
+    """Feeds `prepare lape` a Speech Commands root whose testing_list.txt is binary; expects
+    exit 2 and an error naming the file and 'not UTF-8' (a UnicodeDecodeError traceback before)."""
+    _speech_commands(tmp_path / "sc", 1, testing_list=b"\xff\xfe\x00\x81yes/x.wav\n")
+    with pytest.raises(LayoutError, match="testing_list.txt is not UTF-8 text"):
+        SpeechCommands(dataset_version=1, classes=12).list_clips(tmp_path / "sc")
+    assert eval_main(["prepare", "lape", "--task", "sc_v1", "--source", str(tmp_path / "sc"),
+                      "--out", str(tmp_path / "tasks")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'sc' / 'testing_list.txt'} is not UTF-8 text" in err and "Traceback" not in err, err
+
+
+# ----------------------------------------------------------------------------- plugin
+@pytest.mark.parametrize("fn", [hear_slicer.get_scene_embeddings, hear_slicer.get_timestamp_embeddings])
+def test_plugin_called_without_a_model_is_a_type_error_naming_the_argument(fn):
+    """Feeds the HEAR functions model=None; expects TypeError naming the argument 'model' and
+    what to pass (an AttributeError on NoneType before)."""
+    with pytest.raises(TypeError, match=r"argument 'model' must be the model that load_model\(\) returns.*NoneType"):
+        fn(torch.zeros(1, 16000), None)
+
+
+# ----------------------------------------------------------------------------- planted: the study's aggregate
+def test_study_mean_row_spreads_over_every_run_and_probe_seed():
+    """Two pretraining runs of one group ('g' and 'g_seed1') x probe seeds 0, 1 x two tasks,
+    scores chosen so that each (run, probe seed) has its own mean; expects the group's mean
+    row to have count 4 and the std of those 4 means (grouping by (group, seed) only, a
+    planted bug, averages the runs together: count 2, a smaller std)."""
+    values = {("g", 0): (0.50, 0.70), ("g", 1): (0.52, 0.74), ("g_seed1", 0): (0.80, 0.90),
+              ("g_seed1", 1): (0.60, 0.66)}
+    rows = [dict(group="g", model=model, task=task, seed=seed, metric="top1_acc", value=v, status="ok")
+            for (model, seed), pair in values.items() for task, v in zip(("t1", "t2"), pair)]
+    table = aggregate(pd.DataFrame(rows), ["g"]).set_index(["model", "task"])
+    means = [np.mean(pair) for pair in values.values()]  # one per (run, probe seed)
+    mean_row = table.loc[("g", "mean")]
+    assert mean_row["count"] == 4 and mean_row["runs"] == 2
+    assert mean_row["mean"] == pytest.approx(np.mean(means))
+    assert mean_row["std"] == pytest.approx(np.std(means, ddof=1))
+    assert table.loc[("g", "t1"), "count"] == 4
+
+
+def test_study_records_nested_too_deeply_are_exit_3_naming_the_file(tmp_path, capsys):
+    """Feeds `studies.mini_lape --report` a runs.json nested 100000 levels deep; expects exit 3
+    and one error line naming the file (a RecursionError traceback before)."""
+    from studies.mini_lape import main as study_main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "runs.json").write_text("[" * 100000 + "]" * 100000)
+    assert study_main(["--preset", "small", "--report", "--root", str(tmp_path / "data"), "--runs",
+                       str(tmp_path / "runs"), "--out", str(out), "--no-progress"]) == 3
+    _one_error_line(capsys.readouterr().err, str(out / "runs.json"), "RecursionError")
