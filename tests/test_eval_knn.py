@@ -196,3 +196,19 @@ def test_cli_run_offers_knn_with_the_same_cache_and_tables(tmp_path):
     assert len([p for p in (out / "embeddings").glob("*/*") if p.is_dir()]) == 1
     cell = json.loads((out / "cells/toy/instruments/knn/result.json").read_text())
     assert cell["details"]["folds"][0]["best_k"] in (1, 3)
+
+
+def test_a_tie_on_validation_goes_to_the_smaller_k(tmp_path):
+    """Two well-separated clusters: k = 1 and k = 3 both classify every validation row
+    correctly (a tie at 1.0), k = 8 (all training rows, a 4-4 vote) does not; the smaller
+    tied k must be chosen (a planted `>=` in the selection, ties to the larger k, picks 3)."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:2]
+    x_train, y_train = clusters(rng, centres, 4, 0.05)  # (8, 8): 4 rows per label
+    x_valid, y_valid = clusters(rng, centres, 3, 0.05)
+    x_test, y_test = clusters(rng, centres, 3, 0.05)
+    d = write_cached_task(tmp_path / "tie", {"train": (x_train, y_train), "valid": (x_valid, y_valid),
+                                             "test": (x_test, y_test)}, ["c0", "c1"])
+    _, (fold,) = run_knn(d, KnnConfig(ks=(1, 3, 8)), progress=False)
+    assert fold.valid_scores[1] == fold.valid_scores[3] == 1.0 > fold.valid_scores[8]
+    assert fold.best_k == 1
