@@ -102,8 +102,10 @@ def test_store_outputs_reads_the_checked_labels_copy_never_the_cache(task_root, 
         pickle.dump({"target": targets, "prediction": targets}, fh)
     (cache / "test.target-labels.pkl").write_bytes(pickle.dumps([["yes"], _Payload()]))
     metadata = json.loads((cache / "task_metadata.json").read_text())
-    store_outputs(work, cache, metadata, tmp_path / "outputs")
-    assert not MARKER.exists()
+    try:
+        store_outputs(work, cache, metadata, tmp_path / "outputs")
+    finally:
+        assert not MARKER.exists(), "the cache's labels pickle was unpickled: its payload ran"
     assert (tmp_path / "outputs" / "test_predictions.npz").is_file()
 
 
