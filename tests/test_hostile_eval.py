@@ -333,3 +333,14 @@ def test_study_records_nested_too_deeply_are_exit_3_naming_the_file(tmp_path, ca
     assert study_main(["--preset", "small", "--report", "--root", str(tmp_path / "data"), "--runs",
                        str(tmp_path / "runs"), "--out", str(out), "--no-progress"]) == 3
     _one_error_line(capsys.readouterr().err, str(out / "runs.json"), "RecursionError")
+
+
+def test_report_on_a_full_disk_is_exit_3_naming_the_file(tmp_path, capsys):
+    """Feeds `report` a disk that fills at the first output (RLIMIT_FSIZE of 10 bytes); expects
+    exit 3 and one error line naming results.csv (the OS's message names no file)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with file_size_limit(10):
+        code = eval_main(["report", str(out)])
+    assert code == 3
+    _one_error_line(capsys.readouterr().err, f"cannot write {out / 'results.csv'}")

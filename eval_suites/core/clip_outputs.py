@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from eval_suites.core.intervals import CellOutputs, FoldOutputs
+from eval_suites.errors import write_file
 
 __all__ = ["OUTPUTS_FILE", "EVENTS_FILE", "save_outputs", "load_outputs", "clear_outputs",
            "scene_clip_ids", "event_counts", "event_fold_outputs"]
@@ -55,11 +56,12 @@ def save_outputs(cell_dir: str | Path, folds: Mapping[str, FoldOutputs],
             arrays[f"counts_{i}__{metric}"] = np.asarray(c, dtype=np.int64)
     if events is not None:
         tmp = d / (EVENTS_FILE + ".tmp")
-        tmp.write_text(json.dumps(events))
+        text = json.dumps(events)
+        write_file(tmp, lambda fh: fh.write(text), mode="w")
         os.replace(tmp, d / EVENTS_FILE)
     path = d / OUTPUTS_FILE
     tmp = d / "test_predictions.tmp.npz"
-    np.savez_compressed(tmp, **arrays)
+    write_file(tmp, lambda fh: np.savez_compressed(fh, **arrays))
     os.replace(tmp, path)
     return path
 

@@ -62,7 +62,7 @@ import torch
 from hear_slicer.progress import Progress
 
 from eval_suites.core.model_spec import ModelSpec
-from eval_suites.errors import DataError, UsageError
+from eval_suites.errors import DataError, UsageError, write_file
 from eval_suites.hear_format.task import load_task
 
 __all__ = [
@@ -76,7 +76,6 @@ __all__ = [
     "heareval_batch_size",
     "labels_at_timestamps",
     "write_embeddings",
-    "write_file",
     "ensure_embeddings",
     "EmbeddingSplit",
     "read_split",
@@ -255,15 +254,6 @@ def load_labels_pickle(path: str | Path) -> list:
     if not isinstance(labels, list):
         raise DataError(f"{path}: expected a list of label lists, got {type(labels).__name__}")
     return labels
-
-
-def write_file(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Run ``write(file)`` on ``path``; a failed write is an OSError that names ``path``."""
-    try:
-        with open(path, mode) as fh:
-            write(fh)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from e
 
 
 def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, embedding_type: str,

@@ -59,8 +59,8 @@ import torch
 
 from hear_slicer.progress import Progress
 
-from eval_suites.core.embeddings import HearModel, heareval_batch_size, load_hear_model, write_file
-from eval_suites.errors import DataError, UsageError
+from eval_suites.core.embeddings import HearModel, heareval_batch_size, load_hear_model
+from eval_suites.errors import DataError, UsageError, write_file
 from eval_suites.hear_format.task import HearTask, load_task
 
 __all__ = ["DONE_FILE", "EmbedError", "options_suffix", "event_labels", "write_task", "embed_tasks",

@@ -28,6 +28,7 @@ import numpy as np
 from eval_suites.core.clip_outputs import OUTPUTS_FILE, load_outputs
 from eval_suites.core.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
 from eval_suites.core.results import CellResult, cell_dir, collect_results, write_csv
+from eval_suites.errors import write_file
 
 __all__ = ["Intervals", "larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
 
@@ -232,7 +233,7 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
         ax.set_xticks(x, columns, rotation=30, ha="right", fontsize=8)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.legend(fontsize=8, loc="best")
-    fig.savefig(path, dpi=110)
+    write_file(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     return Path(path)
 
 
@@ -248,7 +249,8 @@ def write_report(out_dir: str | Path, plot: bool = True,
     intervals = Intervals(out, bootstrap)
     paths = {"csv": write_csv(results, out / "results.csv", intervals.table(results))}
     md = out / "results.md"
-    md.write_text(markdown_report(results, intervals))
+    text = markdown_report(results, intervals)
+    write_file(md, lambda fh: fh.write(text), mode="w")
     paths["markdown"] = md
     if plot and results:
         paths["plot"] = plot_results(results, out / "results.png", intervals)

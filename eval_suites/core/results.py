@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval_suites.errors import DataError
+from eval_suites.errors import DataError, write_file
 
 __all__ = ["MetricScore", "CellResult", "cell_dir", "save_cell", "load_cell", "CorruptResult",
            "CorruptResultWarning", "collect_results", "results_frame", "write_csv", "CSV_COLUMNS"]
@@ -165,5 +165,6 @@ def results_frame(results: list[CellResult], intervals: dict | None = None) -> p
 
 def write_csv(results: list[CellResult], path: str | Path, intervals: dict | None = None) -> Path:
     """Write ``results.csv`` (``intervals`` as in :func:`results_frame`)."""
-    results_frame(results, intervals).to_csv(path, index=False)
+    table = results_frame(results, intervals)
+    write_file(path, lambda fh: table.to_csv(fh, index=False), mode="w")
     return Path(path)

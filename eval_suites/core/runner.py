@@ -40,6 +40,7 @@ from eval_suites.core.protocols.linear import run_linear
 from eval_suites.core.report import write_report
 from eval_suites.core.results import (CellResult, CorruptResult, CorruptResultWarning, MetricScore, cell_dir,
                                  collect_results, load_cell, save_cell)
+from eval_suites.errors import write_file
 
 __all__ = ["run_manifest", "pending_cells"]
 
@@ -143,13 +144,14 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache_root = manifest.cache_dir or (out / "embeddings")
-    (out / "run.json").write_text(json.dumps({
+    run_record = json.dumps({
         "manifest": str(manifest.source), "tasks_root": str(manifest.tasks_root),
         "cache_dir": str(cache_root), "models": [asdict(m) for m in manifest.models],
         "tasks": [asdict(t) for t in manifest.tasks],
         "linear": asdict(manifest.linear), "heareval": asdict(manifest.heareval),
         "knn": asdict(manifest.knn),
-    }, indent=1, default=str))
+    }, indent=1, default=str)
+    write_file(out / "run.json", lambda fh: fh.write(run_record), mode="w")
     fingerprints = _Fingerprints(manifest)
     todo = pending_cells(manifest, out, fingerprints)
     loader = _ModelLoader(device)
