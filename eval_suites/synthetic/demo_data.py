@@ -78,6 +78,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from eval_suites.errors import run_command
 from eval_suites.hear_format import task as hear_task
 from eval_suites.synthetic import demo_tasks, recordings, synth
 from eval_suites.synthetic.demo_tasks import (
@@ -974,18 +975,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="engine processes run at once (default: number of CPUs)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
-    try:
-        paths = build_demo(args.root, args.preset, workers=args.workers,
-                           progress=not args.no_progress)
-    except (synth.EngineError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for name, path in paths.items():
-        print(f"{name:14s} {path}")
-    return 0
+
+    def build() -> int:
+        """Exit 1: a synthesis engine is missing or failed; an unwritable output is exit 3, one
+        error line (:func:`eval_suites.errors.run_command`)."""
+        try:
+            paths = build_demo(args.root, args.preset, workers=args.workers, progress=not args.no_progress)
+        except synth.EngineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        for name, path in paths.items():
+            print(f"{name:14s} {path}")
+        return 0
+    return run_command(build, debug=args.debug)
 
 
 if __name__ == "__main__":
