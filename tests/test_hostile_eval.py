@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import resource
+import shutil
 import signal
 from pathlib import Path
 
@@ -154,6 +155,46 @@ def test_embed_with_a_module_that_cannot_serve_is_exit_2_in_one_line(module, opt
     _one_error_line(capsys.readouterr().err, *fragments)
 
 
+def test_embed_with_an_option_out_of_range_is_exit_2_naming_it(task_root, tmp_path, capsys):
+    """Feeds `embed hear_slicer` the option timestamp_hop_ms=0 (load_model's ValueError);
+    expects exit 2 and one error line naming the option (a traceback before)."""
+    argv = ["embed", "hear_slicer", "--tasks-dir", str(task_root), "--embeddings-dir", str(tmp_path / "e"),
+            "--model-options", '{"timestamp_hop_ms": 0}', "--device", "cpu", "--no-progress"]
+    assert eval_main(argv) == 2
+    _one_error_line(capsys.readouterr().err, "hear_slicer.load_model refused the options", "timestamp_hop_ms")
+
+
+def _task_copy(task_root: Path, dest: Path) -> Path:
+    """A copy of the test task, so that one file can be replaced."""
+    src = _task(task_root)
+    shutil.copytree(src, dest / src.name)
+    return dest / src.name
+
+
+@pytest.mark.parametrize("content", ["not audio", "loud", "a link out of the task"])
+def test_embed_of_audio_the_module_cannot_take_is_exit_3_naming_it(content, task_root, tmp_path, capsys):
+    """Feeds `embed hear_slicer` a task with one test clip that is not audio, whose samples are
+    so loud (1e25) that the plugin refuses them (non-finite embeddings), or that is a symlink
+    to a file outside the task; expects exit 3 and one error line naming the file, or the
+    task, split and clips (a traceback before)."""
+    task = _task_copy(task_root, tmp_path / "tasks")
+    clip = sorted((task / "16000" / "test").iterdir())[0]
+    clip.unlink()
+    if content == "loud":
+        sf.write(clip, np.full(16000, 1e25, dtype=np.float32), 16000, subtype="FLOAT", format="WAV")
+    elif content == "not audio":
+        clip.write_bytes(b"RIFF, but not really")
+    else:
+        clip.symlink_to(next((_task(task_root) / "16000" / "test").iterdir()))
+    argv = ["embed", "hear_slicer", "--tasks-dir", str(tmp_path / "tasks"), "--embeddings-dir", str(tmp_path / "e"),
+            "--device", "cpu", "--no-progress"]
+    assert eval_main(argv) == 3
+    expected = {"not audio": [f"{clip}: not readable audio"],
+                "loud": [f"task {task.name} split test", "give non-finite embeddings"],
+                "a link out of the task": [f"clip {clip.name!r} of split 'test' resolves to", "outside"]}[content]
+    _one_error_line(capsys.readouterr().err, *expected)
+
+
 def test_debug_shows_the_traceback(task_root, tmp_path, toy_on_path):
     """Feeds `--debug embed` a module that does not exist; expects the error raised (its
     traceback shown) instead of the one line."""
@@ -167,18 +208,14 @@ def test_debug_shows_the_traceback(task_root, tmp_path, toy_on_path):
 def test_embed_of_a_task_with_binary_metadata_is_exit_3_naming_it(task_root, tmp_path, toy_on_path, capsys):
     """Feeds `embed` a task folder whose task_metadata.json is binary; expects exit 3 and an
     error naming the task folder and the file (a UnicodeDecodeError traceback before)."""
-    tasks = tmp_path / "tasks"
-    src = _task(task_root)
-    (tasks / src.name).mkdir(parents=True)
-    for item in src.iterdir():
-        (tasks / src.name / item.name).symlink_to(item)
-    (tasks / src.name / "task_metadata.json").unlink()
-    (tasks / src.name / "task_metadata.json").write_bytes(b"\xff\xfe\x00binary\x81")
-    code = eval_main(["embed", "hear_toy_module", "--tasks-dir", str(tasks), "--embeddings-dir",
+    task = _task_copy(task_root, tmp_path / "tasks")
+    (task / "task_metadata.json").unlink()
+    (task / "task_metadata.json").write_bytes(b"\xff\xfe\x00binary\x81")
+    code = eval_main(["embed", "hear_toy_module", "--tasks-dir", str(tmp_path / "tasks"), "--embeddings-dir",
                       str(tmp_path / "e"), "--device", "cpu", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 3 and "Traceback" not in err, err
-    assert str(tasks / src.name) in err and "task_metadata.json: not valid JSON" in err
+    assert str(task) in err and "task_metadata.json: not valid JSON" in err
 
 
 # ----------------------------------------------------------------------------- manifests and results

@@ -118,7 +118,7 @@ class HearModel:
 
 class ModelLoadError(UsageError):
     """A model spec names a module that cannot be imported, is not a PyTorch HEAR 2021 module,
-    or whose ``load_model`` refuses the options given."""
+    or whose ``load_model`` refuses the checkpoint or options given."""
 
 
 def load_hear_model(spec: ModelSpec, device: str | torch.device | None = None) -> HearModel:
@@ -139,9 +139,10 @@ def load_hear_model(spec: ModelSpec, device: str | torch.device | None = None) -
     args = (str(spec.checkpoint),) if spec.checkpoint is not None else ()
     try:
         model = module.load_model(*args, **spec.options)
-    except TypeError as e:  # an unknown keyword: the options do not fit this load_model
-        raise ModelLoadError(f"{spec.module}.load_model refused the options {spec.options} "
-                             f"(model {spec.name!r}): {e}") from e
+    except (TypeError, ValueError) as e:  # an unknown option, a value out of range, a bad checkpoint
+        given = f"checkpoint {spec.checkpoint} and options {spec.options}" if args else f"options {spec.options}"
+        raise ModelLoadError(f"{spec.module}.load_model refused the {given} (model {spec.name!r}): "
+                             f"{type(e).__name__}: {e}") from e
     if not isinstance(model, torch.nn.Module):
         raise ModelLoadError(f"{spec.module}.load_model returned {type(model).__name__}; only "
                              f"PyTorch HEAR models (torch.nn.Module) are supported")

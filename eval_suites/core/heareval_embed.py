@@ -125,7 +125,10 @@ def _embed_split(model: HearModel, task: HearTask, split: str, split_data: dict,
         chunk = names[start:start + batch]
         audios = []
         for path in paths[start:start + batch]:
-            audio, file_sr = sf.read(str(path), dtype=np.float32)
+            try:
+                audio, file_sr = sf.read(str(path), dtype=np.float32)
+            except sf.SoundFileError as e:  # not audio, truncated
+                raise DataError(f"{path}: not readable audio ({e})") from e
             if file_sr != sr:
                 raise DataError(f"{path}: sample rate {file_sr} Hz, expected {sr} Hz")
             audios.append(audio)
@@ -134,13 +137,19 @@ def _embed_split(model: HearModel, task: HearTask, split: str, split_data: dict,
                             f"{sorted({a.shape for a in audios})} in one batch; sample_duration must be "
                             "null in task_metadata.json for variable-length clips")
         audio = np.stack(audios)  # (n, N)
+        try:
+            if embedding_type == "scene":
+                emb = model.scene(audio)  # (n, D)
+            else:
+                emb, ts = model.timestamps(audio)  # (n, T, D), (n, T) ms
+        except ValueError as e:  # the module refuses this audio (e.g. it would give non-finite embeddings)
+            raise DataError(f"task {task_dir.name} split {split}, clips {chunk[0]} .. {chunk[-1]}: "
+                            f"{model.spec.module} refused them: {e}") from e
         if embedding_type == "scene":
-            emb = model.scene(audio)  # (n, D)
             for i, name in enumerate(chunk):
                 _save_npy(outdir / f"{name}.embedding.npy", emb[i])
                 _write_text(outdir / f"{name}.target-labels.json", json.dumps(split_data[name]))
         else:
-            emb, ts = model.timestamps(audio)  # (n, T, D), (n, T) ms
             for i, name in enumerate(chunk):
                 if ts[i].ndim != 1:
                     raise DataError(f"{model.spec.module}: timestamps of one clip must be 1-d, got shape "

@@ -588,7 +588,7 @@ class HearTask:
         real_base = base.resolve()
         real = path.resolve()
         if real.parent != real_base or not real.is_relative_to(self.root.resolve()):
-            raise ValueError(
+            raise DataError(
                 f"clip {name!r} of split {split!r} resolves to {real}, outside {real_base}; "
                 f"refusing to read it (a symlink points out of the task folder)"
             )
