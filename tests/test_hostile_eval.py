@@ -381,3 +381,18 @@ def test_report_on_a_full_disk_is_exit_3_naming_the_file(tmp_path, capsys):
         code = eval_main(["report", str(out)])
     assert code == 3
     _one_error_line(capsys.readouterr().err, f"cannot write {out / 'results.csv'}")
+
+
+def test_task_writer_on_a_full_disk_names_the_file(tmp_path):
+    """Feeds the task writer of `prepare lape` a disk that fills at the first clip (RLIMIT_FSIZE
+    below one second of 16-bit audio); expects an OSError naming the clip's file (libsndfile's
+    own error named none), and no half-written clip under its final name."""
+    from eval_suites.hear_format.task import TaskMetadata, TaskWriter
+
+    meta = TaskMetadata(task_name="full", version="v1", embedding_type="scene", prediction_type="multiclass",
+                        split_mode="trainvaltest", sample_duration=1.0, evaluation=["top1_acc"],
+                        splits=["train", "valid", "test"])
+    writer = TaskWriter(tmp_path / "full-v1-full", meta)
+    with file_size_limit(20000), pytest.raises(OSError, match=r"cannot write .*16000/train/\.a\.wav\.tmp"):
+        writer.add_clip("train", "a.wav", np.zeros(16000, dtype=np.float32), 16000, ["x"])
+    assert not (tmp_path / "full-v1-full" / "16000" / "train" / "a.wav").exists()

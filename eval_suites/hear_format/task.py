@@ -47,7 +47,7 @@ from typing import Any, Union
 import numpy as np
 import soundfile as sf
 
-from eval_suites.errors import DataError
+from eval_suites.errors import DataError, write_file
 from eval_suites.synthetic.synth import resample, write_wav
 
 __all__ = [
@@ -341,7 +341,7 @@ def _json_no_duplicates(path: Path) -> Any:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    write_file(tmp, lambda fh: fh.write(text), mode="w")
     os.replace(tmp, path)
 
 
@@ -489,11 +489,12 @@ class TaskWriter:
         out_dir = self._split_dir(split)
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = out_dir / f".{name}.tmp"
-        write_wav(tmp, x, self.sample_rate, subtype="PCM_16")
+        wav = io.BytesIO()  # encoded in memory, then written plainly: a full disk names the file
+        write_wav(wav, x, self.sample_rate, subtype="PCM_16")
+        write_file(tmp, lambda fh: fh.write(wav.getbuffer()))
         os.replace(tmp, out_dir / name)
-        rec = {"name": name, "labels": labels, "n_samples": len(x)}
-        with open(self._progress / f"{split}.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        rec = json.dumps({"name": name, "labels": labels, "n_samples": len(x)})
+        write_file(self._progress / f"{split}.jsonl", lambda fh: fh.write(rec + "\n"), mode="a")
         self._clips[split][name] = (labels, len(x))
 
     def finalize(self) -> Path:

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from eval_suites.errors import UsageError
+from eval_suites.errors import DataError, UsageError
 from eval_suites.hear_format.task import TaskMetadata, TaskWriter, task_is_complete
 
 __all__ = ["Clip", "Converter", "LayoutError", "missing_classes", "read_audio"]
@@ -63,7 +63,8 @@ def read_audio(path: Path, start: float | None = None, duration: float | None = 
     """Read (a segment of) an audio file with soundfile: float32 (N,) mono and its rate.
 
     Channels are averaged. Any format libsndfile reads works (wav in PCM 8/16/24/32 bit
-    or float, flac, ogg); anything else raises a ``ValueError`` naming the file.
+    or float, flac, ogg); anything else raises a :class:`~eval_suites.errors.DataError`
+    (a ValueError) naming the file.
     """
     try:
         info = sf.info(str(path))
@@ -72,7 +73,7 @@ def read_audio(path: Path, start: float | None = None, duration: float | None = 
         frames = -1 if duration is None else int(round(duration * sr))
         x, sr = sf.read(str(path), start=first, frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise ValueError(
+        raise DataError(
             f"cannot decode {path} with soundfile ({err}); the LAPE converters read wav/flac "
             f"as distributed - convert this file to wav (e.g. `ffmpeg -i IN OUT.wav`) and rerun"
         ) from err
@@ -195,8 +196,8 @@ class Converter(abc.ABC):
             audio, sr = read_audio(clip.source, clip.start, duration)
             try:
                 writer.add_clip(clip.split, clip.name, audio, sr, list(clip.labels))
-            except ValueError as err:
-                raise ValueError(f"{clip.source} -> {clip.split}/{clip.name}: {err}") from err
+            except ValueError as err:  # labels the task format refuses: the source's data
+                raise DataError(f"{clip.source} -> {clip.split}/{clip.name}: {err}") from err
 
         with cf.ThreadPoolExecutor(max_workers=max(1, workers)) as pool, tqdm(
             total=len(clips), initial=len(clips) - len(todo), unit="clip",

@@ -22,6 +22,7 @@ checked against the engine's own list before running it, and a bad name raises a
 from __future__ import annotations
 
 import functools
+import io
 import re
 import shutil
 import subprocess
@@ -483,12 +484,14 @@ def normalize_peak(x: np.ndarray, peak: float = 0.9) -> np.ndarray:
 # --------------------------------------------------------------------------- files
 
 
-def write_wav(path: str | Path, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
-    """Write a mono float signal (N,) in [-1, 1] to a WAV file (values outside are clipped)."""
+def write_wav(path: str | Path | io.IOBase, x: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write a mono float signal (N,) in [-1, 1] to a WAV file or binary file object (values
+    outside are clipped)."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"expected a mono signal of shape (n_samples,), got {x.shape}")
-    sf.write(str(path), np.clip(x, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
+    target = path if isinstance(path, io.IOBase) else str(path)
+    sf.write(target, np.clip(x, -1.0, 1.0), int(sample_rate), subtype=subtype, format="WAV")
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
