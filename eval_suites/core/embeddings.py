@@ -274,7 +274,7 @@ def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, emb
     rows = sum(1 if a.ndim == 1 else a.shape[0] for a in arrays)
     dim = arrays[-1].shape[-1]
     write_file(embed_task_dir / f"{split}.embedding-dimensions.json",
-                lambda fh: fh.write(json.dumps((rows, dim))), mode="w")
+               lambda fh: fh.write(json.dumps((rows, dim))), mode="w")
     blocks: list[np.ndarray] = []  # the rows of the (M, D) matrix, in order
     labels: list = []
     filename_timestamps: list = []
@@ -302,7 +302,7 @@ def _write_split_memmap(outdir: Path, names: list[str], prng: random.Random, emb
     write_file(embed_task_dir / f"{split}.target-labels.pkl", lambda fh: pickle.dump(labels, fh))
     if embedding_type == "event":
         write_file(embed_task_dir / f"{split}.filename-timestamps.json",
-                    lambda fh: fh.write(json.dumps(filename_timestamps, indent=4)), mode="w")
+                   lambda fh: fh.write(json.dumps(filename_timestamps, indent=4)), mode="w")
 
 
 def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path,
