@@ -45,9 +45,10 @@ import pandas as pd
 from eval_suites import quiet_heareval_imports
 from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
+from eval_suites.errors import run_command
 
-from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, aggregate, budget_overrides, differences,
-                        markdown_differences, markdown_table, normalised_identity, run_state)
+from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, RegistryError, aggregate, budget_overrides,
+                        differences, markdown_differences, markdown_table, normalised_identity, run_state)
 
 __all__ = ["CURVE_STEPS", "LONG_METHODS", "VARIANTS", "plan", "curve_points", "read_points", "main"]
 
@@ -147,9 +148,13 @@ def load_points(out: Path) -> dict[str, dict]:
     path = out / POINTS
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise RegistryError(f"{path} is not valid JSON ({type(e).__name__}: {e}); restore it from git or remove "
+                            "it to score every point again") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object of point records")
+        raise RegistryError(f"{path} must hold a JSON object of point records")
     return data
 
 
@@ -371,11 +376,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tasks", nargs="+", default=None, help="only these tasks of the manifest (names)")
     ap.add_argument("--report", action="store_true", help="train and score nothing; tables and plots only")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.parallel < 1 or any(s < 1 for s in args.curve + args.completed):
         ap.error("--steps, --parallel, --curve and --completed take integers >= 1")
     if sorted(set(args.curve)) != args.curve or args.curve[-1] != args.steps:
         ap.error(f"--curve must be increasing and end at --steps ({args.steps}), got {args.curve}")
+    # exit 2 for bad arguments or a bad manifest, 3 for unreadable records or unwritable outputs:
+    # one error line, the traceback with --debug (eval_suites.errors)
+    return run_command(lambda: _study(args), debug=args.debug)
+
+
+def _study(args: argparse.Namespace) -> int:
     args.root = args.root or Path(f"demo_data_{args.preset}")
     MANIFEST["path"] = args.manifest or next(p for p in (MANIFESTS / f"{args.preset}.yaml", MANIFESTS / "demo.yaml")
                                              if p.is_file())

@@ -396,3 +396,16 @@ def test_task_writer_on_a_full_disk_names_the_file(tmp_path):
     with file_size_limit(20000), pytest.raises(OSError, match=r"cannot write .*16000/train/\.a\.wav\.tmp"):
         writer.add_clip("train", "a.wav", np.zeros(16000, dtype=np.float32), 16000, ["x"])
     assert not (tmp_path / "full-v1-full" / "16000" / "train" / "a.wav").exists()
+
+
+def test_learning_curve_records_nested_too_deeply_are_exit_3_naming_the_file(tmp_path, capsys):
+    """Feeds `studies.learning_curves --report` a points file nested 100000 levels deep;
+    expects exit 3 and one error line naming the file (a RecursionError traceback before)."""
+    from studies.learning_curves import POINTS, main as curves_main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / POINTS).write_text("[" * 100000 + "]" * 100000)
+    assert curves_main(["--preset", "tiny", "--report", "--root", str(tmp_path / "data"), "--runs",
+                        str(tmp_path / "runs"), "--out", str(out), "--no-progress"]) == 3
+    _one_error_line(capsys.readouterr().err, str(out / POINTS), "RecursionError")
