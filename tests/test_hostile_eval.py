@@ -171,7 +171,7 @@ def _task_copy(task_root: Path, dest: Path) -> Path:
     return dest / src.name
 
 
-@pytest.mark.parametrize("content", ["not audio", "loud", "a link out of the task"])
+@pytest.mark.parametrize("content", ["not audio", "loud", "a link out of the task", "stereo"])
 def test_embed_of_audio_the_module_cannot_take_is_exit_3_naming_it(content, task_root, tmp_path, capsys):
     """Feeds `embed hear_slicer` a task with one test clip that is not audio, whose samples are
     so loud (1e25) that the plugin refuses them (non-finite embeddings), or that is a symlink
@@ -184,6 +184,9 @@ def test_embed_of_audio_the_module_cannot_take_is_exit_3_naming_it(content, task
         sf.write(clip, np.full(16000, 1e25, dtype=np.float32), 16000, subtype="FLOAT", format="WAV")
     elif content == "not audio":
         clip.write_bytes(b"RIFF, but not really")
+    elif content == "stereo":  # the same length as the others: not a "different lengths" problem
+        sf.write(clip, np.zeros((sf.info(str(next((task / "16000" / "test").iterdir()))).frames, 2), np.float32),
+                 16000, subtype="PCM_16", format="WAV")
     else:
         clip.symlink_to(next((_task(task_root) / "16000" / "test").iterdir()))
     argv = ["embed", "hear_slicer", "--tasks-dir", str(tmp_path / "tasks"), "--embeddings-dir", str(tmp_path / "e"),
@@ -191,7 +194,8 @@ def test_embed_of_audio_the_module_cannot_take_is_exit_3_naming_it(content, task
     assert eval_main(argv) == 3
     expected = {"not audio": [f"{clip}: not readable audio"],
                 "loud": [f"task {task.name} split test", "give non-finite embeddings"],
-                "a link out of the task": [f"clip {clip.name!r} of split 'test' resolves to", "outside"]}[content]
+                "a link out of the task": [f"clip {clip.name!r} of split 'test' resolves to", "outside"],
+                "stereo": [f"{clip}: 2 channels", "must be mono"]}[content]
     _one_error_line(capsys.readouterr().err, *expected)
 
 

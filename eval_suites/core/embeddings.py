@@ -344,6 +344,9 @@ def write_embeddings(model: HearModel, task_dir: str | Path, out_dir: str | Path
                 audio, file_sr = sf.read(str(path), dtype=np.float32)
                 if file_sr != sr:
                     raise ValueError(f"{path}: sample rate {file_sr}, expected {sr}")
+                if audio.ndim != 1:  # HEAR task audio is mono; not a length problem
+                    raise DataError(f"{path}: {audio.shape[1]} channels; HEAR task audio must be mono "
+                                    "(one channel)")
                 audios.append(audio)
             lengths = {a.shape for a in audios}
             if len(lengths) != 1:

@@ -131,6 +131,8 @@ def _embed_split(model: HearModel, task: HearTask, split: str, split_data: dict,
                 raise DataError(f"{path}: not readable audio ({e})") from e
             if file_sr != sr:
                 raise DataError(f"{path}: sample rate {file_sr} Hz, expected {sr} Hz")
+            if audio.ndim != 1:  # HEAR task audio is mono; not a length problem
+                raise DataError(f"{path}: {audio.shape[1]} channels; HEAR task audio must be mono (one channel)")
             audios.append(audio)
         if len({a.shape for a in audios}) != 1:
             raise DataError(f"task {task_dir.name} split {split}: clips of different shapes "
