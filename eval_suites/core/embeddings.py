@@ -30,7 +30,11 @@ The cache key hashes the model's module name, the checkpoint's content (sha256),
 ``load_model`` options and the task (its metadata, vocabulary and label files, and the
 name and size of each audio file). A changed checkpoint or relabelled task gets a new
 folder; the old one is left alone. A folder is written under ``<name>.partial`` and
-renamed when complete, so an interrupted run never leaves a half-written cache entry.
+renamed when complete, so an interrupted run never leaves a half-written cache entry and
+a reader never sees one. Several processes may share the cache (the shards of one run,
+``--shard``): a missing entry is computed under a lock on ``<entry>.lock`` (``fcntl.flock``;
+on a network file system, one whose locks work across machines, such as NFSv4 or Lustre
+with ``flock`` enabled), so it is computed once and no process removes another's work.
 
 Safety: the cache may be shared, so nothing read from it can run code. The labels pickle
 exists only because heareval's prediction runner reads it; this package reads it with
@@ -43,17 +47,20 @@ half-written ``.partial`` folder is removed.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import json
 import pickle
 import random
 import shutil
+import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -382,15 +389,28 @@ def ensure_embeddings(spec: ModelSpec, task_dir: str | Path, cache_root: str | P
     """The cached embedding folder of (``spec``, ``task_dir``), computed if missing.
 
     ``get_model()`` is called only on a cache miss (so a fully cached run never loads
-    a model).
+    a model). Safe under concurrent callers (shards of one run, other processes sharing
+    the cache): a finished entry is read without locking; a missing or damaged one is
+    computed under the entry's lock (:func:`_entry_lock`), so one caller computes it while
+    the others wait and then read it.
     """
     key = cache_key(spec, task_dir)
     final = embedding_dir(cache_root, spec, task_dir, key)
-    if (final / DONE_FILE).is_file():
-        problem = _cache_problem(final)
-        if problem is None:
-            return final
-        warnings.warn(f"embedding cache {final} is damaged ({problem}); recomputing it", stacklevel=2)
+    if (final / DONE_FILE).is_file() and _cache_problem(final) is None:
+        return final
+    with _entry_lock(final):
+        if (final / DONE_FILE).is_file():  # finished while this caller waited, or damaged
+            problem = _cache_problem(final)
+            if problem is None:
+                return final
+            warnings.warn(f"embedding cache {final} is damaged ({problem}); recomputing it", stacklevel=2)
+        return _compute_entry(final, key, task_dir, get_model, progress)
+
+
+def _compute_entry(final: Path, key: dict[str, Any], task_dir: str | Path,
+                   get_model: Callable[[], HearModel], progress: bool) -> Path:
+    """Embed the task into ``<final>.partial`` and rename it to ``final``; the caller holds
+    the entry's lock."""
     partial = final.with_name(final.name + ".partial")
     for stale in (partial, final):
         if stale.exists():
@@ -409,6 +429,26 @@ def ensure_embeddings(spec: ModelSpec, task_dir: str | Path, cache_root: str | P
                                "removed, finished cache entries and results are intact") from e
     partial.rename(final)
     return final
+
+
+@contextmanager
+def _entry_lock(final: Path) -> Iterator[None]:
+    """Hold the exclusive lock of the cache entry ``final``: ``fcntl.flock`` on the file
+    ``<final>.lock`` next to it (kept afterwards: removing a lock file races with its next
+    user). The lock is released when its holder exits, even by a crash or a kill, so a
+    dead job never blocks the others; a waiting caller says so once on stderr."""
+    lock_path = final.with_name(final.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process computing the embeddings {final}", file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _cache_problem(d: Path) -> str | None:

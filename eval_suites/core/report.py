@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eval_suites.core.atomic_files import write_atomically
 from eval_suites.core.clip_outputs import OUTPUTS_FILE, load_outputs
 from eval_suites.core.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
 from eval_suites.core.results import CellResult, cell_dir, collect_results, write_csv
-from eval_suites.errors import write_file
 
 __all__ = ["Intervals", "larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
 
@@ -233,14 +233,14 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
         ax.set_xticks(x, columns, rotation=30, ha="right", fontsize=8)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.legend(fontsize=8, loc="best")
-    write_file(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
-    return Path(path)
+    return write_atomically(path, lambda fh: fig.savefig(fh, format="png", dpi=110), mode="wb")
 
 
 def write_report(out_dir: str | Path, plot: bool = True,
                  bootstrap: BootstrapConfig = BootstrapConfig()) -> dict[str, Path]:
     """Rebuild ``results.csv``, ``results.md`` (and ``results.png``) in ``out_dir``, with
-    intervals from ``bootstrap``."""
+    intervals from ``bootstrap``; each file is replaced atomically, so shards of one run
+    (``--shard``) may rebuild them at the same time."""
     out = Path(out_dir)
     if not out.is_dir():
         raise FileNotFoundError(f"results folder {out} does not exist; run "
@@ -250,7 +250,7 @@ def write_report(out_dir: str | Path, plot: bool = True,
     paths = {"csv": write_csv(results, out / "results.csv", intervals.table(results))}
     md = out / "results.md"
     text = markdown_report(results, intervals)
-    write_file(md, lambda fh: fh.write(text), mode="w")
+    write_atomically(md, lambda fh: fh.write(text))
     paths["markdown"] = md
     if plot and results:
         paths["plot"] = plot_results(results, out / "results.png", intervals)

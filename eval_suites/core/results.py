@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from eval_suites.errors import DataError, write_file
+from eval_suites.core.atomic_files import write_atomically
+from eval_suites.errors import DataError
 
 __all__ = ["MetricScore", "CellResult", "cell_dir", "save_cell", "load_cell", "CorruptResult",
            "CorruptResultWarning", "collect_results", "results_frame", "write_csv", "CSV_COLUMNS"]
@@ -88,18 +88,15 @@ def cell_dir(out_dir: str | Path, model: str, task: str, protocol: str) -> Path:
 
 
 def save_cell(out_dir: str | Path, result: CellResult) -> Path:
-    """Write ``result.json`` of the cell atomically (temp file + rename)."""
+    """Write ``result.json`` of the cell atomically (a temporary file renamed over it)."""
     d = cell_dir(out_dir, result.model, result.task, result.protocol)
     path = d / RESULT_FILE
-    tmp = path.with_suffix(".json.tmp")
     try:
         d.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(asdict(result), indent=1, default=_json_default))
-        os.replace(tmp, path)
+        write_atomically(path, lambda fh: fh.write(json.dumps(asdict(result), indent=1, default=_json_default)))
     except OSError as e:
-        if tmp.parent.is_dir():
-            tmp.unlink(missing_ok=True)
-        raise OSError(e.errno, f"cannot write the cell result {path}: {e.strerror or e}; "
+        reason = e.__cause__ if isinstance(e.__cause__, OSError) else e  # the OS's own words
+        raise OSError(e.errno, f"cannot write the cell result {path}: {reason.strerror or reason}; "
                                "results already written are intact") from e
     return path
 
@@ -164,7 +161,6 @@ def results_frame(results: list[CellResult], intervals: dict | None = None) -> p
 
 
 def write_csv(results: list[CellResult], path: str | Path, intervals: dict | None = None) -> Path:
-    """Write ``results.csv`` (``intervals`` as in :func:`results_frame`)."""
-    table = results_frame(results, intervals)
-    write_file(path, lambda fh: table.to_csv(fh, index=False), mode="w")
-    return Path(path)
+    """Write ``results.csv`` atomically (``intervals`` as in :func:`results_frame`)."""
+    frame = results_frame(results, intervals)
+    return write_atomically(path, lambda fh: frame.to_csv(fh, index=False))
