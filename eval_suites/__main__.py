@@ -1,7 +1,7 @@
 """Command line: ``python -m eval_suites {run,list,report,embed,prepare}``.
 
     python -m eval_suites run MANIFEST [--models A B] [--tasks X Y] [--out DIR]
-                                       [--tasks-root DIR] [--device cpu|cuda]
+                                       [--tasks-root DIR] [--device cpu|cuda] [--shard K/N]
     python -m eval_suites list MANIFEST [--tasks-root DIR]
     python -m eval_suites report RESULTS_DIR
     python -m eval_suites embed MODULE --model CKPT --tasks-dir DIR [--device cuda]
@@ -19,11 +19,13 @@ unless ``--debug``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from eval_suites import quiet_heareval_imports
 from eval_suites.core.manifest import check_inputs, load_manifest
+from eval_suites.core.shards import parse_shard, shard_from_slurm
 from eval_suites.errors import EXIT_USAGE, run_command
 
 __all__ = ["build_parser", "main"]
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch device for the models and the linear protocol "
                           "(default: cuda if available, else cpu)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument("--shard", default=None, metavar="K/N",
+                     help="run only shard K of N (1 <= K <= N): a fixed block of the cells sorted by "
+                          "name; shards may write one --out folder at the same time, and `report` "
+                          "merges them. Default: from SLURM_ARRAY_TASK_ID/_COUNT/_MIN in a SLURM "
+                          "array job, else every cell")
 
     lst = sub.add_parser("list", help="show the manifest's models, tasks and protocols")
     _add_manifest_args(lst)
@@ -77,16 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args) -> int:
     from eval_suites.core.report import print_summary
-    from eval_suites.core.runner import run_manifest
+    from eval_suites.core.runner import manifest_cells, run_manifest
 
+    shard = parse_shard(args.shard) if args.shard is not None else shard_from_slurm(os.environ)  # ShardError: exit 2
     manifest = load_manifest(args.manifest, tasks_root=args.tasks_root)
     manifest = manifest.select(args.models, args.tasks)
     if args.device is not None:
         import dataclasses
         manifest.linear = dataclasses.replace(manifest.linear, device=args.device)
-    results = run_manifest(manifest, args.out, progress=not args.no_progress, device=args.device)
-    selected = {(m.name, t.name, p) for m in manifest.models for t in manifest.tasks
-                for p in t.protocols}
+    cells = manifest_cells(manifest, shard)
+    if shard is not None:
+        print(f"shard {shard} ({shard.source}): {len(cells)} of {len(manifest_cells(manifest))} cells; "
+              f"after every shard has finished, `python -m eval_suites report {args.out}` merges them",
+              flush=True)
+    results = run_manifest(manifest, args.out, progress=not args.no_progress, device=args.device, shard=shard)
+    selected = {(m.name, t.name, p) for m, t, p in cells}
     mine = [r for r in results if (r.model, r.task, r.protocol) in selected]
     return 1 if print_summary(mine, args.out) else 0
 

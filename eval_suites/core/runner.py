@@ -15,6 +15,10 @@ every protocol of the task scores them. Each cell ends with its ``result.json``
   finished is always on disk; ``results.png`` is drawn at the end (and by ``report``);
 - each finished cell prints one line (model / task / protocol, its status and main score,
   the count and an ETA), with or without progress bars (``hear_slicer.progress``);
+- with ``shard`` (``--shard K/N``, :mod:`eval_suites.core.shards`) only that shard's cells
+  are run; shards may share one results folder at once: each writes only its own cells,
+  every shared file (``run.json``, the report) is replaced atomically, and the embedding
+  cache computes an entry once under a lock; ``python -m eval_suites report`` merges them;
 - a corrupt ``result.json`` (truncated, not JSON) is warned about, naming the file, and its
   cell computed again; a failed write (disk full, read-only output) stops the run with an
   OSError naming the file, every result written before it intact.
@@ -31,6 +35,7 @@ from typing import Callable
 
 from hear_slicer.progress import Progress
 
+from eval_suites.core.atomic_files import write_atomically
 from eval_suites.core.clip_outputs import clear_outputs
 from eval_suites.core.embeddings import HearModel, cache_key, ensure_embeddings, load_hear_model
 from eval_suites.core.manifest import Manifest, ManifestError, ModelSpec, TaskSpec, check_inputs
@@ -40,9 +45,9 @@ from eval_suites.core.protocols.linear import run_linear
 from eval_suites.core.report import write_report
 from eval_suites.core.results import (CellResult, CorruptResult, CorruptResultWarning, MetricScore, cell_dir,
                                  collect_results, load_cell, save_cell)
-from eval_suites.errors import write_file
+from eval_suites.core.shards import Shard
 
-__all__ = ["run_manifest", "pending_cells"]
+__all__ = ["run_manifest", "pending_cells", "manifest_cells"]
 
 
 class _Fingerprints:
@@ -76,12 +81,25 @@ def _done(out_dir: Path, model: ModelSpec, task: TaskSpec, protocol: str, finger
         json.loads(json.dumps(fingerprint, default=str))
 
 
+def manifest_cells(manifest: Manifest, shard: Shard | None = None) -> list[tuple[ModelSpec, TaskSpec, str]]:
+    """The (model, task, protocol) cells of ``manifest`` in run order (models, then tasks,
+    then protocols, as the manifest lists them); with ``shard``, only that shard's share
+    (:mod:`eval_suites.core.shards`: a block of the cells sorted by name)."""
+    cells = [(m, t, p) for m in manifest.models for t in manifest.tasks for p in t.protocols]
+    if shard is None:
+        return cells
+    mine = set(shard.take([(m.name, t.name, p) for m, t, p in cells]))
+    return [(m, t, p) for m, t, p in cells if (m.name, t.name, p) in mine]
+
+
 def pending_cells(manifest: Manifest, out_dir: str | Path,
-                  fingerprints: _Fingerprints | None = None) -> list[tuple[ModelSpec, TaskSpec, str]]:
-    """Cells of ``manifest`` without an up-to-date ``ok`` result under ``out_dir``."""
+                  fingerprints: _Fingerprints | None = None,
+                  shard: Shard | None = None) -> list[tuple[ModelSpec, TaskSpec, str]]:
+    """Cells of ``manifest`` (of ``shard``, if given) without an up-to-date ``ok`` result
+    under ``out_dir``."""
     out = Path(out_dir)
     fingerprints = fingerprints or _Fingerprints(manifest)
-    return [(m, t, p) for m in manifest.models for t in manifest.tasks for p in t.protocols
+    return [(m, t, p) for m, t, p in manifest_cells(manifest, shard)
             if not _done(out, m, t, p, fingerprints(m, t, p))]
 
 
@@ -132,8 +150,10 @@ def _outcome(result: CellResult) -> str:
 
 def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
                  device: str | None = None,
-                 on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
-    """Run every unfinished cell of ``manifest`` into ``out_dir``; returns all results.
+                 on_cell: Callable[[CellResult], None] | None = None,
+                 shard: Shard | None = None) -> list[CellResult]:
+    """Run every unfinished cell of ``manifest`` (of ``shard``, if given) into ``out_dir``;
+    returns all results found there (every shard's).
 
     Raises :class:`ManifestError` before any work when a model module, checkpoint or
     task folder is unusable. ``on_cell`` is called after each finished cell.
@@ -151,11 +171,11 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
         "linear": asdict(manifest.linear), "heareval": asdict(manifest.heareval),
         "knn": asdict(manifest.knn),
     }, indent=1, default=str)
-    write_file(out / "run.json", lambda fh: fh.write(run_record), mode="w")
+    write_atomically(out / "run.json", lambda fh: fh.write(run_record))  # every shard writes the same
     fingerprints = _Fingerprints(manifest)
-    todo = pending_cells(manifest, out, fingerprints)
+    todo = pending_cells(manifest, out, fingerprints, shard)
     loader = _ModelLoader(device)
-    n_cells = len(manifest.models) * sum(len(t.protocols) for t in manifest.tasks)
+    n_cells = len(manifest_cells(manifest, shard))
     overall = Progress(len(todo), "cells", unit="cell", enabled=progress)
     overall.write(f"cells: {len(todo)} to run, {n_cells - len(todo)} up to date in {out}")
     for model in manifest.models:
