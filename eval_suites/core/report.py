@@ -11,6 +11,14 @@ rate (smaller is better, heareval's ``maximize=False``) is never averaged with t
 is left out of the mean. A mean over fewer tasks than the suite has (a failed or missing
 cell, or an error-rate task) is marked ``*``.
 
+Two kinds of reference sit beside the models. A **chance** row (a dashed line per task in
+the plot) gives what the best constant prediction scores on each task's test labels
+(:mod:`eval_suites.core.chance`: the majority-class rate for accuracies, the label
+frequencies for mAP; none for event metrics). A **reference model** is a cell whose
+``details`` name it one (``details["reference"]``: what it is, e.g. a random-init encoder or
+log-mel statistics; the demo adds them): it is listed after the other models, hatched in
+the plot, and described under the table.
+
 Every value carries its bootstrap interval over test clips, ``value [low, high]``
 (:mod:`eval_suites.core.intervals`, computed from the per-clip outputs each cell stores; a suite
 mean resamples clips within each of its tasks). ``[n/a]`` where a cell has no per-clip
@@ -26,11 +34,21 @@ from pathlib import Path
 import numpy as np
 
 from eval_suites.core.atomic_files import write_atomically
+from eval_suites.core.chance import chance_level
 from eval_suites.core.clip_outputs import OUTPUTS_FILE, load_outputs
 from eval_suites.core.intervals import BootstrapConfig, cell_replicates, percentile_interval, supports
 from eval_suites.core.results import CellResult, cell_dir, collect_results, write_csv
 
-__all__ = ["Intervals", "larger_is_better", "markdown_report", "plot_results", "write_report", "print_summary"]
+__all__ = ["REFERENCE_KEY", "Intervals", "larger_is_better", "markdown_report", "plot_results", "write_report",
+           "print_summary"]
+
+REFERENCE_KEY = "reference"
+"""Key of ``CellResult.details`` that marks a reference model's cell; its value says what the model is."""
+
+
+@lru_cache(maxsize=1024)
+def _cached_chance(path: str, stamp: tuple, metric: str) -> float | None:
+    return chance_level(load_outputs(Path(path).parent), metric)
 
 
 @lru_cache(maxsize=8192)
@@ -71,6 +89,17 @@ class Intervals:
             return None
         return percentile_interval(np.mean(reps, axis=0), self.cfg.level)
 
+    def chance(self, cells: list[CellResult]) -> float | None:
+        """Chance level of the primary metric of a task, from the first of its ``cells``
+        that stored per-clip outputs (all are scored on the same test clips)."""
+        for r in cells:
+            path = None if self.out is None or r.primary is None else \
+                cell_dir(self.out, r.model, r.task, r.protocol) / OUTPUTS_FILE
+            if path is not None and path.is_file():
+                st = path.stat()
+                return _cached_chance(str(path), (st.st_mtime_ns, st.st_size), r.primary.metric)
+        return None
+
     def table(self, results: list[CellResult]) -> dict:
         """{(model, task, protocol, metric): (low, high)} for every metric that has one."""
         out = {}
@@ -86,10 +115,18 @@ def _ci(iv: tuple[float, float] | None) -> str:
     return " [n/a]" if iv is None else f" [{iv[0]:.3f}, {iv[1]:.3f}]"
 
 
+def _references(results: list[CellResult]) -> dict[str, str]:
+    """{reference model: what it is} (cells marked with :data:`REFERENCE_KEY`)."""
+    return {r.model: str(r.details[REFERENCE_KEY]) for r in results if r.details.get(REFERENCE_KEY)}
+
+
 def _layout(results: list[CellResult]):
-    """(protocols, models, tasks sorted by suite, {task: suite}, {(m, t, p): result})."""
+    """(protocols, models (reference models last), tasks sorted by suite, {task: suite},
+    {(m, t, p): result})."""
     protocols = sorted({r.protocol for r in results}, key=lambda p: (p != "linear", p))
-    models = list(dict.fromkeys(r.model for r in results))
+    references = _references(results)
+    names = list(dict.fromkeys(r.model for r in results))
+    models = [m for m in names if m not in references] + [m for m in names if m in references]
     suites = {r.task: r.suite for r in results}
     tasks = sorted(suites, key=lambda t: (suites[t], t))
     cells = {(r.model, r.task, r.protocol): r for r in results}
@@ -136,6 +173,24 @@ def _suite_means(cells, model: str, protocol: str, tasks: list[str], suites: dic
     return out
 
 
+def _chance_levels(results: list[CellResult], tasks: list[str], suites: dict, intervals: Intervals
+                   ) -> tuple[dict[str, float], dict[str, tuple[float, bool]]]:
+    """({task: chance level of its primary metric}, {suite: (mean over its larger-is-better
+    tasks that have one, complete?)}); tasks without a level (events, no outputs) are absent."""
+    levels = {}
+    for t in tasks:
+        level = intervals.chance([r for r in results if r.task == t and r.primary is not None])
+        if level is not None:
+            levels[t] = level
+    means = {}
+    for suite in dict.fromkeys(suites[t] for t in tasks):
+        members = [t for t in tasks if suites[t] == suite]
+        have = [levels[t] for t in members if t in levels]
+        if have:
+            means[suite] = (float(np.mean(have)), len(have) == len(members))
+    return levels, means
+
+
 def markdown_report(results: list[CellResult], intervals: Intervals | None = None) -> str:
     """Markdown tables (one per protocol, models x tasks, with per-suite means), each value
     with its bootstrap interval (``intervals``; none given: every interval ``n/a``)."""
@@ -152,6 +207,13 @@ def markdown_report(results: list[CellResult], intervals: Intervals | None = Non
     lines.append("Primary metric per task: " + ", ".join(
         f"{t} ({suites[t]}): {metric_of.get(t, '?')}" for t in tasks) + ".")
     lines.append("")
+    chance, chance_means = _chance_levels(results, tasks, suites, intervals)
+    if chance:
+        lines += ["*chance*: the best constant prediction on the test labels (majority class; mAP: label "
+                  "frequencies); `–` where there is none (event metrics).", ""]
+    references = _references(results)
+    if references:
+        lines += ["Reference models: " + "; ".join(f"`{m}`: {what}" for m, what in references.items()) + ".", ""]
     for protocol in protocols:
         lines += [f"## Protocol `{protocol}`", ""]
         header = ["model"] + tasks + [f"mean {s}" for s in suite_names]
@@ -168,6 +230,12 @@ def markdown_report(results: list[CellResult], intervals: Intervals | None = Non
                     incomplete |= not complete
                 else:
                     row.append("–")
+            lines.append("| " + " | ".join(row) + " |")
+        if chance:
+            row = ["*chance*"] + [f"{chance[t]:.3f}" if t in chance else "–" for t in tasks]
+            row += [f"{chance_means[s][0]:.3f}" + ("" if chance_means[s][1] else "*") if s in chance_means else "–"
+                    for s in suite_names]
+            incomplete |= any(not c for _, c in chance_means.values())
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
         failed = [r for r in results if r.protocol == protocol and not r.ok]
@@ -191,22 +259,28 @@ def markdown_report(results: list[CellResult], intervals: Intervals | None = Non
 
 def plot_results(results: list[CellResult], path: str | Path, intervals: Intervals | None = None) -> Path:
     """Grouped bars of the primary metric (tasks x models), one panel per protocol, with
-    bootstrap intervals as error bars where there are any; a failed cell is drawn as a red
-    ``x`` at zero. Uses matplotlib's Agg canvas directly (no pyplot, no global backend change)."""
+    bootstrap intervals as error bars where there are any, reference models hatched, each
+    task's chance level as a dashed line across its group, and a failed cell as a red ``x``
+    at zero. Uses matplotlib's Agg canvas directly (no pyplot, no global backend change)."""
     intervals = intervals or Intervals(None)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     protocols, models, tasks, suites, cells = _layout(results)
+    references = _references(results)
     suite_names = list(dict.fromkeys(suites[t] for t in tasks))
     columns = tasks + [f"mean {s}" for s in suite_names]
-    width = max(6.0, 0.6 * len(columns) * max(1, len(models)) ** 0.5 + 2)
-    fig = Figure(figsize=(width, 3.2 * max(1, len(protocols))), layout="constrained")
+    chance, chance_means = _chance_levels(results, tasks, suites, intervals)
+    chance_row = [chance.get(t, math.nan) for t in tasks] + [chance_means[s][0] if s in chance_means else math.nan
+                                                             for s in suite_names]
+    width = max(7.0, 0.55 * len(columns) * max(1, len(models)) ** 0.5 + 3.5)  # + room for the legend
+    fig = Figure(figsize=(width, 0.4 + 3.0 * max(1, len(protocols))), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(max(1, len(protocols)), 1, squeeze=False)[:, 0]
+    axes = fig.subplots(max(1, len(protocols)), 1, squeeze=False, sharex=True)[:, 0]
     bar = 0.8 / max(1, len(models))
     x = np.arange(len(columns))
     for ax, protocol in zip(axes, protocols):
+        failed_label = "failed"  # in the legend once
         for i, model in enumerate(models):
             means = _suite_means(cells, model, protocol, tasks, suites, intervals)
             values, bounds, failed = [], [], []
@@ -219,7 +293,9 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
             values += [means[s][0] if s in means else math.nan for s in suite_names]
             bounds += [means[s][2] if s in means else None for s in suite_names]
             pos = x - 0.4 + bar * (i + 0.5)
-            ax.bar(pos, np.nan_to_num(values, nan=0.0), bar, label=model, color=f"C{i}")
+            ref = model in references
+            ax.bar(pos, np.nan_to_num(values, nan=0.0), bar, label=f"{model} (reference)" if ref else model,
+                   color=f"C{i}", hatch="//" if ref else None, edgecolor="white" if ref else None, linewidth=0)
             has = [j for j, b in enumerate(bounds) if b is not None and not math.isnan(values[j])]
             if has:
                 v = np.array([values[j] for j in has])
@@ -227,12 +303,25 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
                 ax.errorbar(pos[has], v, yerr=np.maximum(err, 0), fmt="none", ecolor="black",
                             elinewidth=0.8, capsize=2)
             if failed:
-                ax.plot(pos[failed], np.zeros(len(failed)), "x", color="red", markersize=9)
-        ax.set_title(f"protocol: {protocol} (primary metric per task, {intervals.cfg.level:.0%} bootstrap "
-                     "interval; red x = failed)")
-        ax.set_xticks(x, columns, rotation=30, ha="right", fontsize=8)
+                ax.plot(pos[failed], np.zeros(len(failed)), "x", color="red", markersize=9, label=failed_label)
+                failed_label = None
+        drawn = [j for j, c in enumerate(chance_row) if not math.isnan(c)]
+        if drawn:
+            ax.hlines([chance_row[j] for j in drawn], x[drawn] - 0.45, x[drawn] + 0.45, colors="black",
+                      linestyles="--", linewidth=1.2, zorder=4, label="chance (constant prediction)")
+        ax.set_title(f"{protocol} protocol", fontsize=10, loc="left")
+        ax.set_ylabel("test score")
+        ax.set_ylim(0, max(1.0, float(np.nanmax([r.primary.value for r in results if r.primary] or [1.0]))) * 1.02)
+        ax.grid(axis="y", alpha=0.3)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
-        ax.legend(fontsize=8, loc="best")
+    axes[-1].set_xticks(x, columns, rotation=30, ha="right", fontsize=9)
+    legend = {}  # one legend for every panel: the same models, plus marks some panels lack
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8, frameon=False)
+    fig.suptitle(f"Primary metric per task (error bars: {intervals.cfg.level:.0%} bootstrap interval over "
+                 "test clips)", fontsize=10)
     return write_atomically(path, lambda fh: fig.savefig(fh, format="png", dpi=110), mode="wb")
 
 
