@@ -56,8 +56,8 @@ from eval_suites.core.results import cell_dir
 from eval_suites.errors import DataError, UsageError, run_command
 
 __all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state", "StudyError",
-           "RegistryError", "aggregate", "differences", "run_differences", "markdown_table", "markdown_differences",
-           "plot_table", "build_parser", "main"]
+           "RegistryError", "aggregate", "differences", "run_differences", "chance_levels", "markdown_table",
+           "markdown_differences", "plot_table", "build_parser", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "pretrain" / "configs"
@@ -542,9 +542,27 @@ def _fmt(mean: float, low: float, high: float, signed: bool = False) -> str:
     return value + (f" [{low:+.3f}, {high:+.3f}]" if signed else f" [{low:.3f}, {high:.3f}]")
 
 
-def markdown_table(table: pd.DataFrame, models: list[str], tasks: list[str], notes: dict[str, str]) -> str:
+def chance_levels(long: pd.DataFrame, tasks: list[str]) -> dict[str, float]:
+    """{task: chance level of its metric} (:mod:`eval_suites.core.chance`) from the first ok
+    cell of the task with stored outputs, and "mean": their mean when every task has one."""
+    from eval_suites.core.chance import chance_level
+
+    levels = {}
+    for task in tasks:
+        for _, r in long[(long.task == task) & (long.status == "ok")].iterrows():
+            level = chance_level(_outputs(str(r.cell)), r.metric) if "cell" in r else None
+            if level is not None:
+                levels[task] = level
+                break
+    if levels and len(levels) == len(tasks):
+        levels["mean"] = sum(levels.values()) / len(levels)
+    return levels
+
+
+def markdown_table(table: pd.DataFrame, models: list[str], tasks: list[str], notes: dict[str, str],
+                   chance: dict[str, float] | None = None) -> str:
     """Models ranked by their mean; cells "mean [low, high]" (the bootstrap interval; n/a where
-    there are no per-clip outputs)."""
+    there are no per-clip outputs); a last row with each task's ``chance`` level, if given."""
     means = table[table.task == "mean"].set_index("model")["mean"]
     ranked = sorted((m for m in models if m in means.index), key=lambda m: -means[m])
     ranked += [m for m in models if m not in means.index]
@@ -556,6 +574,9 @@ def markdown_table(table: pd.DataFrame, models: list[str], tasks: list[str], not
         vals = [cell.get((m, t), "—") for t in cols]
         vals[-1] = f"**{vals[-1]}**"
         lines.append(f"| {i} | {m} | " + " | ".join(vals) + f" | {notes.get(m, '')} |")
+    if chance:
+        vals = [f"{chance[t]:.3f}" if t in chance else "—" for t in cols]
+        lines.append("| | *chance* | " + " | ".join(vals) + " | best constant prediction on the test labels |")
     return "\n".join(lines)
 
 
@@ -579,9 +600,11 @@ def markdown_differences(diffs: pd.DataFrame, reference: str, tasks: list[str]) 
     return "\n".join(lines)
 
 
-def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: list[str], path: Path) -> Path:
+def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: list[str], path: Path,
+               chance: dict[str, float] | None = None) -> Path:
     """Grouped bars (task x model) with the bootstrap intervals as error bars (none where n/a),
-    one panel per group."""
+    references hatched, each task's ``chance`` level (if given) a dashed line across its
+    group; one panel per group."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -605,7 +628,11 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
             err = np.nan_to_num(np.maximum(np.stack([means - low, high - means]), 0))  # no bar where n/a
             hatch = "//" if m in REFERENCES else None
             ax.bar(x + (i - (len(ms) - 1) / 2) * width, means, width, yerr=err,
-                   label=m, hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4, color=colors[m])
+                   label=f"{m} (reference)" if m in REFERENCES else m, hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4, color=colors[m])
+        marked = [j for j, c in enumerate(cols) if c in (chance or {})]
+        if marked:
+            ax.hlines([chance[cols[j]] for j in marked], x[marked] - 0.45, x[marked] + 0.45, colors="black",
+                      linestyles="--", linewidth=1.2, zorder=4, label="chance (constant prediction)")
         ax.set_xticks(x, cols)
         ax.set_ylim(0, 1)
         ax.set_ylabel("test score (linear probe)")
@@ -792,6 +819,7 @@ def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     long.insert(0, "group", [group_of.get(m, m) for m in long.model])
     order = list(dict.fromkeys(group_of.get(m, m) for m in names))
     table = aggregate(long, order)
+    chance = chance_levels(long, tasks)
     args.out.mkdir(parents=True, exist_ok=True)
     long.to_csv(args.out / "mini_lape.csv", index=False)
     suffix = f"_{args.tag}" if args.tag else ""
@@ -803,7 +831,7 @@ def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     text = [f"Linear probe on the {args.preset} tasks ({args.steps} pretraining steps per run{variant}): test score, "
             f"mean over every pretraining run x probe seed {args.seeds}, with its 95 % bootstrap interval "
             f"(pretraining seeds and test clips resampled, probe seeds averaged; docs/eval.md); models ranked by "
-            "their mean over tasks.", "", markdown_table(table, main_models, tasks, notes)]
+            "their mean over tasks.", "", markdown_table(table, main_models, tasks, notes, chance)]
     others = [g for g in main_models if g != slicer]
     if slicer in order and others:
         diffs = differences(long, slicer, others)
@@ -814,7 +842,7 @@ def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if ablation_models:
         first = args.pretrain_seeds[0]
         text += ["", f"SLICER ablations (one component changed each; pretraining seed {first}):", "",
-                 markdown_table(table, [slicer] + ablation_models + ["random_init"], tasks, notes)]
+                 markdown_table(table, [slicer] + ablation_models + ["random_init"], tasks, notes, chance)]
         first_run = next((r.name for r in runs if r.group == slicer and r.seed == first), None)
         if first_run in set(long.model):
             ablation_diffs = run_differences(long, first_run, ablation_models)
@@ -827,7 +855,7 @@ def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     groups = [(f"Mini-LAPE: five methods, same budget{variant}, and two references", main_models)]
     if ablation_models:
         groups.append(("SLICER ablations", [slicer] + ablation_models + ["random_init"]))
-    plot_table(table, groups, tasks, args.out / "mini_lape.png")
+    plot_table(table, groups, tasks, args.out / "mini_lape.png", chance)
     print("\n".join(text))
     bad = long[long.status != "ok"]
     for _, r in bad.iterrows():

@@ -71,3 +71,23 @@ def test_report_shows_chance_and_reference_models(tmp_path):
     assert chance[2].strip() == "0.625" and chance[3].strip() == "0.750" and chance[4].strip() == "0.688"
     assert "`alpha_ref`: no learning" in md
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_study_chance_levels_come_from_the_stored_outputs(tmp_path):
+    """The study's table and plot take each task's chance level from its cells' outputs."""
+    import pandas as pd
+
+    from studies.mini_lape import chance_levels, markdown_table, plot_table
+
+    _cell(tmp_path, "m", "a", 0.9, [0, 0, 0, 1, 2, 1, 0, 0])
+    _cell(tmp_path, "m", "b", 0.8, [1, 2, 2, 2])
+    long = pd.DataFrame([dict(model="m", task=t, metric="top1_acc", status="ok",
+                              cell=str(cell_dir(tmp_path, "m", t, "linear"))) for t in ("a", "b")])
+    levels = chance_levels(long, ["a", "b"])
+    assert levels == pytest.approx({"a": 0.625, "b": 0.75, "mean": 0.6875})
+    assert chance_levels(long, ["a", "b", "c"]).keys() == {"a", "b"}  # no mean over a partial set
+    table = pd.DataFrame([dict(model="m", task=t, mean=v, ci_low=v - 0.1, ci_high=v + 0.1, runs=1)
+                          for t, v in (("a", 0.9), ("b", 0.8), ("mean", 0.85))])
+    assert markdown_table(table, ["m"], ["a", "b"], {}, levels).splitlines()[-1].startswith(
+        "| | *chance* | 0.625 | 0.750 | 0.688 |")
+    assert plot_table(table, [("all", ["m"])], ["a", "b"], tmp_path / "p.png", levels).stat().st_size > 5000
