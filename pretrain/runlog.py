@@ -191,9 +191,11 @@ def plot_loss_curve(csv_path: Path, png_path: Path) -> Path | None:
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     for col in [c for c in df.columns if c == "loss" or c.startswith("loss_")]:
-        ax.plot(df["step"], df[col], label=col, lw=1.5 if col == "loss" else 1.0)
+        label = "loss (optimised: the objective's weighted total)" if col == "loss" else col
+        ax.plot(df["step"], df[col], label=label, lw=1.5 if col == "loss" else 1.0)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    ax.set_title(f"{csv_path.parent.name}: training loss per logged step ({csv_path.name})", fontsize=10)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
