@@ -5,7 +5,9 @@ On a fresh machine, with nothing downloaded, it shows the whole product working:
    (`eval_suites.synthetic.demo_data`, cached: a second run reuses them);
 2. runs the real `hear-validator hear_slicer` on the model;
 3. evaluates the model on `eval_suites/manifests/demo.yaml` with both protocols (LAPE's
-   linear evaluation and heareval's MLP) and prints the table; `<out>/results.csv`,
+   linear evaluation and heareval's MLP), adds the references (a random-init encoder and
+   log-mel statistics, scores stored with the package: `eval_suites.demo_references`; the
+   report adds each task's chance level) and prints the table; `<out>/results.csv`,
    `results.md` and `results.png` hold the results.
 """
 from __future__ import annotations
@@ -83,8 +85,9 @@ def _demo(args: argparse.Namespace) -> int:
         return 1
 
     print(f"\n[3/3] Evaluation on {DEMO_MANIFEST.name}: protocols {', '.join(args.protocols)}")
-    from eval_suites.core.report import print_summary
+    from eval_suites.core.report import print_summary, write_report
     from eval_suites.core.runner import run_manifest
+    from eval_suites.demo_references import REFERENCES, add_references
 
     manifest = load_manifest(DEMO_MANIFEST, tasks_root=args.root / "tasks").select(None, args.tasks)
     name = "slicer" if not args.checkpoint else Path(args.checkpoint).stem
@@ -92,7 +95,13 @@ def _demo(args: argparse.Namespace) -> int:
     manifest.models = [ModelSpec(name=name, module="hear_slicer", checkpoint=checkpoint, options={})]
     manifest.tasks = [dataclasses.replace(t, protocols=tuple(p for p in t.protocols if p in args.protocols))
                       for t in manifest.tasks]
-    results = run_manifest(manifest, args.out, progress=not args.no_progress)
+    results = [r for r in run_manifest(manifest, args.out, progress=not args.no_progress) if r.model == name]
+    if name in REFERENCES:
+        print(f"references left out: the evaluated model is named {name!r}, as one of them")
+    else:
+        for line in add_references(args.out, manifest, args.preset):
+            print(line)
+    write_report(args.out)
     failed = print_summary(results, args.out)
     print(f"total {time.time() - t0:.0f} s")
     return 1 if failed else 0

@@ -1,8 +1,9 @@
 """The built wheel works on its own: `python -m build` makes an sdist and a wheel holding the
-default checkpoint, the pretraining configs and the evaluation manifests; the wheel installs
-into a fresh virtual environment (torch pinned as scripts/setup_env.sh pins it) where
-`hear-validator hear_slicer` passes and the default model embeds a sound exactly as the
-source tree does, from a folder outside the repository so its sources cannot be imported.
+default checkpoint, the pretraining configs, the evaluation manifests and the demo's stored
+reference scores; the wheel installs into a fresh virtual environment (torch pinned as
+scripts/setup_env.sh pins it) where `hear-validator hear_slicer` passes and the default
+model embeds a sound exactly as the source tree does, from a folder outside the repository
+so its sources cannot be imported.
 
 The fresh environment installs the wheel and its requirements with pip, from this machine's
 local wheel folder and index as every pip call of the set-up does, except the two giants:
@@ -34,7 +35,8 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = ["hear_slicer/assets/default.pt", *sorted(str(p.relative_to(REPO)) for p in (
-    *REPO.glob("pretrain/configs/*.yaml"), *REPO.glob("eval_suites/manifests/*.yaml")))]
+    *REPO.glob("pretrain/configs/*.yaml"), *REPO.glob("eval_suites/manifests/*.yaml"),
+    *(f for f in REPO.glob("eval_suites/references/demo_scores/**/*") if f.is_file())))]
 
 # Run inside the fresh environment: where the packages come from, their data files, and one
 # embedding of a fixed sound by the default model (saved for the test to compare).

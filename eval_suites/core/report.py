@@ -246,8 +246,8 @@ def markdown_report(results: list[CellResult], intervals: Intervals | None = Non
                 lines.append(f"- {r.model} / {r.task}: {first}")
             lines.append("")
         if incomplete:
-            lines.append("`*` mean over the finished tasks only; error-rate tasks are never "
-                         "averaged with accuracies.")
+            lines.append("`*` mean over the finished tasks only (*chance*: over the tasks that have one); "
+                         "error-rate tasks are never averaged with accuracies.")
             lines.append("")
     cfg = intervals.cfg
     lines.append(f"`[low, high]`: {cfg.level:.0%} bootstrap interval over test clips ({cfg.n_boot} "
@@ -271,8 +271,10 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
     suite_names = list(dict.fromkeys(suites[t] for t in tasks))
     columns = tasks + [f"mean {s}" for s in suite_names]
     chance, chance_means = _chance_levels(results, tasks, suites, intervals)
-    chance_row = [chance.get(t, math.nan) for t in tasks] + [chance_means[s][0] if s in chance_means else math.nan
-                                                             for s in suite_names]
+    chance_row = [chance.get(t, math.nan) for t in tasks] + [  # a mean only over the same tasks as the bars'
+        chance_means[s][0] if s in chance_means and chance_means[s][1] else math.nan for s in suite_names]
+    metric_of = {r.task: r.primary.metric for r in results if r.primary is not None}
+    labels = [f"{t}\n{metric_of.get(t, '')}" for t in tasks] + columns[len(tasks):]
     width = max(7.0, 0.55 * len(columns) * max(1, len(models)) ** 0.5 + 3.5)  # + room for the legend
     fig = Figure(figsize=(width, 0.4 + 3.0 * max(1, len(protocols))), layout="constrained")
     FigureCanvasAgg(fig)
@@ -314,7 +316,8 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
         ax.set_ylim(0, max(1.0, float(np.nanmax([r.primary.value for r in results if r.primary] or [1.0]))) * 1.02)
         ax.grid(axis="y", alpha=0.3)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
-    axes[-1].set_xticks(x, columns, rotation=30, ha="right", fontsize=9)
+    crowded = len(columns) > 8
+    axes[-1].set_xticks(x, labels, rotation=30 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
     legend = {}  # one legend for every panel: the same models, plus marks some panels lack
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
