@@ -57,7 +57,8 @@ def reference_models(random_init_checkpoint: Path) -> list[ModelSpec]:
 def task_digest(task_dir: Path) -> str:
     """sha256 over the names and contents of every file of a task folder (labels and audio)."""
     h = hashlib.sha256()
-    for f in sorted(p for p in task_dir.rglob("*") if p.is_file() and not p.relative_to(task_dir).parts[0].startswith(".")):
+    files = [p for p in task_dir.rglob("*") if p.is_file()]
+    for f in sorted(f for f in files if not f.relative_to(task_dir).parts[0].startswith(".")):  # not .taskwriter/
         h.update(str(f.relative_to(task_dir)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
