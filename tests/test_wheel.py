@@ -12,8 +12,8 @@ are not copied but seen through a ``.pth`` file naming a folder of links to exac
 own files in the project's venv (same build, ``torch.__version__`` pinned). pip treats them
 as installed and still installs their dependencies fresh; so the test checks the wheel's
 own contents and requirements, not torch's or TensorFlow's installers. Measured on the
-shared 2-core machine at load average 11: 2 min 46 s (build 7 s, pip 53 s, validator and
-embedding 65 s); a complete install of torch and TensorFlow too took 4 min 24 s.
+shared 2-core machine: 1 min 40 s (build 5 s, pip 20 s, validator and embedding 27 s), 2 min
+46 s at load average 11; a complete install of torch and TensorFlow too took 4 min 24 s.
 """
 from __future__ import annotations
 
