@@ -276,7 +276,8 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
     metric_of = {r.task: r.primary.metric for r in results if r.primary is not None}
     labels = [f"{t}\n{metric_of.get(t, '')}" for t in tasks] + columns[len(tasks):]
     width = max(7.0, 0.55 * len(columns) * max(1, len(models)) ** 0.5 + 3.5)  # + room for the legend
-    fig = Figure(figsize=(width, 0.4 + 3.0 * max(1, len(protocols))), layout="constrained")
+    crowded = len(columns) > 8  # tick labels turned, and room made for them
+    fig = Figure(figsize=(width, (1.6 if crowded else 0.8) + 3.2 * max(1, len(protocols))), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(max(1, len(protocols)), 1, squeeze=False, sharex=True)[:, 0]
     bar = 0.8 / max(1, len(models))
@@ -316,7 +317,6 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
         ax.set_ylim(0, max(1.0, float(np.nanmax([r.primary.value for r in results if r.primary] or [1.0]))) * 1.02)
         ax.grid(axis="y", alpha=0.3)
         ax.axvline(len(tasks) - 0.5, color="grey", linewidth=0.8, linestyle=":")
-    crowded = len(columns) > 8
     axes[-1].set_xticks(x, labels, rotation=30 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
     legend = {}  # one legend for every panel: the same models, plus marks some panels lack
     for ax in axes:
