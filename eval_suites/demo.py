@@ -23,9 +23,9 @@ from pathlib import Path
 from eval_suites import quiet_heareval_imports
 from eval_suites.synthetic.demo_data import PRESETS, build_demo
 from eval_suites.core.manifest import ModelSpec, load_manifest
+from eval_suites.demo_references import DEMO_MANIFEST, REFERENCES, add_references
 from eval_suites.errors import run_command
 
-DEMO_MANIFEST = Path(__file__).resolve().parent / "manifests" / "demo.yaml"
 
 
 def run_validator(checkpoint: str) -> bool:
@@ -87,7 +87,6 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\n[3/3] Evaluation on {DEMO_MANIFEST.name}: protocols {', '.join(args.protocols)}")
     from eval_suites.core.report import print_summary, write_report
     from eval_suites.core.runner import run_manifest
-    from eval_suites.demo_references import REFERENCES, add_references
 
     manifest = load_manifest(DEMO_MANIFEST, tasks_root=args.root / "tasks").select(None, args.tasks)
     name = "slicer" if not args.checkpoint else Path(args.checkpoint).stem

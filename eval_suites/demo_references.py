@@ -3,24 +3,31 @@
 Two models that learn nothing, scored on the demo tasks with the demo's protocols:
 
 - ``random_init``: the default architecture with fixed-seed random weights and the default
-  model's input normalisation (so only the learned weights differ from the default model);
+  model's input normalisation (``hear_slicer.load_model(random_init=True)``), so only the
+  learned weights differ from the default model;
 - ``logmel_stats``: per-band log-mel mean and standard deviation
   (:mod:`eval_suites.references.logmel_stats`).
 
 Computing them would double the demo's time, so their finished cells (``result.json`` and
 per-clip test outputs, so the report draws their intervals) are committed under
-``eval_suites/references/demo_scores/<preset>/`` by ``python -m studies.demo_references``, and
-:func:`add_references` copies them into the demo's results folder. A cell is copied only
-when it still describes the run: its task's files (labels and audio, by content) and its
-protocol's settings must equal those it was computed with (and, for ``random_init``, the
-default checkpoint too); any other is left out and named, with the command that recomputes
-them.
+``eval_suites/references/demo_scores/<preset>/``, written by::
+
+    python -m eval_suites.demo_references [--preset small] [--root demo_data] [--work runs/demo_references]
+
+(builds the demo data if missing, runs the demo manifest's tasks and protocols on the two
+models, stores their cells; commit them). :func:`add_references` copies them into the
+demo's results folder. A cell is copied only when it still describes the run: its task's
+files (labels and audio, by content) and its protocol's settings must equal those it was
+computed with (and, for ``random_init``, the default checkpoint too); any other is left out
+and named, with the command that recomputes them.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,8 +37,8 @@ from eval_suites.core.manifest import Manifest, ModelSpec
 from eval_suites.core.report import REFERENCE_KEY
 from eval_suites.core.results import RESULT_FILE, CellResult, cell_dir, collect_results, load_cell, save_cell
 
-__all__ = ["REFERENCES", "REFERENCE_ROOT", "RECOMPUTE", "reference_models", "task_digest", "save_references",
-           "add_references"]
+__all__ = ["DEMO_MANIFEST", "REFERENCES", "REFERENCE_ROOT", "RECOMPUTE", "reference_models", "task_digest", "save_references",
+           "add_references", "main"]
 
 REFERENCES = {
     "random_init": "no training: the default architecture at fixed-seed random init, with the default "
@@ -40,17 +47,17 @@ REFERENCES = {
 }
 """Reference model name -> what it is (shown under the demo's table)."""
 
+DEMO_MANIFEST = Path(__file__).resolve().parent / "manifests" / "demo.yaml"
+"""The demo's tasks and protocols (``eval_suites.demo`` evaluates on it too)."""
 REFERENCE_ROOT = Path(__file__).resolve().parent / "references" / "demo_scores"
-RECOMPUTE = "python -m studies.demo_references"
+RECOMPUTE = "python -m eval_suites.demo_references"
 SOURCE_FILE = "source.json"
 _CELL_FILES = (RESULT_FILE, OUTPUTS_FILE, EVENTS_FILE)
 
 
-def reference_models(random_init_checkpoint: Path) -> list[ModelSpec]:
-    """The reference models as manifest entries. ``random_init_checkpoint``: the default
-    model's checkpoint with its encoder weights replaced by the fixed-seed random init
-    (``studies.mini_lape.random_init_checkpoint``)."""
-    return [ModelSpec(name="random_init", module="hear_slicer", checkpoint=random_init_checkpoint),
+def reference_models() -> list[ModelSpec]:
+    """The reference models as manifest entries."""
+    return [ModelSpec(name="random_init", module="hear_slicer", options={"random_init": True}),
             ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats")]
 
 
@@ -142,3 +149,42 @@ def add_references(out: Path, manifest: Manifest, preset: str) -> list[str]:
         lines.append(f"references left out, computed on other data or settings: {', '.join(sorted(stale))}; "
                      f"recompute them with `{RECOMPUTE} --preset {preset}`")
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval_suites import quiet_heareval_imports
+    from eval_suites.errors import run_command
+
+    quiet_heareval_imports()
+    ap = argparse.ArgumentParser(prog="python -m eval_suites.demo_references",
+                                 description="Recompute the reference scores the demo shows (see the module's docs).")
+    ap.add_argument("--preset", default="small", help="demo data preset (default: small)")
+    ap.add_argument("--root", type=Path, default=Path("demo_data"), help="where the demo data is built (cached)")
+    ap.add_argument("--work", type=Path, default=Path("runs/demo_references"),
+                    help="the embeddings and results of the run (default: runs/demo_references)")
+    ap.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    args = ap.parse_args(argv)
+    return run_command(lambda: _recompute(args), debug=args.debug)  # exit 2/3 with one error line
+
+
+def _recompute(args: argparse.Namespace) -> int:
+    from eval_suites.core.manifest import load_manifest
+    from eval_suites.core.runner import run_manifest
+    from eval_suites.synthetic.demo_data import build_demo
+
+    build_demo(args.root, preset=args.preset, progress=not args.no_progress)
+    manifest = load_manifest(DEMO_MANIFEST, tasks_root=args.root / "tasks")
+    manifest.models = reference_models()
+    results_dir = args.work / f"results_{args.preset}"
+    results = run_manifest(manifest, results_dir, progress=not args.no_progress)
+    failed = [f"{r.model}/{r.task}/{r.protocol}: {r.error}" for r in results if not r.ok]
+    if failed:
+        print("failed cells, nothing stored:\n" + "\n".join(failed), file=sys.stderr)
+        return 1
+    print(f"stored in {save_references(results_dir, manifest, args.preset)}; commit it")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

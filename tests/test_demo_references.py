@@ -74,7 +74,7 @@ def test_stored_references_are_added_only_while_they_describe_the_run(tmp_path, 
 
     # other protocol settings: left out, named, and no stale copy stays in the results
     lines = refs.add_references(out, _manifest(tmp_path, tasks_root, epochs=6), "small")
-    assert "tones/linear (protocol settings changed)" in lines[-1] and "studies.demo_references" in lines[-1]
+    assert "tones/linear (protocol settings changed)" in lines[-1] and "eval_suites.demo_references" in lines[-1]
     assert collect_results(out) == []
     # other task files: left out
     wav = next((tasks_root / "tones-v1-full").rglob("test0.wav"))
@@ -87,7 +87,7 @@ def test_stored_references_are_added_only_while_they_describe_the_run(tmp_path, 
 def test_the_committed_references_match_the_shipped_demo_manifest():
     """Every stored cell of the small preset is a reference of a task and protocol of
     eval_suites/manifests/demo.yaml, computed with its current protocol settings (a changed
-    manifest needs `python -m studies.demo_references`)."""
+    manifest needs `python -m eval_suites.demo_references`)."""
     from eval_suites.demo import DEMO_MANIFEST
 
     stored = refs.REFERENCE_ROOT / "small"
@@ -98,4 +98,4 @@ def test_the_committed_references_match_the_shipped_demo_manifest():
     for r in cells:
         assert r.ok and r.details[REFERENCE_KEY] == refs.REFERENCES[r.model]
         assert r.details["fingerprint"]["protocol"] == refs._protocol_settings(manifest, r.protocol), (
-            f"{r.model}/{r.task}/{r.protocol}: stored with other settings; run python -m studies.demo_references")
+            f"{r.model}/{r.task}/{r.protocol}: stored with other settings; run python -m eval_suites.demo_references")
