@@ -343,8 +343,15 @@ def check_inputs(manifest: Manifest, check_audio: bool = False) -> list[str]:
             p.append(f"model {m.name!r}: checkpoint {m.checkpoint} does not exist")
     for t in manifest.tasks:
         try:
-            (validate_task if check_audio else load_task)(t.path)
+            task = (validate_task if check_audio else load_task)(t.path)
         except TaskFormatError as e:
             p.append(f"task {t.name!r} ({t.path}): not a usable HEAR task: "
                      + "; ".join(e.problems[:5]) + (" ..." if len(e.problems) > 5 else ""))
+            continue
+        if (manifest.heareval.standardize and "heareval" in t.protocols
+                and task.metadata.split_mode != "trainvaltest"):
+            p.append(f"task {t.name!r}: protocols.heareval.standardize is true but the task has "
+                     f"split_mode {task.metadata.split_mode!r}; heareval rotates its folds over one "
+                     f"set of files, so no train-only statistics exist: set standardize: false or "
+                     f"give the task protocols without heareval")
     return p
