@@ -27,3 +27,18 @@ def test_candidates_are_valid_settings_of_one_grid_point():
     for name, setting in CANDIDATES.items():
         cfg = HearevalConfig(**setting)  # validated as a manifest's would be
         assert cfg.grid_points == 1, name
+
+
+def test_shipped_small_manifests_carry_the_chosen_candidate():
+    """demo.yaml and study.yaml use the candidate marked chosen in the committed table."""
+    import re
+    from pathlib import Path
+
+    from eval_suites.core.manifest import load_manifest
+
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "studies/results/heareval_defaults/table.md").read_text()
+    chosen, = re.findall(r"^\| (\S+) \(chosen\) \|", table, flags=re.M)
+    for name in ("demo.yaml", "study.yaml"):
+        manifest = load_manifest(root / "eval_suites/manifests" / name)
+        assert manifest.heareval == HearevalConfig(**CANDIDATES[chosen]), name
