@@ -12,7 +12,7 @@ Beware: heareval keeps the last, partial batch, and its hidden layers use BatchN
 fails on a batch of one; with a small batch size, pick one that leaves no single clip (or
 frame, for event tasks) over, or use ``hidden_layers: [0]``. heareval's "faster" grid also
 samples lr (1e-4 ... 3.2e-3) and patience (1 or 3); on small tasks a fixed, larger lr with
-more patience trains much further (docs/eval.md, "heareval's defaults").
+more patience trains much further (docs/eval.md, "heareval's defaults on small tasks").
 
 ``standardize: true`` is our deviation from heareval, which has no such option reachable
 from task metadata (its ``embedding_norm`` grid entry is a torch class): every split's
