@@ -429,9 +429,16 @@ def _study(args: argparse.Namespace) -> int:
                             PROBES, name):
                 todo_points.append((run, step))
     finals = [r for r in runs if not r.name.startswith("slicer_full")]
-    todo_finals = [r for r in finals if not recorded(f"final:{r.name}", _identity(r, run_steps(r)), args.out / "final"
-                                                     / f"seed{args.seeds[0]}", ("linear",), r.name)]
-    todo_refs = [m for m in REFERENCES if f"final:{m}" not in points or f"curve:{m}" not in points]
+    def heareval_done(model: str) -> bool:
+        """heareval's cells of a final model are there (any cell scored under other heareval
+        settings than the manifest's was removed by hand, so that it is scored again)."""
+        return args.no_heareval or _cells_ok(args.out / "final" / "heareval", model, tasks, ("heareval",))
+
+    todo_finals = [r for r in finals if not (recorded(f"final:{r.name}", _identity(r, run_steps(r)), args.out / "final"
+                                                      / f"seed{args.seeds[0]}", ("linear",), r.name)
+                                             and heareval_done(r.name))]
+    todo_refs = [m for m in REFERENCES if f"final:{m}" not in points or f"curve:{m}" not in points
+                 or not heareval_done(m)]
     print(f"  {len(runs)} runs; {len(todo_points)} curve point(s), {len(todo_finals)} final model(s) and "
           f"{len(todo_refs)} reference(s) to score", flush=True)
 
