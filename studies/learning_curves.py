@@ -270,6 +270,15 @@ def heareval_scores(out: Path, models: list[str], tasks: list[str]) -> pd.DataFr
 
 
 # ----------------------------------------------------------------------------- plots
+def _step_axis(ax, steps: list[int]) -> None:
+    """A log axis of pretraining steps, ticked at the curve's steps in plain numbers."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(steps, [f"{int(s):,}" for s in steps])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int) -> Path:
     """Validation mean over tasks against pretraining steps (log axis), one panel per probe;
     random init and log-mel statistics as horizontal lines; completed runs as crosses."""
@@ -295,7 +304,7 @@ def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int
             r = refs[(refs.model == ref) & (refs.protocol == protocol)].valid
             if len(r):
                 ax.axhline(r.mean(), color="grey", linestyle=style, label=ref.replace("_", " "))
-        ax.set_xscale("log")
+        _step_axis(ax, sorted(points.step.unique()))
         ax.set_xlabel("pretraining steps (batch 32, log axis)")
         ax.set_ylabel("validation score, mean of the study tasks")
         ax.set_title(f"{protocol} probe")
@@ -329,7 +338,7 @@ def plot_task_curves(points: pd.DataFrame, refs: pd.DataFrame, tasks: list[str],
             r = refs[(refs.model == ref) & (refs.protocol == "linear") & (refs.task == task)].valid
             if len(r):
                 ax.axhline(r.mean(), color="grey", linestyle=style, label=ref.replace("_", " "))
-        ax.set_xscale("log")
+        _step_axis(ax, sorted(points.step.unique()))
         ax.set_title(task, fontsize=10)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
