@@ -19,7 +19,7 @@ when `data.path` is the store's folder. Layout of OUT:
                         out of range)
 
 Integrity: opening a store (`StoreCrops`) checks store.json's entries, index.csv against its
-recorded hash, every row (samples >= 1, offsets inside the shard, a peak in [0, 1]) and that
+recorded hash, every row (samples >= 1, offsets inside the shard, a peak in [0, 32768 / 32767]) and that
 each shard is exactly as long as its clips; `verify=True` (`data.verify_store`) also hashes
 every clip, which catches a shard overwritten with noise of the same size. Each failure is a
 `StoreError` naming the file. Version 1 stores (no hashes) are read with the size checks only.
@@ -59,6 +59,7 @@ STORE_FORMAT = "hear-slicer-prepared-audio"
 STORE_VERSION = 2  # 2: per-clip and index hashes, source fingerprints, max_peak; 1 is still read
 READABLE_VERSIONS = (1, 2)
 INT16_SCALE = 32767.0  # float sample = int16 / INT16_SCALE (written with round(x * INT16_SCALE), clipped)
+MAX_PEAK = 32768 / INT16_SCALE  # the largest stored peak: a full-scale negative sample, -32768
 INDEX_FIELDS = ("path", "shard", "offset", "samples", "duration_s", "peak", "blake2b")
 FINGERPRINT_BYTES = 1 << 16  # the fast hash of a source file reads this much from each end
 
@@ -230,9 +231,9 @@ def _read_index(root: Path, info: dict) -> tuple[list[str], np.ndarray, np.ndarr
             shard, offset, samples, peak = int(r["shard"]), int(r["offset"]), int(r["samples"]), float(r["peak"])
         except (KeyError, TypeError, ValueError):
             raise StoreError(f"{path} line {line} is damaged: {dict(r)!r:.200}") from None
-        if shard < 0 or offset < 0 or samples < 1 or not (math.isfinite(peak) and 0 <= peak <= 1):
+        if shard < 0 or offset < 0 or samples < 1 or not (math.isfinite(peak) and 0 <= peak <= MAX_PEAK):
             raise StoreError(f"{path} line {line} is damaged (shard {shard}, offset {offset}, samples {samples}, "
-                             f"peak {peak}): every clip has samples >= 1 and a peak in [0, 1]")
+                             f"peak {peak}): every clip has samples >= 1 and a peak in [0, 32768 / 32767]")
         paths.append(r["path"])
         numbers.append((shard, offset, samples, peak))
         hashes.append(r.get("blake2b") or "")

@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run-steps", type=int, default=None,
                     help="a few steps per run instead (tests and a GPU machine's smoke test)")
     ap.add_argument("--tasks", nargs="+", default=None, help="only these tasks of the manifest (names)")
+    ap.add_argument("--no-train", action="store_true",
+                    help="start no training: score the points whose checkpoints exist (e.g. while another process "
+                         "trains), leave the others for a later run")
     ap.add_argument("--report", action="store_true", help="train and score nothing; tables and plots only")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -469,7 +472,7 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
     the run has finished, random init once a SLICER checkpoint gives its normalisation."""
     need = {r.name for r, _ in todo_points} | {r.name for r in todo_finals}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    queue = [r for r in runs if r.name in need]
+    queue = [] if args.no_train else [r for r in runs if r.name in need]
     active: dict[str, subprocess.Popen] = {}
     failed: list[str] = []
     tasks_root = args.root / "tasks"
@@ -512,6 +515,10 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
                     print(f"  {name}: finished", flush=True)
         ready = [p for p in pending if is_ready(p)]
         if not ready and not active and not queue:
+            if args.no_train:
+                print(f"  --no-train: {len(pending)} point(s) wait for checkpoints: "
+                      + ", ".join(name for _, _, _, name in pending), flush=True)
+                break
             for kind, run, step, name in pending:
                 print(f"  {name}: cannot be scored: {run.out if run else 'no SLICER checkpoint'} has no checkpoint "
                       f"of step {step} (trained before run.keep_steps kept it?)", file=sys.stderr)

@@ -168,6 +168,21 @@ def _set_index_hash(store: Path) -> None:
     (store / "store.json").write_text(json.dumps(info))
 
 
+def test_a_clip_at_negative_full_scale_is_no_damage(tmp_path):
+    """A sample at or below -1 is stored as int16 -32768, whose peak is 32768 / 32767 > 1: the
+    store's row check accepts it (a real corpus had one: a game's music track)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    x = _tone(1)
+    x[100] = -1.00002  # a float WAV just past full scale
+    sf.write(src / "loud.wav", x, SR, subtype="FLOAT")
+    sf.write(src / "quiet.wav", _tone(2), SR)
+    info = prepare(src, tmp_path / "store", progress=False)
+    assert info["clips"] == 2
+    ds = StoreCrops(tmp_path / "store", SR, 8000, verify=True)
+    assert max(ds.peak) == pytest.approx(32768 / 32767)
+
+
 def test_a_tampered_store_is_refused_naming_the_file(store, tmp_path):
     """Feeds stores with a row of samples=0 (with and without the index hash updated), a
     store.json that is not JSON or has a wrong type, and a shard one byte short; expects a
