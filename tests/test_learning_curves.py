@@ -109,11 +109,16 @@ def test_learning_curves_dry_run_end_to_end(tmp_path):
         subprocess.run(["espeak-ng", "-w", str(wav), f"a recorded sentence number {i}"], check=True)
     (real / "files.txt").write_text("\n".join(str(tmp_path / f"rec{i}.wav") for i in range(4)) + "\n")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "studies.learning_curves", "--preset", "tiny", "--root", str(tmp_path / "data"),
-           "--real", str(real), "--runs", str(tmp_path / "runs"), "--out", str(out), "--methods", "slicer",
-           "--variants", "--completed", "2", "--steps", "2", "--curve", "1", "2", "--dry-run-steps", "2",
-           "--tasks", "keywords", "--seeds", "0", "--no-heareval", "--device", "cpu", "--precision", "bf16",
-           "--no-progress"]
+
+    def study(steps: int) -> list[str]:
+        """The study's command with runs of `steps` steps (curve 1, steps; a completed run of that length)."""
+        return [sys.executable, "-m", "studies.learning_curves", "--preset", "tiny", "--root", str(tmp_path / "data"),
+                "--real", str(real), "--runs", str(tmp_path / "runs"), "--out", str(out), "--methods", "slicer",
+                "--variants", "--completed", str(steps), "--steps", str(steps), "--curve", "1", str(steps),
+                "--dry-run-steps", str(steps), "--tasks", "keywords", "--seeds", "0", "--no-heareval",
+                "--device", "cpu", "--precision", "bf16", "--no-progress"]
+
+    cmd = study(2)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -134,6 +139,12 @@ def test_learning_curves_dry_run_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 curve point(s), 0 final model(s) and 0 reference(s) to score" in again.stdout
     assert ": training" not in again.stdout
+
+    # --no-train with a new curve point whose checkpoint does not exist: nothing trains, it waits
+    waiting = subprocess.run(study(3) + ["--no-train"], env=env, capture_output=True, text=True, timeout=1200,
+                             cwd=REPO)
+    assert waiting.returncode == 0, waiting.stderr[-3000:]
+    assert ": training" not in waiting.stdout and "--no-train:" in waiting.stdout and "wait for checkpoints" in waiting.stdout
 
 
 def load_config_of(path: Path):
