@@ -47,7 +47,7 @@ from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 from eval_suites.errors import run_command
 
-from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, RegistryError, aggregate, budget_overrides,
+from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, aggregate, budget_overrides, load_records,
                         differences, markdown_differences, markdown_table, normalised_identity, run_state)
 
 __all__ = ["CURVE_STEPS", "LONG_METHODS", "VARIANTS", "plan", "curve_points", "read_points", "main"]
@@ -145,17 +145,7 @@ def _identity(run: PretrainRun | None, step: int | None, preset: str = "study") 
 
 
 def load_points(out: Path) -> dict[str, dict]:
-    path = out / POINTS
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        raise RegistryError(f"{path} is not valid JSON ({type(e).__name__}: {e}); restore it from git or remove "
-                            "it to score every point again") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"{path} must hold a JSON object of point records")
-    return data
+    return load_records(out / POINTS, "point records", "score every point again")
 
 
 def save_point(out: Path, name: str, identity: dict) -> None:

@@ -56,8 +56,8 @@ from eval_suites.core.results import cell_dir
 from eval_suites.errors import DataError, UsageError, run_command
 
 __all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state", "StudyError",
-           "RegistryError", "aggregate", "differences", "run_differences", "chance_levels", "markdown_table",
-           "markdown_differences", "plot_table", "build_parser", "main"]
+           "RegistryError", "load_records", "aggregate", "differences", "run_differences", "chance_levels",
+           "markdown_table", "markdown_differences", "plot_table", "build_parser", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "pretrain" / "configs"
@@ -364,18 +364,23 @@ def _identity(run: PretrainRun, preset: str) -> dict:
     return {"config": cfg, "steps": steps, "preset": preset}
 
 
-def load_registry(out: Path) -> dict[str, dict]:
-    path = out / REGISTRY
+def load_records(path: Path, what: str = "model records", redo: str = "re-run everything") -> dict[str, dict]:
+    """A JSON object of records (``runs.json``, the learning curves' ``points.json``); {} when the
+    file is missing; a RegistryError naming it when it is not such an object."""
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         raise RegistryError(f"{path} is not valid JSON ({type(e).__name__}: {e}); restore it from git or remove "
-                            "it to re-run everything") from None
+                            f"it to {redo}") from None
     if not isinstance(data, dict):
-        raise RegistryError(f"{path} must hold a JSON object of model records")
+        raise RegistryError(f"{path} must hold a JSON object of {what}")
     return data
+
+
+def load_registry(out: Path) -> dict[str, dict]:
+    return load_records(out / REGISTRY)
 
 
 def save_registry(out: Path, registry: dict[str, dict]) -> None:

@@ -11,13 +11,10 @@ plugin called without a model); and three bugs that were planted and passed the 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pickle
-import resource
 import shutil
-import signal
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +33,7 @@ from eval_suites.lape.base import LayoutError
 from eval_suites.lape.speech_commands import NOISE_DIR, TEST_FOLDERS, WORDS_V1, WORDS_V2, SpeechCommands
 from eval_suites.synthetic.demo_tasks import build_keyword_task
 from studies.mini_lape import aggregate
+from test_hostile_inputs import file_size_limit  # the same full-disk simulation
 
 torch.set_num_threads(1)
 TESTS = Path(__file__).resolve().parent
@@ -57,19 +55,6 @@ def _task(root: Path) -> Path:
 @pytest.fixture()
 def toy_on_path(monkeypatch):
     monkeypatch.syspath_prepend(str(TESTS))
-
-
-@contextlib.contextmanager
-def file_size_limit(nbytes: int):
-    """Writes past `nbytes` fail with EFBIG (OSError), as on a full disk (RLIMIT_FSIZE, SIGXFSZ ignored)."""
-    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, old_limit[1]))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
-        signal.signal(signal.SIGXFSZ, old_handler)
 
 
 def _one_error_line(err: str, *fragments: str) -> None:

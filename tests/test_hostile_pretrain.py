@@ -11,15 +11,12 @@ one line, a traceback only with --debug). Runs are tiny (synthetic tones, 1-3 st
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 import zipfile
@@ -41,7 +38,7 @@ from pretrain.store import StoreCrops, StoreError
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
-from test_hostile_inputs import HUGE, SR, TINY, _tone  # noqa: E402  (the same tiny model and audio)
+from test_hostile_inputs import HUGE, SR, TINY, _argv, _tone, file_size_limit  # noqa: E402  (the same tiny model, audio, full disk)
 
 ODD = os.fsdecode(b"odd_\xff\xfe.wav")  # a readable file whose name is not UTF-8
 
@@ -58,11 +55,6 @@ def audio(tmp_path_factory) -> Path:
     return root
 
 
-def _argv(audio: Path, out: Path, *extra: str) -> list[str]:
-    return ["--config", str(REPO / "pretrain/configs/slicer.yaml"), "--out", str(out), "--set", *TINY,
-            f"data.path={audio}", *extra]
-
-
 @pytest.fixture(scope="module")
 def run_dir(audio, tmp_path_factory) -> Path:
     """A finished 2-step run (checkpoints at steps 1 and 2)."""
@@ -74,19 +66,6 @@ def run_dir(audio, tmp_path_factory) -> Path:
 def _copy_run(run_dir: Path, dest: Path) -> Path:
     shutil.copytree(run_dir, dest)
     return dest
-
-
-@contextlib.contextmanager
-def file_size_limit(nbytes: int):
-    """Writes past `nbytes` fail with EFBIG (OSError), as on a full disk (RLIMIT_FSIZE, SIGXFSZ ignored)."""
-    old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, old_limit[1]))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
-        signal.signal(signal.SIGXFSZ, old_handler)
 
 
 # ----------------------------------------------------------------------------- --overwrite
