@@ -19,8 +19,7 @@ The `real` preset (`PACKAGES`) was chosen by surveying candidates with `apt-get 
 `dpkg -c` on 2026-12-04 (docs/pretrain.md, "A real-audio corpus"): 3,522 files, 12.99 hours
 of recorded audio, 1.3 GB of downloads. Left out: supertuxkart-data (628 MB of download for
 1.3 hours), openarena-data, 0ad-data, neverball-data, teeworlds-data and openttd-opensfx
-(their sounds are inside archives, not files). Never used, refused by name: the packages
-reserved for an independent evaluation (`RESERVED`). The study's test tasks read
+(their sounds are inside archives, not files). The study's test tasks read
 `freepats` and `sonic-pi-samples`, so `STUDY_TASK_SOURCES` keeps them out of any corpus the
 studies train on (`check_disjoint`).
 """
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fnmatch
 import io
 import os
 import re
@@ -39,7 +37,7 @@ from pathlib import Path
 
 from .errors import UsageError, run_command
 
-__all__ = ["PACKAGES", "RESERVED", "STUDY_TASK_SOURCES", "AUDIO_EXTENSIONS", "CorpusError", "PackageAudio",
+__all__ = ["PACKAGES", "STUDY_TASK_SOURCES", "AUDIO_EXTENSIONS", "CorpusError", "PackageAudio",
            "check_packages", "check_disjoint", "package_files", "package_licence", "build_corpus", "main"]
 
 PACKAGES: dict[str, str] = {
@@ -56,9 +54,6 @@ PACKAGES: dict[str, str] = {
     "frozen-bubble-data": "game music and effects (Frozen Bubble)",
 }
 """The `real` preset: package -> what it holds (surveyed 2026-12-04; module docstring)."""
-
-RESERVED = ("festival", "festvox-*", "hydrogen-drumkits", "timgm6mb-soundfont", "musescore-general-soundfont*")
-"""Packages reserved for an independent evaluation: never in a corpus or a task (patterns)."""
 
 STUDY_TASK_SOURCES = ("freepats", "sonic-pi-samples")
 """Packages the study's test tasks are built from: a corpus the studies train on must not hold them."""
@@ -82,16 +77,12 @@ class PackageAudio:
 
 
 def check_packages(packages: list[str]) -> list[str]:
-    """`packages`, each a valid Debian name and none reserved; raises CorpusError naming the offender."""
+    """`packages`, each a valid Debian name, each once; raises CorpusError naming the offender."""
     if not packages:
         raise CorpusError("--packages: give at least one package")
     for p in packages:
         if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", p):
             raise CorpusError(f"--packages: {p!r} is not a Debian package name (lower-case letters, digits, + - .)")
-        hit = next((r for r in RESERVED if fnmatch.fnmatchcase(p, r)), None)
-        if hit:
-            raise CorpusError(f"--packages: {p} is reserved for an independent evaluation ({hit}) and is never "
-                              "used in a corpus or a task")
     if len(set(packages)) != len(packages):
         raise CorpusError(f"--packages: {sorted(p for p in packages if packages.count(p) > 1)} given twice")
     return packages

@@ -20,15 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # ----------------------------------------------------------------------------- the corpus
-@pytest.mark.parametrize("name", ["festival", "festvox-kallpc16k", "festvox-us-slt-hts", "hydrogen-drumkits",
-                                  "timgm6mb-soundfont", "musescore-general-soundfont-small",
-                                  "musescore-general-soundfont-lossless"])
-def test_reserved_packages_are_refused_by_name(name):
-    with pytest.raises(debian_corpus.CorpusError, match="reserved for an independent evaluation"):
-        debian_corpus.check_packages(["lmms-common", name])
-
-
-def test_package_names_are_checked_and_the_preset_holds_no_reserved_or_study_package():
+def test_package_names_are_checked_and_the_preset_holds_no_study_package():
     for bad in (["Lmms"], ["lmms-common", "lmms-common"], [], ["a b"]):
         with pytest.raises(debian_corpus.CorpusError, match="--packages"):
             debian_corpus.check_packages(bad)
