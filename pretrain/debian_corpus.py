@@ -229,7 +229,7 @@ def manifest_markdown(found: list[PackageAudio]) -> str:
     n, h = sum(len(a.files) for a in found), sum(a.seconds for a in found) / 3600
     rows.append(f"| **total** | | **{n}** | **{h:.2f}** | | |")
     bad = [u for a in found for u in a.unreadable]
-    tail = [f"", f"{len(bad)} file(s) libsndfile cannot read were left out:"] + [f"- {u}" for u in bad] if bad else []
+    tail = ["", f"{len(bad)} file(s) libsndfile cannot read were left out:"] + [f"- {u}" for u in bad] if bad else []
     return "\n".join(["Recorded audio from Debian packages (`python -m pretrain.debian_corpus`).", ""] + rows + tail) + "\n"
 
 

@@ -48,7 +48,8 @@ from eval_suites.core.results import cell_dir, load_cell
 from eval_suites.errors import run_command
 
 from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, aggregate, budget_overrides, load_records,
-                        differences, markdown_differences, markdown_table, normalised_identity, run_state)
+                        differences, launch_run, markdown_differences, markdown_table, normalised_identity,
+                        run_state)
 
 __all__ = ["CURVE_STEPS", "LONG_METHODS", "VARIANTS", "plan", "curve_points", "read_points", "main"]
 
@@ -113,10 +114,10 @@ def build_store(root: Path, runs_root: Path, real: Path, workers: int, progress:
     from pretrain.data import find_audio_files
     from pretrain.debian_corpus import AUDIO_EXTENSIONS, PACKAGES, build_corpus, check_disjoint
     from pretrain.prepare import prepare
-    from pretrain.store import is_store
+    from pretrain.store import is_store, read_store_info
 
     store = runs_root / "corpus_store"
-    if is_store(store) and json.loads((store / "store.json").read_text()).get("complete"):
+    if is_store(store) and read_store_info(store).get("complete"):
         return store
     build_demo(root, preset=preset, progress=progress)
     check_disjoint(list(PACKAGES))
@@ -473,16 +474,8 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
 
     def start(run: PretrainRun) -> None:
         state, ckpt = run_state(run, run_steps(run))
-        if state == "done":
-            return
-        run.out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pretrain"]
-        cmd += ["--resume", str(ckpt)] if ckpt else ["--config", str(run.config), "--overwrite"]
-        cmd += ["--set", *run.set_args()]
-        log = open(run.out.parent / f"{run.name}.out", "a")
-        print(f"  {run.name}: {'resuming from ' + ckpt.name if ckpt else 'training'} (log: {log.name})", flush=True)
-        active[run.name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-        log.close()
+        if state != "done":
+            active[run.name] = launch_run(run, ckpt, env)
 
     def is_ready(item) -> bool:
         kind, run, step, name = item

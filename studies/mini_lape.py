@@ -56,7 +56,7 @@ from eval_suites.core.results import cell_dir
 from eval_suites.errors import DataError, UsageError, run_command
 
 __all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state", "StudyError",
-           "RegistryError", "load_records", "aggregate", "differences", "run_differences", "chance_levels",
+           "RegistryError", "load_records", "launch_run", "aggregate", "differences", "run_differences", "chance_levels",
            "markdown_table", "markdown_differences", "plot_table", "build_parser", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,6 +233,20 @@ def _log_span_minutes(run_dir: Path) -> float:
     return (last - first).total_seconds() / 60
 
 
+def launch_run(run: PretrainRun, ckpt: Path | None, env: dict[str, str]) -> subprocess.Popen:
+    """Start `python -m pretrain` for `run`: resumed from `ckpt`, or new (no checkpoint there, so
+    files a crashed attempt left are replaced: --overwrite); its output appended to
+    ``<runs>/<name>.out``."""
+    run.out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pretrain"]
+    cmd += ["--resume", str(ckpt)] if ckpt else ["--config", str(run.config), "--overwrite"]
+    cmd += ["--set", *run.set_args()]
+    with open(run.out.parent / f"{run.name}.out", "a") as log:
+        verb = f"resuming from {ckpt.name}" if ckpt else "training"
+        print(f"  {run.name}: {verb} (log: {log.name})", flush=True)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
 def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: int | None,
                  train: bool = True, on_finished: Callable[[PretrainRun], None] | None = None) -> list[str]:
     """Train every run not yet done, `parallel` processes at a time; returns the names of the
@@ -261,17 +275,7 @@ def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: in
     while todo or active or ready:
         while todo and len(active) < parallel:
             run, ckpt = todo.pop(0)
-            run.out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "pretrain"]
-            # "new": no checkpoint there, so files a crashed attempt left are replaced (--overwrite)
-            cmd += ["--resume", str(ckpt)] if ckpt else ["--config", str(run.config), "--overwrite"]
-            cmd += ["--set", *run.set_args()]
-            log = open(run.out.parent / f"{run.name}.out", "a")
-            verb = f"resuming from {ckpt.name}" if ckpt else "training"
-            print(f"  {run.name}: {verb} (log: {log.name})", flush=True)
-            active.append((run, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO),
-                           time.time()))
-            log.close()
+            active.append((run, launch_run(run, ckpt, env), time.time()))
         while ready:  # trained before this call: scored while the new ones train
             on_finished(ready.pop(0))
         time.sleep(2)
