@@ -385,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--steps, --parallel, --curve and --completed take integers >= 1")
     if sorted(set(args.curve)) != args.curve or args.curve[-1] != args.steps:
         ap.error(f"--curve must be increasing and end at --steps ({args.steps}), got {args.curve}")
+    if (args.threads is not None and args.threads < 1) or (args.dry_run_steps is not None and args.dry_run_steps < 1):
+        ap.error(f"--threads and --dry-run-steps take integers >= 1, got {args.threads} and {args.dry_run_steps}")
+    if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+        ap.error(f"--seeds must be distinct integers >= 0, got {args.seeds}")
     # exit 2 for bad arguments or a bad manifest, 3 for unreadable records or unwritable outputs:
     # one error line, the traceback with --debug (eval_suites.errors)
     return run_command(lambda: _study(args), debug=args.debug)

@@ -88,6 +88,15 @@ def test_plan_applies_one_budget_rule_keeps_the_curve_and_checks_precision(tmp_p
     assert lc.curve_points(by["slicer_full1500"], (600, 1500, 3000, 6000)) == [1500]
 
 
+@pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps"), (["--curve", "600", "3000"], "--curve"),
+                                          (["--threads", "0"], "--threads"), (["--dry-run-steps", "0"], "--dry-run-steps"),
+                                          (["--seeds", "0", "0"], "--seeds"), (["--seeds", "-1"], "--seeds")])
+def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        lc.main(["--report", *flags])
+    assert exit_.value.code == 2 and named in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_learning_curves_dry_run_end_to_end(tmp_path):
