@@ -31,6 +31,7 @@ only what is missing and trains only runs whose points are missing. Checkpoints 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -80,12 +81,13 @@ def _run(name: str, method: str, steps: int, store: Path, runs_root: Path, extra
 
 def plan(runs_root: Path, store: Path, steps: int, curve: tuple[int, ...], methods: list[str],
          variants: list[str], completed: tuple[int, ...], precision: str, device: str) -> list[PretrainRun]:
-    """The long runs (methods, then variants), then SLICER trained to completion at each `completed` length."""
+    """In the order they are trained: the long runs of the methods, SLICER trained to completion
+    at each `completed` length (both asked for), the variants (optional), then the precision check."""
     keep = tuple(s for s in curve if s < steps)
     runs = [_run(m, m, steps, store, runs_root, {}, keep, precision, device) for m in methods]
+    runs += [_run(f"slicer_full{s}", "slicer", s, store, runs_root, {}, (), precision, device) for s in completed]
     runs += [_run(v, VARIANTS[v][0], steps, store, runs_root, VARIANTS[v][1], keep, precision, device)
              for v in variants]
-    runs += [_run(f"slicer_full{s}", "slicer", s, store, runs_root, {}, (), precision, device) for s in completed]
     if precision != "fp32" and completed:  # the precision check: the shortest completed run again in fp32
         s = min(completed)
         runs.append(_run(f"slicer_full{s}_fp32", "slicer", s, store, runs_root, {}, (), "fp32", device))
@@ -475,6 +477,11 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
     pending = [("ref", None, 0, name) for name in todo_refs] + [("curve", r, s, point_name(r, s)) for r, s in todo_points]
     pending += [("final", r, final_step or run_steps(r), r.name) for r in todo_finals]
     slicer = next((r for r in runs if r.group == "slicer"), None)
+    scorer = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    scoring: concurrent.futures.Future | None = None
+
+    def score_item(item) -> None:
+        _score_item(item, args, tasks, tasks_root, cache, slicer)
 
     def start(run: PretrainRun) -> None:
         state, ckpt = run_state(run, run_steps(run))
@@ -488,7 +495,7 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
         ckpt = run.out / "checkpoints" / f"step_{step:08d}.pt"
         return ckpt.is_file() and (kind == "curve" or run.name not in active)
 
-    while queue or active or pending:
+    while queue or active or pending or scoring is not None:
         while queue and len(active) < args.parallel:
             start(queue.pop(0))
         for name, proc in list(active.items()):
@@ -500,6 +507,12 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
                     pending = [p for p in pending if p[1] is None or p[1].name != name]
                 else:
                     print(f"  {name}: finished", flush=True)
+        if scoring is not None:
+            if not scoring.done():
+                time.sleep(5)
+                continue
+            scoring.result()  # an error in scoring stops the study here
+            scoring = None
         ready = [p for p in pending if is_ready(p)]
         if not ready and not active and not queue:
             if args.no_train:
@@ -513,28 +526,34 @@ def train_and_score(runs, todo_points, todo_finals, todo_refs, args, tasks, cach
         if not ready:
             time.sleep(5)
             continue
-        item = ready[0]  # one at a time, then look at the runs again
+        item = ready[0]  # one at a time, in a thread, so that a free slot starts the next run meanwhile
         pending.remove(item)
-        kind, run, step, name = item
-        if kind == "ref":
-            score_reference(name, slicer, args, tasks_root, cache)
-            continue
-        ckpt_path = run.out / "checkpoints" / f"step_{step:08d}.pt"
-        if kind == "curve":
-            ckpt = _slim(ckpt_path, run.out / "curve" / f"{name}.pt")
-            print(f"  scoring {name} on validation", flush=True)
-            score_validation(ModelSpec(name=name, module="hear_slicer", checkpoint=ckpt, options={}), tasks_root,
-                             args.out, cache)
-            if _cells_ok(args.out / "curve", name, tasks, PROBES):
-                save_point(args.out, f"curve:{name}", {**_identity(run, step), "group": run.group})
-        else:
-            ckpt = _slim(ckpt_path, run.out / f"{run.name}.pt")
-            print(f"  scoring {run.name} on test (probe seeds {args.seeds})", flush=True)
-            score_final(ModelSpec(name=run.name, module="hear_slicer", checkpoint=ckpt, options={}), tasks_root,
-                        args.out, cache, args.seeds, not args.no_heareval)
-            if _cells_ok(args.out / "final" / f"seed{args.seeds[0]}", run.name, tasks, ("linear",)):
-                save_point(args.out, f"final:{run.name}", _identity(run, step))
+        scoring = scorer.submit(score_item, item)
+    scorer.shutdown()
     return failed
+
+
+def _score_item(item, args, tasks, tasks_root: Path, cache: Path, slicer: PretrainRun | None) -> None:
+    """Score one pending item: a reference, a curve point on validation or a final model on test."""
+    kind, run, step, name = item
+    if kind == "ref":
+        score_reference(name, slicer, args, tasks_root, cache)
+        return
+    ckpt_path = run.out / "checkpoints" / f"step_{step:08d}.pt"
+    if kind == "curve":
+        ckpt = _slim(ckpt_path, run.out / "curve" / f"{name}.pt")
+        print(f"  scoring {name} on validation", flush=True)
+        score_validation(ModelSpec(name=name, module="hear_slicer", checkpoint=ckpt, options={}), tasks_root,
+                         args.out, cache)
+        if _cells_ok(args.out / "curve", name, tasks, PROBES):
+            save_point(args.out, f"curve:{name}", {**_identity(run, step), "group": run.group})
+    else:
+        ckpt = _slim(ckpt_path, run.out / f"{run.name}.pt")
+        print(f"  scoring {run.name} on test (probe seeds {args.seeds})", flush=True)
+        score_final(ModelSpec(name=run.name, module="hear_slicer", checkpoint=ckpt, options={}), tasks_root,
+                    args.out, cache, args.seeds, not args.no_heareval)
+        if _cells_ok(args.out / "final" / f"seed{args.seeds[0]}", run.name, tasks, ("linear",)):
+            save_point(args.out, f"final:{run.name}", _identity(run, step))
 
 
 def _random_init_source(slicer: PretrainRun | None) -> Path | None:
