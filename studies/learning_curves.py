@@ -235,30 +235,21 @@ def read_points(out: Path, tasks: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "group", "step", "task", "protocol", "valid"])
 
 
-def final_scores(out: Path, models: list[str], tasks: list[str], seeds: list[int], groups: dict[str, str]
-                 ) -> pd.DataFrame:
-    """The long table mini_lape's aggregate/differences read: test scores of the final models."""
+def final_scores(out: Path, models: list[str], tasks: list[str], seeds: list[int], groups: dict[str, str],
+                 protocol: str = "linear") -> pd.DataFrame:
+    """The long table mini_lape's aggregate/differences read: test scores of the final models
+    (linear: one folder per probe seed; heareval: its one run, in ``final/heareval``)."""
     rows = []
-    for seed in seeds:
+    for seed in seeds if protocol == "linear" else [0]:
+        folder = out / "final" / (f"seed{seed}" if protocol == "linear" else protocol)
         for model in models:
             for task in tasks:
-                path = cell_dir(out / "final" / f"seed{seed}", model, task, "linear") / "result.json"
+                path = cell_dir(folder, model, task, protocol) / "result.json"
                 r = load_cell(path) if path.is_file() else None
                 p = r.primary if r else None
                 rows.append(dict(group=groups.get(model, model), model=model, task=task, seed=seed,
                                  metric=p.metric if p else "", value=p.value if p else math.nan,
                                  status=r.status if r else "missing", cell=str(path.parent)))
-    return pd.DataFrame(rows)
-
-
-def heareval_scores(out: Path, models: list[str], tasks: list[str]) -> pd.DataFrame:
-    rows = []
-    for model in models:
-        for task in tasks:
-            path = cell_dir(out / "final" / "heareval", model, task, "heareval") / "result.json"
-            r = load_cell(path) if path.is_file() else None
-            p = r.primary if r and r.status == "ok" else None
-            rows.append(dict(model=model, task=task, value=p.value if p else math.nan))
     return pd.DataFrame(rows)
 
 
@@ -579,6 +570,24 @@ def score_reference(name: str, slicer: PretrainRun | None, args, tasks_root: Pat
     save_point(args.out, f"final:{name}", {"preset": "study"})
 
 
+def _differences_text(out: Path, long: pd.DataFrame, order: list[str], tasks: list[str], protocol: str) -> list[str]:
+    """Each model minus random init, and minus SLICER: paired differences on the same test clips
+    (mini_lape.differences, sign turned so that > 0 means the model is ahead); also written to
+    ``final_differences_<ref>[_heareval].csv``."""
+    text = []
+    for ref in ("random_init", "slicer"):
+        if ref not in order:
+            continue
+        d = differences(long, ref, [m for m in order if m != ref])
+        d = d.assign(diff=-d["diff"], ci_low=-d["ci_high"], ci_high=-d["ci_low"])
+        suffix = "" if protocol == "linear" else f"_{protocol}"
+        d.to_csv(out / f"final_differences_{ref}{suffix}.csv", index=False)
+        text += ["", f"{protocol}: each model minus {ref} (paired bootstrap on the same test clips; > 0: the model "
+                 "is ahead; **bold**: the 95 % interval excludes 0):", "",
+                 markdown_differences(d, ref, tasks, header=f"model minus {ref}")]
+    return text
+
+
 def write_report(out: Path, runs: list[PretrainRun], tasks: list[str], args) -> None:
     points = read_points(out, tasks)
     if points.empty:
@@ -607,21 +616,17 @@ def write_report(out: Path, runs: list[PretrainRun], tasks: list[str], args) -> 
             table = aggregate(long, order)
             text += ["", f"Final checkpoints on **test**: linear probe, probe seeds {args.seeds}, mean with its 95 % "
                      "bootstrap interval (test clips resampled):", "", markdown_table(table, order, tasks, {})]
-            for ref in ("random_init", "slicer"):
-                if ref in order:
-                    diffs = differences(long, ref, [m for m in order if m != ref])
-                    diffs.to_csv(out / f"final_differences_{ref}.csv", index=False)
-                    text += ["", f"{ref} minus each model (paired bootstrap on the same test clips; **bold**: the "
-                             "95 % interval excludes 0):", "", markdown_differences(diffs, ref, tasks)]
+            text += _differences_text(out, long, order, tasks, "linear")
             long.to_csv(out / "final.csv", index=False)
-        he = heareval_scores(out, order, tasks)
-        if he.value.notna().any():
-            wide = he.pivot(index="model", columns="task", values="value").reindex(order)[tasks]
-            wide["mean"] = wide.mean(axis=1)
-            text += ["", "heareval's MLP on the final checkpoints (test, its own grid point; one run):", "",
-                     "| model | " + " | ".join(tasks + ["mean"]) + " |", "|---|" + "---:|" * (len(tasks) + 1)]
-            for model, r in wide.iterrows():
-                text.append(f"| {model} | " + " | ".join("—" if math.isnan(v) else f"{v:.3f}" for v in r) + " |")
+        he = final_scores(out, order, tasks, [0], {}, protocol="heareval")
+        he = he[he.status == "ok"]
+        if not he.empty:
+            he_order = [m for m in order if m in set(he.model)]
+            text += ["", "heareval's MLP on the final checkpoints (test; one run of the manifest's grid point), mean "
+                     "with its 95 % bootstrap interval (test clips resampled):", "",
+                     markdown_table(aggregate(he, he_order), he_order, tasks, {})]
+            text += _differences_text(out, he, he_order, tasks, "heareval")
+            he.to_csv(out / "final_heareval.csv", index=False)
     (out / "learning_curves.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 

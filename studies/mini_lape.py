@@ -589,12 +589,12 @@ def markdown_table(table: pd.DataFrame, models: list[str], tasks: list[str], not
     return "\n".join(lines)
 
 
-def markdown_differences(diffs: pd.DataFrame, reference: str, tasks: list[str]) -> str:
+def markdown_differences(diffs: pd.DataFrame, reference: str, tasks: list[str], header: str | None = None) -> str:
     """One row per other method: "``reference`` − other" per task and for the mean, "diff
     [low, high]"; bold where the interval excludes 0 (the difference is larger than the noise
     of the test clips and pretraining seeds)."""
     cols = tasks + ["mean"]
-    lines = [f"| {reference} minus | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [f"| {header or reference + ' minus'} | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for other in dict.fromkeys(diffs.model):
         sub = diffs[diffs.model == other].set_index("task")
         vals = []

@@ -129,7 +129,7 @@ def test_learning_curves_dry_run_end_to_end(tmp_path):
                                  "random_init", "logmel_stats"}
     assert set(curves.protocol) == {"linear", "knn"} and curves.valid.between(0, 1).all()
     md = (out / "learning_curves.md").read_text()
-    assert "on **test**" in md and "| random_init minus |" in md and "| slicer minus |" in md
+    assert "on **test**" in md and "| model minus random_init |" in md and "| model minus slicer |" in md
     for png in ("learning_curves.png", "learning_curves_tasks.png"):
         assert (out / png).stat().st_size > 10_000
     store = tmp_path / "runs" / "corpus_store"
