@@ -280,10 +280,13 @@ def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int
         for group, g in sub.groupby("group"):
             mean = g.groupby("step").valid.mean()
             ax.plot(mean.index, mean.values, marker="o", color=colors[group], label=group)
-        d = done[done.protocol == protocol].groupby("step").valid.mean()
-        if len(d):
-            ax.plot(d.index, d.values, "x", color=colors.get("slicer", "black"), markersize=9, mew=2,
-                    label="slicer, trained to completion")
+        for fp32, marker, label in ((False, "x", "slicer, trained to completion"),
+                                    (True, "+", "slicer in fp32, trained to completion")):
+            sel = done[(done.protocol == protocol) & (done.group.str.endswith("_fp32") == fp32)]
+            d = sel.groupby("step").valid.mean()  # one run per step: the mean over its tasks
+            if len(d):
+                ax.plot(d.index, d.values, marker, color=colors.get("slicer", "black"), markersize=10, mew=2,
+                        label=label)
         for ref, style in zip(REFERENCES, ("--", ":")):
             r = refs[(refs.model == ref) & (refs.protocol == protocol)].valid
             if len(r):
