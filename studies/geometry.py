@@ -154,7 +154,9 @@ def plot(mean: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.6))
+    from .learning_curves import _step_axis
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.6 * len(METRICS), 3.8))
     refs = {"random_init": ("black", "--"), "logmel_stats": ("grey", ":")}
     for ax, metric in zip(axes, METRICS):
         for group, g in mean.groupby("group"):
@@ -163,8 +165,8 @@ def plot(mean: pd.DataFrame, path: Path) -> None:
                 ax.axhline(g[metric].iloc[0], color=color, linestyle=style, label=group)
             else:
                 ax.plot(g.step, g[metric], marker="o", label=group)
-        ax.set_xscale("log")
-        ax.set_xlabel("pretraining step")
+        _step_axis(ax, sorted(s for s in mean.step.unique() if s > 0))
+        ax.set_xlabel("pretraining step (log axis)")
         ax.set_title(metric.replace("_", " ") + (" (lower: more)" if metric in LOWER_IS_BETTER else ""), fontsize=10)
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle("Embedding geometry on the study tasks' validation splits (mean over tasks)", fontsize=11)
