@@ -27,7 +27,7 @@ from eval_suites.core.manifest import ModelSpec
 from eval_suites.errors import run_command
 from eval_suites.synthetic.demo_data import PRESETS, build_demo
 
-from .mini_lape import DEMO_MANIFEST, MANIFESTS, evaluate, scores, task_names
+from .mini_lape import evaluate, manifest_for, scores, task_names
 
 __all__ = ["main", "choose"]
 
@@ -82,15 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: choose(args), debug=args.debug)
 
 
-def _manifest(preset: str) -> Path:
-    return next(p for p in (MANIFESTS / f"{preset}.yaml", DEMO_MANIFEST) if p.is_file())
-
-
 def _score_suite(models: list[ModelSpec], suite: tuple[str, str, Path], args) -> pd.DataFrame:
     """The linear cells of `models` on one suite (scored if missing or stale), as scores()' long table."""
     name, preset, root = suite
     build_demo(root, preset=preset, progress=not args.no_progress)
-    manifest = _manifest(preset)
+    manifest = manifest_for(preset)
     out = args.out / name
     print(f"[{name}] {len(models)} model(s) on {manifest.name}'s tasks in {root}/tasks", flush=True)
     evaluate(models, root / "tasks", out, args.seeds, args.tasks, not args.no_progress, out / "embeddings", manifest)
@@ -106,9 +102,7 @@ def choose(args: argparse.Namespace) -> int:
         print(long[long.status != "ok"].to_string(), file=sys.stderr)
         return 1
     suites = [s[0] for s in args.suites]
-    per_suite = long.groupby(["model", "suite"])[["valid", "value"]].mean().unstack("suite")
-    overall = pd.DataFrame({k: per_suite[k][suites].mean(axis=1) for k in ("valid", "value")})
-    chosen = overall.loc[names, "valid"].idxmax()
+    chosen = _means(long, suites)[1].loc[names, "valid"].idxmax()
     rows = list(names)
     if not args.no_reference:
         ref = ModelSpec(name=REFERENCE, module="hear_slicer", checkpoint=dict(args.candidates)[chosen],
@@ -118,16 +112,21 @@ def choose(args: argparse.Namespace) -> int:
             print(ref_long[ref_long.status != "ok"].to_string(), file=sys.stderr)
             return 1
         long = pd.concat([long, ref_long], ignore_index=True)
-        per_suite = long.groupby(["model", "suite"])[["valid", "value"]].mean().unstack("suite")
-        overall = pd.DataFrame({k: per_suite[k][suites].mean(axis=1) for k in ("valid", "value")})
         rows.append(REFERENCE)
-    text = report(long, rows, chosen, suites, per_suite, overall, args.seeds)
+    text = report(long, rows, chosen, suites, *_means(long, suites), args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "choice.md").write_text(text)
     long.to_csv(args.out / "choice.csv", index=False)
     print(text)
     print(f"chosen: {chosen}")
     return 0
+
+
+def _means(long: pd.DataFrame, suites: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per model and suite, per model over the suites: each suite weighing the same) mean
+    validation and test scores."""
+    per_suite = long.groupby(["model", "suite"])[["valid", "value"]].mean().unstack("suite")
+    return per_suite, pd.DataFrame({k: per_suite[k][suites].mean(axis=1) for k in ("valid", "value")})
 
 
 def report(long: pd.DataFrame, rows: list[str], chosen: str, suites: list[str], per_suite: pd.DataFrame,

@@ -89,20 +89,15 @@ def geometry(x: np.ndarray, labels: list[str]) -> dict[str, float]:
 # ----------------------------------------------------------------------------- the models
 def models_of(points: dict[str, dict], runs: Path) -> list[tuple[ModelSpec, str, int]]:
     """(spec, group, step) of every recorded curve point, as studies.learning_curves scored it."""
+    from .learning_curves import REFERENCES, point_spec, reference_spec
+
     out = []
     for key, ident in points.items():
         if not key.startswith("curve:"):
             continue
         name = key.split(":", 1)[1]
         group, step = ident.get("group", name), int(ident.get("step") or 0)
-        if name == "random_init":
-            spec = ModelSpec(name=name, module="hear_slicer", checkpoint=runs / "random_init_source.pt",
-                             options={"random_init": True})
-        elif name == "logmel_stats":
-            spec = ModelSpec(name=name, module="eval_suites.references.logmel_stats", checkpoint=None, options={})
-        else:
-            spec = ModelSpec(name=name, module="hear_slicer", checkpoint=runs / group / "curve" / f"{name}.pt",
-                             options={})
+        spec = reference_spec(name, runs) if name in REFERENCES else point_spec(name, group, runs)
         out.append((spec, group, step))
     return out
 
@@ -197,9 +192,9 @@ def _run(args) -> int:
     from eval_suites.core.manifest import load_manifest
     from eval_suites.errors import UsageError
 
-    from .learning_curves import MANIFESTS, load_points
+    from .learning_curves import STUDY_MANIFEST, load_points
 
-    manifest = load_manifest(args.manifest or MANIFESTS / "study.yaml", tasks_root=args.root / "tasks")
+    manifest = load_manifest(args.manifest or STUDY_MANIFEST, tasks_root=args.root / "tasks")
     manifest = manifest.select(None, args.tasks)
     points = load_points(args.points)
     models = models_of(points, args.runs.resolve())

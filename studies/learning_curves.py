@@ -48,7 +48,7 @@ from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 from eval_suites.errors import run_command
 
-from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, aggregate, budget_overrides, load_records,
+from .mini_lape import (CONFIGS, MANIFESTS, METHODS, manifest_for, PretrainRun, aggregate, budget_overrides, load_records,
                         differences, launch_run, markdown_differences, markdown_table, normalised_identity,
                         run_state)
 
@@ -392,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _study(args: argparse.Namespace) -> int:
     args.root = args.root or Path(f"demo_data_{args.preset}")
-    MANIFEST["path"] = args.manifest or next(p for p in (MANIFESTS / f"{args.preset}.yaml", MANIFESTS / "demo.yaml")
-                                             if p.is_file())
+    MANIFEST["path"] = args.manifest or manifest_for(args.preset)
     runs_root = args.runs.resolve()
     real = args.real or runs_root / "real"
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
@@ -535,10 +534,10 @@ def _score_item(item, args, tasks, tasks_root: Path, cache: Path, slicer: Pretra
         return
     ckpt_path = run.out / "checkpoints" / f"step_{step:08d}.pt"
     if kind == "curve":
-        ckpt = _slim(ckpt_path, run.out / "curve" / f"{name}.pt")
+        spec = point_spec(name, run.group, run.out.parent)
+        _slim(ckpt_path, spec.checkpoint)
         print(f"  scoring {name} on validation", flush=True)
-        score_validation(ModelSpec(name=name, module="hear_slicer", checkpoint=ckpt, options={}), tasks_root,
-                         args.out, cache)
+        score_validation(spec, tasks_root, args.out, cache)
         if _cells_ok(args.out / "curve", name, tasks, PROBES):
             save_point(args.out, f"curve:{name}", {**_identity(run, step), "group": run.group})
     else:
@@ -558,14 +557,30 @@ def _random_init_source(slicer: PretrainRun | None) -> Path | None:
     return found[0] if found else None
 
 
+RANDOM_INIT_SOURCE = "random_init_source.pt"
+"""In ``--runs``: the SLICER checkpoint whose frontend and normalisation random init uses."""
+
+
+def reference_spec(name: str, runs_root: Path) -> ModelSpec:
+    """How a reference is scored: random init (hear_slicer's one random-init reference, with the
+    SLICER run's frontend and normalisation) or log-mel statistics."""
+    if name == "random_init":
+        return ModelSpec(name=name, module="hear_slicer", checkpoint=runs_root / RANDOM_INIT_SOURCE,
+                         options={"random_init": True})
+    return ModelSpec(name=name, module="eval_suites.references.logmel_stats", checkpoint=None, options={})
+
+
+def point_spec(name: str, group: str, runs_root: Path) -> ModelSpec:
+    """How a curve point is scored: the slim copy of its run's checkpoint (written by ``_slim``)."""
+    return ModelSpec(name=name, module="hear_slicer", checkpoint=runs_root / group / "curve" / f"{name}.pt",
+                     options={})
+
+
 def score_reference(name: str, slicer: PretrainRun | None, args, tasks_root: Path, cache: Path) -> None:
     """Random init (with SLICER's normalisation) or log-mel statistics: validation probes and final test scores."""
-    if name == "random_init":
-        # hear_slicer's one random-init reference, with the SLICER run's frontend and normalisation
-        source = _slim(_random_init_source(slicer), args.runs.resolve() / "random_init_source.pt")
-        spec = ModelSpec(name=name, module="hear_slicer", checkpoint=source, options={"random_init": True})
-    else:
-        spec = ModelSpec(name=name, module="eval_suites.references.logmel_stats", checkpoint=None, options={})
+    if name == "random_init":  # its source: any checkpoint of the SLICER run, slimmed once
+        _slim(_random_init_source(slicer), args.runs.resolve() / RANDOM_INIT_SOURCE)
+    spec = reference_spec(name, args.runs.resolve())
     print(f"  scoring reference {name}", flush=True)
     score_validation(spec, tasks_root, args.out, cache)
     score_final(spec, tasks_root, args.out, cache, args.seeds, not args.no_heareval)

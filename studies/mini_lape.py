@@ -64,6 +64,11 @@ CONFIGS = REPO / "pretrain" / "configs"
 MANIFESTS = REPO / "eval_suites" / "manifests"
 DEMO_MANIFEST = MANIFESTS / "demo.yaml"
 
+
+def manifest_for(preset: str) -> Path:
+    """The shipped manifest of a demo-data preset: ``<preset>.yaml`` if there is one, else demo.yaml."""
+    return next(p for p in (MANIFESTS / f"{preset}.yaml", DEMO_MANIFEST) if p.is_file())
+
 class StudyError(UsageError):
     """The study cannot go on as asked (a --runs folder holding another run, nothing to report): exit 2."""
 
@@ -721,8 +726,7 @@ def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         ap.error(f"--set takes KEY=VALUE pairs other than run.out/run.steps/run.seed (use --runs, --steps, "
                  f"--pretrain-seeds): {bad}")
     root = args.root or Path("demo_data" if args.preset == "small" else f"demo_data_{args.preset}")
-    manifest_path = args.manifest or next(
-        (p for p in (MANIFESTS / f"{args.preset}.yaml", DEMO_MANIFEST) if p.is_file()))
+    manifest_path = args.manifest or manifest_for(args.preset)
     if not manifest_path.is_file():
         ap.error(f"--manifest {manifest_path}: no such file")
     overrides = dict(o.split("=", 1) for o in args.overrides)
