@@ -3,13 +3,14 @@
     python -m studies.learning_curves                    # the whole study; rerun to resume
     python -m studies.learning_curves --report           # tables and plots from what is recorded
     python -m studies.learning_curves --device cuda      # the same study on one GPU (bf16)
+    python -m studies.learning_curves --prepare-only     # the data and corpus store only
 
 1. Data. The study's tasks and corpus (``eval_suites.synthetic.demo_data --preset study``,
    3,200 files) plus recorded audio from Debian packages (``pretrain.debian_corpus``, the
    `real` preset: 3,426 files, 12.6 h), disjoint from the study tasks' sources; both are
    converted once into one prepared store (``pretrain.prepare``) under ``--runs``.
 2. Runs. SLICER, DeLoRes-M and BYOL-A (the paper's top three) and SLICER with time-only crops
-   (the shipped default's recipe), ``--steps`` (6,000) of batch 32 each, under the study's
+   (the demo recipe's crop; its final checkpoint is the shipped default), ``--steps`` (6,000) of batch 32 each, under the study's
    budget rule scaled to that length (``studies.mini_lape.budget_overrides``: the same rule
    for every method), in ``--precision`` (bf16 autocast, for every run alike). The checkpoints
    of the curve's steps (``--curve``: 600, 1,500, 3,000, 6,000) are kept (``run.keep_steps``).
@@ -374,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="start no training: score the points whose checkpoints exist (e.g. while another process "
                          "trains), leave the others for a later run")
     ap.add_argument("--report", action="store_true", help="train and score nothing; tables and plots only")
+    ap.add_argument("--prepare-only", action="store_true",
+                    help="build the study data and the corpus store (<runs>/corpus_store), then stop: the data "
+                         "of pretrain/configs/default_model.yaml")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = ap.parse_args(argv)
@@ -385,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--threads and --dry-run-steps take integers >= 1, got {args.threads} and {args.dry_run_steps}")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         ap.error(f"--seeds must be distinct integers >= 0, got {args.seeds}")
+    if args.prepare_only and args.report:
+        ap.error("--prepare-only builds the data and --report only reads results: give one of them")
     # exit 2 for bad arguments or a bad manifest, 3 for unreadable records or unwritable outputs:
     # one error line, the traceback with --debug (eval_suites.errors)
     return run_command(lambda: _study(args), debug=args.debug)
@@ -403,6 +409,10 @@ def _study(args: argparse.Namespace) -> int:
         print(f"[1/4] Data: {args.root}/ and the real corpus into {store}", flush=True)
         store = build_store(args.root, runs_root, real, max(1, (os.cpu_count() or 1) - 1), not args.no_progress,
                             args.preset)
+        if args.prepare_only:
+            print(f"corpus store ready: {store} (train on it: python -m pretrain --config "
+                  f"pretrain/configs/default_model.yaml data.path={store})", flush=True)
+            return 0
     from .mini_lape import task_names
 
     tasks = task_names(MANIFEST["path"], args.root / "tasks", args.tasks)

@@ -91,7 +91,8 @@ def test_plan_applies_one_budget_rule_keeps_the_curve_and_checks_precision(tmp_p
 
 @pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps"), (["--curve", "600", "3000"], "--curve"),
                                           (["--threads", "0"], "--threads"), (["--dry-run-steps", "0"], "--dry-run-steps"),
-                                          (["--seeds", "0", "0"], "--seeds"), (["--seeds", "-1"], "--seeds")])
+                                          (["--seeds", "0", "0"], "--seeds"), (["--seeds", "-1"], "--seeds"),
+                                          (["--prepare-only"], "--prepare-only")])
 def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
     with pytest.raises(SystemExit) as exit_:
         lc.main(["--report", *flags])
@@ -122,6 +123,11 @@ def test_learning_curves_dry_run_end_to_end(tmp_path):
 
     cmd = study(2)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    # --prepare-only: the data and the corpus store (default_model.yaml's data), no run, no result
+    prep = subprocess.run(cmd + ["--prepare-only"], env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert prep.returncode == 0, prep.stdout[-3000:] + prep.stderr[-3000:]
+    assert "corpus store ready" in prep.stdout and (tmp_path / "runs" / "corpus_store" / "store.json").is_file()
+    assert not (tmp_path / "runs" / "slicer").exists() and not out.exists()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     curves = pd.read_csv(out / "curves.csv")
