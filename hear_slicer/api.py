@@ -192,8 +192,9 @@ def load_model(model_file_path: str = "", *, random_init: bool = False, **option
 
     model_file_path: a checkpoint written by `python -m pretrain` (or
       `hear_slicer.checkpoint.save_checkpoint`). Empty: the default checkpoint shipped
-      with the package (`DEFAULT_CHECKPOINT`: SLICER trained by pretrain/configs/demo.yaml
-      on the synthetic demo corpus, see the README); if that file is missing, a random-init
+      with the package (`DEFAULT_CHECKPOINT`: SLICER trained by
+      pretrain/configs/default_model.yaml, 6,000 steps on 15.7 h of recorded and synthesised
+      audio, see the README); if that file is missing, a random-init
       encoder (seed 0, un-normalised log-mels) whose `is_random_init` is True.
     random_init: True gives the reference that learned nothing: the checkpoint's (default:
       the default model's) frontend, architecture and input normalisation, with the encoder

@@ -16,7 +16,7 @@ def test_main_job_tiny(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
-    assert "slicer pretrained for 600 steps on demo_data/corpus (600 files)" in out  # the trained default, described
+    assert "slicer pretrained for 6000 steps on " in out and "corpus_store (6626 files)" in out  # the default, described
     assert "Looks good!" in out  # the real hear-validator ran
     assert "4 cell(s) ok, 0 failed" in out
     df = pd.read_csv(tmp_path / "out" / "results.csv")

@@ -35,22 +35,29 @@ def test_model_attributes(model):
     assert model.checkpoint_path == str(hear_slicer.api.DEFAULT_CHECKPOINT)
 
 
-def test_default_checkpoint_is_the_demo_config_trained():
-    """The shipped default is what `python -m pretrain --config pretrain/configs/demo.yaml`
-    writes (then `python -m pretrain.export`), within the 25 MB package-data budget."""
+def test_default_checkpoint_is_the_default_model_config_trained(tmp_path):
+    """The shipped default is what `python -m pretrain --config pretrain/configs/default_model.yaml`
+    writes (then `python -m pretrain.export`), within the 25 MB package-data budget; that config
+    is the learning-curve study's `slicer_rrc_time_only` run, as `studies.learning_curves` plans it."""
     from hear_slicer.api import DEFAULT_CHECKPOINT
     from hear_slicer.checkpoint import load_checkpoint
     from pretrain.config import config_from_dict, load_config
+    from studies import learning_curves as lc
 
     assert DEFAULT_CHECKPOINT.stat().st_size <= 25e6
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     assert ckpt.teacher is None and ckpt.training_state is None  # slim export
     trained = config_from_dict(ckpt.train_config).to_dict()
-    wanted = load_config(str(Path(__file__).resolve().parent.parent / "pretrain" / "configs" / "demo.yaml")).to_dict()
-    for cfg in (trained, wanted):  # where the run was written and how it showed progress are not the recipe
-        del cfg["run"]["out"], cfg["run"]["progress"]
-    assert trained == wanted
-    assert ckpt.provenance["steps"] == wanted["run"]["steps"] and ckpt.provenance["files"] == 600
+    wanted = load_config(Path(__file__).resolve().parent.parent / "pretrain" / "configs" / "default_model.yaml").to_dict()
+    runs = lc.plan(tmp_path, tmp_path / "store", lc.CURVE_STEPS[-1], lc.CURVE_STEPS, list(lc.LONG_METHODS),
+                   list(lc.VARIANTS), lc.COMPLETED, "bf16", "cpu")
+    run = next(r for r in runs if r.name == "slicer_rrc_time_only")
+    study = load_config(run.config, run.set_args()).to_dict()
+    for cfg in (trained, wanted, study):  # where the data and the run were, how it showed progress: not the recipe
+        del cfg["data"]["path"], cfg["run"]["out"], cfg["run"]["progress"], cfg["run"]["device"]
+    assert trained == wanted == study
+    assert wanted["run"]["steps"] == 6000 and wanted["augment"]["rrc"]["frequency"] is False
+    assert ckpt.provenance["steps"] == 6000 and ckpt.provenance["files"] == 6626
     assert load_model().checkpoint_path == str(DEFAULT_CHECKPOINT)
 
 

@@ -274,7 +274,7 @@ def _flip_tensor_byte(src: Path, dst: Path) -> None:
 def test_a_checkpoint_with_one_flipped_byte_does_not_load(run_dir, tmp_path, capsys):
     """Feeds a checkpoint with one byte of tensor data flipped; expects CheckpointError 'is
     corrupt' (it used to load and embed) and exit 3 from export; a checkpoint without the
-    hash (older ones, the shipped default.pt) still loads."""
+    hash (older ones) still loads, and the shipped default.pt carries it."""
     good = run_dir / "checkpoints" / "step_00000002.pt"
     bad = tmp_path / "flipped.pt"
     _flip_tensor_byte(good, bad)
@@ -287,8 +287,8 @@ def test_a_checkpoint_with_one_flipped_byte_does_not_load(run_dir, tmp_path, cap
     del d[HASH_KEY]
     torch.save(d, tmp_path / "old.pt")
     assert load_checkpoint(tmp_path / "old.pt").training_state["step"] == 2
-    assert torch.load(REPO / "hear_slicer/assets/default.pt", weights_only=True).get(HASH_KEY) is None
-    load_checkpoint(REPO / "hear_slicer/assets/default.pt")
+    assert torch.load(REPO / "hear_slicer/assets/default.pt", weights_only=True).get(HASH_KEY) is not None
+    load_checkpoint(REPO / "hear_slicer/assets/default.pt")  # checked
 
 
 def test_a_checkpoint_that_is_a_directory_is_named_as_one(tmp_path, capsys):

@@ -126,9 +126,9 @@ def test_a_tagged_variant_changes_every_run_and_names_it():
 
 
 def test_slicer_under_the_budget_is_the_demo_recipe():
-    """pretrain/configs/demo.yaml (the shipped default's recipe) = SLICER's study run with
-    time-only crops (the candidate chosen on validation by studies.choose_default), so the
-    study's `slicer_rrc_time_only` rows describe the default model's recipe."""
+    """pretrain/configs/demo.yaml (the recipe of the default shipped until 2026-12-05) = SLICER's
+    study run with time-only crops (the candidate chosen on validation by studies.choose_default),
+    so the study's `slicer_rrc_time_only` rows describe the demo recipe."""
     from pretrain.config import load_config
 
     slicer = plan_runs(Path("r"), Path("demo_data/corpus"), 600, [], ["slicer_rrc_time_only"])[0]
