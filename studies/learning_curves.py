@@ -411,7 +411,7 @@ def _study(args: argparse.Namespace) -> int:
                             args.preset)
         if args.prepare_only:
             print(f"corpus store ready: {store} (train on it: python -m pretrain --config "
-                  f"pretrain/configs/default_model.yaml data.path={store})", flush=True)
+                  f"pretrain/configs/default_model.yaml --set data.path={store})", flush=True)
             return 0
     from .mini_lape import task_names
 

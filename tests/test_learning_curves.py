@@ -127,6 +127,7 @@ def test_learning_curves_dry_run_end_to_end(tmp_path):
     prep = subprocess.run(cmd + ["--prepare-only"], env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert prep.returncode == 0, prep.stdout[-3000:] + prep.stderr[-3000:]
     assert "corpus store ready" in prep.stdout and (tmp_path / "runs" / "corpus_store" / "store.json").is_file()
+    assert f"--set data.path={tmp_path / 'runs' / 'corpus_store'}" in prep.stdout  # the hint is a valid command
     assert not (tmp_path / "runs" / "slicer").exists() and not out.exists()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
