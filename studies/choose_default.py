@@ -98,8 +98,7 @@ def choose(args: argparse.Namespace) -> int:
     names = [n for n, _ in args.candidates]
     models = [ModelSpec(name=n, module="hear_slicer", checkpoint=p, options={}) for n, p in args.candidates]
     long = pd.concat([_score_suite(models, s, args) for s in args.suites], ignore_index=True)
-    if (long.status != "ok").any():
-        print(long[long.status != "ok"].to_string(), file=sys.stderr)
+    if not _all_ok(long):
         return 1
     suites = [s[0] for s in args.suites]
     chosen = _means(long, suites)[1].loc[names, "valid"].idxmax()
@@ -108,8 +107,7 @@ def choose(args: argparse.Namespace) -> int:
         ref = ModelSpec(name=REFERENCE, module="hear_slicer", checkpoint=dict(args.candidates)[chosen],
                         options={"random_init": True})
         ref_long = pd.concat([_score_suite([ref], s, args) for s in args.suites], ignore_index=True)
-        if (ref_long.status != "ok").any():
-            print(ref_long[ref_long.status != "ok"].to_string(), file=sys.stderr)
+        if not _all_ok(ref_long):
             return 1
         long = pd.concat([long, ref_long], ignore_index=True)
         rows.append(REFERENCE)
@@ -120,6 +118,14 @@ def choose(args: argparse.Namespace) -> int:
     print(text)
     print(f"chosen: {chosen}")
     return 0
+
+
+def _all_ok(long: pd.DataFrame) -> bool:
+    """Whether every cell of `long` scored; the failed ones are printed to stderr."""
+    failed = long[long.status != "ok"]
+    if len(failed):
+        print(failed.to_string(), file=sys.stderr)
+    return failed.empty
 
 
 def _means(long: pd.DataFrame, suites: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

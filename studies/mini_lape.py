@@ -69,6 +69,7 @@ def manifest_for(preset: str) -> Path:
     """The shipped manifest of a demo-data preset: ``<preset>.yaml`` if there is one, else demo.yaml."""
     return next(p for p in (MANIFESTS / f"{preset}.yaml", DEMO_MANIFEST) if p.is_file())
 
+
 class StudyError(UsageError):
     """The study cannot go on as asked (a --runs folder holding another run, nothing to report): exit 2."""
 
