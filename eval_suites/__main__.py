@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "merges them. Default: from SLURM_ARRAY_TASK_ID/_COUNT/_MIN in a SLURM "
                           "array job, else every cell")
 
-    lst = sub.add_parser("list", help="show the manifest's models, tasks and protocols")
+    lst = sub.add_parser("list", help="show the manifest's models, tasks and protocols, and the problems `run` would "
+                                      "meet (each model is loaded with its checkpoint and options)")
     _add_manifest_args(lst)
 
     rep = sub.add_parser("report", help="rebuild results.csv/.md/.png from a results folder")
@@ -117,7 +118,7 @@ def _cmd_list(args) -> int:
         state = "ok" if (t.path / "task_metadata.json").is_file() else "MISSING"
         print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state})")
     print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}; knn {manifest.knn}")
-    problems = check_inputs(manifest)
+    problems = check_inputs(manifest, load_models=True)  # each model loaded as `run` loads it
     for p in problems:
         print(f"problem: {p}")
     return EXIT_USAGE if problems else 0

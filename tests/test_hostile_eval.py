@@ -128,6 +128,8 @@ def test_embed_on_a_full_disk_is_exit_3_naming_the_file_never_sigbus(task_root, 
     ("json", "{}", ["'json'", "is not a HEAR 2021 module"]),
     ("hear_toy_module", '{"bogus": 1}', ["hear_toy_module.load_model refused the options", "bogus"]),
     ("hear_toy_module", "[" * 100000, ["--model-options", "is not JSON"]),
+    (".hear_toy_module", "{}", ["MODULE '.hear_toy_module'", "not relative"]),  # importlib's TypeError before
+    ("../outside", "{}", ["MODULE '../outside'", "dotted identifiers"]),  # would name a folder outside --embeddings-dir
 ])
 def test_embed_with_a_module_that_cannot_serve_is_exit_2_in_one_line(module, options, fragments, task_root,
                                                                        tmp_path, toy_on_path, capsys):
@@ -245,6 +247,41 @@ def test_list_exits_non_zero_when_it_prints_problems(task_root, tmp_path, capsys
                  f"tasks: [{_task(task_root).name}]\n")
     assert eval_main(["list", str(m)]) == 0
     assert "problem:" not in capsys.readouterr().out
+
+
+def test_a_relative_module_name_is_refused_where_it_enters(tmp_path):
+    """Feeds a relative module name ('.hear_toy_module') to a manifest and to load_hear_model;
+    expects the manifest key named, and a ModelLoadError (importlib's TypeError before)."""
+    from eval_suites.core.embeddings import ModelLoadError
+
+    m = tmp_path / "m.yaml"
+    m.write_text("models: [{name: a, module: .hear_toy_module}]\ntasks: [a]\n")
+    with pytest.raises(ManifestError, match=r"key 'models\[0\].module': .*not relative.*'.hear_toy_module'"):
+        load_manifest(m)
+    with pytest.raises(ModelLoadError, match="model 'a'.*not relative"):
+        load_hear_model(ModelSpec(name="a", module=".hear_toy_module"), device="cpu")
+
+
+def test_list_names_the_model_options_that_run_refuses(task_root, tmp_path, toy_on_path, capsys):
+    """Feeds `list` a manifest whose models take options their load_model refuses (a key the toy
+    module does not take, hear_slicer's timestamp_hop_ms=0); expects each printed as a problem,
+    with the message that `run` records in every cell of that model, and exit 2 (`list` printed
+    no problem and exited 0, then `run` failed every cell)."""
+    m = tmp_path / "m.yaml"
+    m.write_text(f"tasks_root: {task_root}\nmodels:\n"
+                 "  - {name: toy, module: hear_toy_module, options: {bogus: 1}}\n"
+                 "  - {name: hop, module: hear_slicer, options: {timestamp_hop_ms: 0}}\n"
+                 "  - {name: fine, module: hear_toy_module, options: {n_mels: 16}}\n"
+                 f"tasks: [{_task(task_root).name}]\nprotocols: {{knn: {{}}}}\n")
+    assert eval_main(["list", str(m)]) == 2
+    problems = [line for line in capsys.readouterr().out.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 2, problems  # the model whose options load is no problem
+    out = tmp_path / "out"
+    assert eval_main(["run", str(m), "--models", "toy", "hop", "--out", str(out), "--no-progress"]) == 1
+    for model, option in (("toy", "bogus"), ("hop", "timestamp_hop_ms")):
+        error = load_cell(cell_dir(out, model, _task(task_root).name, "knn") / "result.json").error
+        message = error.removeprefix("ModelLoadError: ")
+        assert option in message and f"problem: model {model!r}: {message}" in problems, (error, problems)
 
 
 def test_result_json_nested_too_deeply_is_a_corrupt_result(tmp_path):

@@ -68,7 +68,7 @@ import torch
 
 from hear_slicer.progress import Progress
 
-from eval_suites.core.model_spec import ModelSpec
+from eval_suites.core.model_spec import ModelSpec, module_name_problem
 from eval_suites.errors import DataError, UsageError, write_file
 from eval_suites.hear_format.task import load_task
 
@@ -77,6 +77,7 @@ __all__ = [
     "HearModel",
     "ModelLoadError",
     "load_hear_model",
+    "load_problem",
     "file_sha256",
     "cache_key",
     "embedding_dir",
@@ -134,6 +135,9 @@ def load_hear_model(spec: ModelSpec, device: str | torch.device | None = None) -
     ``device`` defaults to CUDA when available, else CPU (heareval's choice). Raises
     :class:`ModelLoadError` naming the module when it cannot be used as a HEAR module.
     """
+    problem = module_name_problem(spec.module)
+    if problem:  # importlib takes '.foo' as relative and raises TypeError
+        raise ModelLoadError(f"module of model {spec.name!r}: {problem}")
     try:
         module = importlib.import_module(spec.module)
     except ImportError as e:
@@ -161,6 +165,18 @@ def load_hear_model(spec: ModelSpec, device: str | torch.device | None = None) -
                        else ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
     return HearModel(spec=spec, module=module, model=model, device=dev)
+
+
+def load_problem(spec: ModelSpec) -> str | None:
+    """Why every cell of ``spec`` would fail to load it in ``run`` (the message of the
+    :class:`ModelLoadError` that :func:`load_hear_model` raises: an option ``load_model`` does
+    not take, a value out of range, a checkpoint it refuses), or None when it loads. The model
+    is loaded on the CPU and released; ``list`` calls this, so that it refuses what ``run`` would."""
+    try:
+        load_hear_model(spec, device="cpu")
+    except ModelLoadError as e:
+        return str(e)
+    return None
 
 
 # --------------------------------------------------------------------------- cache key

@@ -255,8 +255,11 @@ def embed_tasks(module: str, tasks_dir: str | Path, embeddings_dir: str | Path =
     """heareval's runner: embed every task folder of ``tasks_dir`` (or ``task``) with ``module``
     into ``<embeddings_dir>/<module><options>/<task>``; finished tasks are skipped.
     Returns the task folders that are complete."""
-    from eval_suites.core.manifest import ModelSpec
+    from eval_suites.core.model_spec import ModelSpec, module_name_problem
 
+    problem = module_name_problem(module)
+    if problem:  # before it names a folder: '.foo' or '../x' would be one outside embeddings_dir
+        raise EmbedError(f"MODULE {module!r}: {problem}")
     options = dict(options or {})
     tasks_root = Path(tasks_dir)
     if not tasks_root.is_dir():

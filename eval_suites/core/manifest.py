@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from eval_suites.core.model_spec import ModelSpec
+from eval_suites.core.model_spec import ModelSpec, module_name_problem
 from eval_suites.errors import UsageError
 from eval_suites.core.protocols.heareval import HearevalConfig
 from eval_suites.core.protocols.knn import KnnConfig
@@ -246,9 +246,9 @@ def load_manifest(path: str | Path, tasks_root: str | Path | None = None) -> Man
         _unknown_keys(m, _MODEL_KEYS, w, p)
         name = _expect_name(m.get("name"), f"{w}.name", p)
         module = m.get("module")
-        if not isinstance(module, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$", module):
-            p.append(f"key '{w}.module': expected an importable module name such as "
-                     f"'hear_slicer', got {module!r}")
+        problem = module_name_problem(module)
+        if problem:
+            p.append(f"key '{w}.module': {problem}")
             module = None
         ckpt = m.get("checkpoint")
         if ckpt is not None and (not isinstance(ckpt, str) or not ckpt):
@@ -321,13 +321,17 @@ def _no_repeats(names: list[str], key: str, p: list[str]) -> None:
         seen.add(n)
 
 
-def check_inputs(manifest: Manifest, check_audio: bool = False) -> list[str]:
+def check_inputs(manifest: Manifest, check_audio: bool = False, load_models: bool = False) -> list[str]:
     """Problems with what the manifest points at (empty list when all is usable).
 
     Checks that each HEAR module can be found (without importing it), each checkpoint
     exists, and each task folder is a valid HEAR task (``validate_task`` when
-    ``check_audio``, else the metadata, vocabulary and labels only).
+    ``check_audio``, else the metadata, vocabulary and labels only). With ``load_models``
+    (``python -m eval_suites list``), each model whose module and checkpoint are there is
+    also loaded as every cell of ``run`` loads it (:func:`eval_suites.core.embeddings.load_problem`:
+    an option ``load_model`` does not take, a value out of range, a checkpoint it refuses).
     """
+    from eval_suites.core.embeddings import load_problem
     from eval_suites.hear_format.task import TaskFormatError, load_task, validate_task
 
     p: list[str] = []
@@ -341,6 +345,10 @@ def check_inputs(manifest: Manifest, check_audio: bool = False) -> list[str]:
                      f"or put it on PYTHONPATH")
         if m.checkpoint is not None and not m.checkpoint.is_file():
             p.append(f"model {m.name!r}: checkpoint {m.checkpoint} does not exist")
+        if load_models and found and (m.checkpoint is None or m.checkpoint.is_file()):
+            problem = load_problem(m)
+            if problem:
+                p.append(f"model {m.name!r}: {problem}")
     for t in manifest.tasks:
         try:
             task = (validate_task if check_audio else load_task)(t.path)
