@@ -24,9 +24,12 @@
    with the linear probe at probe seeds 0-2 (95 % bootstrap intervals; paired differences
    against random init and against SLICER), and heareval's MLP.
 
-Everything lands in ``--out`` (committed; per-cell results and per-clip test outputs, and
-``points.json``, what each recorded point was): a rerun, on this or a fresh machine, scores
-only what is missing and trains only runs whose points are missing. Checkpoints stay in
+Everything lands in ``--out`` (committed; per-cell results and per-clip test outputs,
+``points.json``, what each recorded point was, the tables, ``learning_curves.png`` and
+``learning_curves_tasks.png`` (validation curves) and ``final.png``, the README's headline
+figure: test scores with intervals beside random init, log-mel statistics and chance): a
+rerun, on this or a fresh machine, scores only what is missing and trains only runs whose
+points are missing. Checkpoints stay in
 ``--runs``, outside the repository.
 """
 from __future__ import annotations
@@ -48,8 +51,11 @@ from eval_suites import quiet_heareval_imports
 from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 from eval_suites.errors import run_command
+from eval_suites.synthetic.demo_data import PRESETS
 
-from .mini_lape import (CONFIGS, MANIFESTS, METHODS, manifest_for, PretrainRun, aggregate, budget_overrides, load_records,
+from .labels import label
+from .mini_lape import (CONFIGS, MANIFESTS, METHODS, manifest_for, PretrainRun, aggregate, budget_overrides, chance_levels,
+                        load_records,
                         differences, launch_run, markdown_differences, markdown_table, normalised_identity,
                         run_state)
 
@@ -65,6 +71,9 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
 """Extra runs: name -> (method whose config it starts from, overrides on top of the budget rule)."""
 COMPLETED = (600, 1500)
 PROBES = ("linear", "knn")
+PROBE_TITLES = {"linear": "linear probe", "knn": "kNN probe", "heareval": "heareval's MLP"}
+SHIPPED = "slicer_rrc_time_only"
+"""The run whose final checkpoint is hear_slicer's default model (``pretrain.export``)."""
 REFERENCES = ("random_init", "logmel_stats")
 POINTS = "points.json"
 
@@ -266,7 +275,9 @@ def _step_axis(ax, steps: list[int]) -> None:
 
 def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int) -> Path:
     """Validation mean over tasks against pretraining steps (log axis), one panel per probe;
-    random init and log-mel statistics as horizontal lines; completed runs as crosses."""
+    random init and log-mel statistics as horizontal lines; completed runs as crosses. The
+    score axis runs from 0 to 1: one probe seed on validation splits of 150+ clips per task
+    has no interval, and a cut axis would make its noise look like a trend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,25 +291,26 @@ def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int
         sub = long[long.protocol == protocol]
         for group, g in sub.groupby("group"):
             mean = g.groupby("step").valid.mean()
-            ax.plot(mean.index, mean.values, marker="o", color=colors[group], label=group)
-        for fp32, marker, label in ((False, "x", "slicer, trained to completion"),
-                                    (True, "+", "slicer in fp32, trained to completion")):
+            ax.plot(mean.index, mean.values, marker="o", color=colors[group], label=label(group))
+        for fp32, marker in ((False, "x"), (True, "+")):
             sel = done[(done.protocol == protocol) & (done.group.str.endswith("_fp32") == fp32)]
             d = sel.groupby("step").valid.mean()  # one run per step: the mean over its tasks
             if len(d):
                 ax.plot(d.index, d.values, marker, color=colors.get("slicer", "black"), markersize=10, mew=2,
-                        label=label)
+                        label=label("slicer_full600_fp32" if fp32 else "slicer_full600"))
         for ref, style in zip(REFERENCES, ("--", ":")):
             r = refs[(refs.model == ref) & (refs.protocol == protocol)].valid
             if len(r):
-                ax.axhline(r.mean(), color="grey", linestyle=style, label=ref.replace("_", " "))
+                ax.axhline(r.mean(), color="grey", linestyle=style, label=label(ref))
         _step_axis(ax, sorted(points.step.unique()))
+        ax.set_ylim(0, 1)
         ax.set_xlabel("pretraining steps (batch 32, log axis)")
-        ax.set_ylabel("validation score, mean of the study tasks")
-        ax.set_title(f"{protocol} probe")
+        ax.set_ylabel("validation score, mean of the 7 study tasks")
+        ax.set_title(PROBE_TITLES[protocol])
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    fig.suptitle(f"Learning curves: checkpoints of {steps}-step runs on real + synthetic audio")
+    fig.suptitle(f"Checkpoints of {steps:,}-step runs on validation splits (probe seed 0, no intervals: "
+                 "differences under about 0.02 are noise)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -307,7 +319,8 @@ def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int
 
 
 def plot_task_curves(points: pd.DataFrame, refs: pd.DataFrame, tasks: list[str], path: Path) -> Path:
-    """Per task, the linear probe's validation score against steps, with the references."""
+    """Per task, the linear probe's validation score against steps, with the references; every
+    panel's score axis from 0 to 1, as in :func:`plot_curves`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,24 +334,93 @@ def plot_task_curves(points: pd.DataFrame, refs: pd.DataFrame, tasks: list[str],
     for ax, task in zip(axes.flat, tasks):
         for group, g in long[long.task == task].groupby("group"):
             g = g.sort_values("step")
-            ax.plot(g.step, g.valid, marker="o", markersize=3, color=colors[group], label=group)
+            ax.plot(g.step, g.valid, marker="o", markersize=3, color=colors[group], label=label(group))
         for ref, style in zip(REFERENCES, ("--", ":")):
             r = refs[(refs.model == ref) & (refs.protocol == "linear") & (refs.task == task)].valid
             if len(r):
-                ax.axhline(r.mean(), color="grey", linestyle=style, label=ref.replace("_", " "))
+                ax.axhline(r.mean(), color="grey", linestyle=style, label=label(ref))
         _step_axis(ax, sorted(points.step.unique()))
-        ax.set_title(task, fontsize=10)
+        ax.set_ylim(0, 1)
+        ax.set_title(label(task), fontsize=10)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         handles, labels = axes.flat[0].get_legend_handles_labels()
         ax.legend(handles, labels, fontsize=8, loc="center")
         ax.axis("off")
     fig.supxlabel("pretraining steps (log axis)")
-    fig.supylabel("validation score (linear probe)")
+    fig.supylabel("validation score (linear probe, probe seed 0)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_final(tables: dict[str, pd.DataFrame], diffs: dict[str, pd.DataFrame], chance: float | None,
+               path: Path) -> Path:
+    """Write :func:`final_figure` to ``path`` (``final.png``, the README's headline figure)."""
+    import matplotlib.pyplot as plt
+
+    fig = final_figure(tables, diffs, chance)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def final_figure(tables: dict[str, pd.DataFrame], diffs: dict[str, pd.DataFrame], chance: float | None):
+    """The headline figure: each final model's mean **test** score over the tasks with its 95 %
+    bootstrap interval, one marker per probe (``tables``: probe -> :func:`aggregate`'s table),
+    the references and the ``chance`` level on the same axis, which runs from 0 to 1; beside it
+    each model minus random init, paired on the same clips (``diffs``: probe -> the table of
+    ``final_differences_random_init*.csv``), with 0 marked. Returns the matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = {p: t[t.task == "mean"].set_index("model") for p, t in tables.items()}
+    first = next(iter(means.values()))
+    models = [m for m in first.sort_values("mean", ascending=False).index if m not in REFERENCES]
+    models += [m for m in REFERENCES if m in first.index]
+    names = [label(m) + (" — the shipped default" if m == SHIPPED else "") for m in models]
+    markers = {"linear": ("o", "tab:blue"), "heareval": ("s", "tab:orange")}
+    offsets = {p: ((len(tables) - 1) / 2 - i) * 0.22 for i, p in enumerate(tables)}  # the first probe on top
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 0.55 * len(models) + 2.0), sharey=True,
+                                 gridspec_kw={"width_ratios": [3, 2]})
+    y = list(range(len(models)))[::-1]  # the first model on top
+    for p, table in means.items():
+        marker, color = markers.get(p, ("D", "tab:green"))
+        for yi, m in zip(y, models):
+            if m not in table.index:
+                continue
+            r = table.loc[m]
+            ax.errorbar(r["mean"], yi + offsets[p], xerr=[[r["mean"] - r.ci_low], [r.ci_high - r["mean"]]],
+                        fmt=marker, color=color, capsize=3, label=PROBE_TITLES[p] if m == models[0] else None)
+        d = diffs.get(p)
+        if d is None:
+            continue
+        d = d[d.task == "mean"].set_index("model")
+        for yi, m in zip(y, models):
+            if m in d.index:
+                r = d.loc[m]
+                dx.errorbar(r["diff"], yi + offsets[p], xerr=[[r["diff"] - r.ci_low], [r.ci_high - r["diff"]]],
+                            fmt=marker, color=color, capsize=3)
+    if chance is not None:
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=label("chance"))
+    ax.set_xlim(0, 1)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("test score, mean over the tasks (95 % bootstrap interval)")
+    ax.set_title("Test score")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    dx.axvline(0, color="black", linewidth=1)
+    dx.set_xlabel("paired on the same test clips (95 % interval)")
+    dx.set_title("Model minus random init")
+    dx.grid(axis="x", alpha=0.3)
+    fig.suptitle("Final checkpoints (one pretraining run each) and references, on the study tasks' test splits",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------- main
@@ -347,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m studies.learning_curves", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=None, help="study data folder, built if missing (default demo_data_<preset>)")
-    ap.add_argument("--preset", default="study", help="demo data preset of the tasks and synthetic corpus (tests: tiny)")
+    ap.add_argument("--preset", default="study", choices=sorted(PRESETS),
+                    help="demo data preset of the tasks and synthetic corpus (tests: tiny)")
     ap.add_argument("--manifest", type=Path, default=None,
                     help="the tasks (default eval_suites/manifests/<preset>.yaml if it exists, else demo.yaml)")
     ap.add_argument("--real", type=Path, default=None,
@@ -389,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--threads and --dry-run-steps take integers >= 1, got {args.threads} and {args.dry_run_steps}")
     if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
         ap.error(f"--seeds must be distinct integers >= 0, got {args.seeds}")
+    for flag, folder in (("--out", args.out), ("--runs", args.runs)):
+        if folder.exists() and not folder.is_dir():
+            ap.error(f"{flag} {folder} is a file; expected a folder (created if missing)")
     if args.prepare_only and args.report:
         ap.error("--prepare-only builds the data and --report only reads results: give one of them")
     # exit 2 for bad arguments or a bad manifest, 3 for unreadable records or unwritable outputs:
@@ -598,11 +684,12 @@ def score_reference(name: str, slicer: PretrainRun | None, args, tasks_root: Pat
     save_point(args.out, f"final:{name}", {"preset": "study"})
 
 
-def _differences_text(out: Path, long: pd.DataFrame, order: list[str], tasks: list[str], protocol: str) -> list[str]:
+def _differences_text(out: Path, long: pd.DataFrame, order: list[str], tasks: list[str], protocol: str
+                      ) -> tuple[list[str], dict[str, pd.DataFrame]]:
     """Each model minus random init, and minus SLICER: paired differences on the same test clips
     (mini_lape.differences, sign turned so that > 0 means the model is ahead); also written to
-    ``final_differences_<ref>[_heareval].csv``."""
-    text = []
+    ``final_differences_<ref>[_heareval].csv``. Returns the text and {ref: its table}."""
+    text, frames = [], {}
     for ref in ("random_init", "slicer"):
         if ref not in order:
             continue
@@ -610,10 +697,11 @@ def _differences_text(out: Path, long: pd.DataFrame, order: list[str], tasks: li
         d = d.assign(diff=-d["diff"], ci_low=-d["ci_high"], ci_high=-d["ci_low"])
         suffix = "" if protocol == "linear" else f"_{protocol}"
         d.to_csv(out / f"final_differences_{ref}{suffix}.csv", index=False)
+        frames[ref] = d
         text += ["", f"{protocol}: each model minus {ref} (paired bootstrap on the same test clips; > 0: the model "
                  "is ahead; **bold**: the 95 % interval excludes 0):", "",
                  markdown_differences(d, ref, tasks, header=f"model minus {ref}")]
-    return text
+    return text, frames
 
 
 def write_report(out: Path, runs: list[PretrainRun], tasks: list[str], args) -> None:
@@ -636,25 +724,34 @@ def write_report(out: Path, runs: list[PretrainRun], tasks: list[str], args) -> 
             f"{r[p]:.3f}" if p in r and not math.isnan(r[p]) else "—" for p in PROBES) + " |")
     recorded = load_points(out)
     finals = [n.split(":", 1)[1] for n in recorded if n.startswith("final:")]
+    tables, diffs, chance = {}, {}, None
     if finals:
         order = [r.name for r in runs if r.name in finals] + [m for m in REFERENCES if m in finals]
         long = final_scores(out, order, tasks, args.seeds, {})
         long = long[long.status == "ok"]
         if not long.empty:
-            table = aggregate(long, order)
+            tables["linear"] = aggregate(long, order)
             text += ["", f"Final checkpoints on **test**: linear probe, probe seeds {args.seeds}, mean with its 95 % "
-                     "bootstrap interval (test clips resampled):", "", markdown_table(table, order, tasks, {})]
-            text += _differences_text(out, long, order, tasks, "linear")
+                     "bootstrap interval (test clips resampled):", "", markdown_table(tables["linear"], order, tasks, {})]
+            more, frames = _differences_text(out, long, order, tasks, "linear")
+            text += more
+            diffs["linear"] = frames.get("random_init")
+            chance = chance_levels(long, tasks).get("mean")
             long.to_csv(out / "final.csv", index=False)
         he = final_scores(out, order, tasks, [0], {}, protocol="heareval")
         he = he[he.status == "ok"]
         if not he.empty:
             he_order = [m for m in order if m in set(he.model)]
+            tables["heareval"] = aggregate(he, he_order)
             text += ["", "heareval's MLP on the final checkpoints (test; one run of the manifest's grid point), mean "
                      "with its 95 % bootstrap interval (test clips resampled):", "",
-                     markdown_table(aggregate(he, he_order), he_order, tasks, {})]
-            text += _differences_text(out, he, he_order, tasks, "heareval")
+                     markdown_table(tables["heareval"], he_order, tasks, {})]
+            more, frames = _differences_text(out, he, he_order, tasks, "heareval")
+            text += more
+            diffs["heareval"] = frames.get("random_init")
             he.to_csv(out / "final_heareval.csv", index=False)
+    if tables:
+        plot_final(tables, {p: d for p, d in diffs.items() if d is not None}, chance, out / "final.png")
     (out / "learning_curves.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))
 

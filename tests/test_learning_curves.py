@@ -137,7 +137,7 @@ def test_learning_curves_dry_run_end_to_end(tmp_path):
     assert set(curves.protocol) == {"linear", "knn"} and curves.valid.between(0, 1).all()
     md = (out / "learning_curves.md").read_text()
     assert "on **test**" in md and "| model minus random_init |" in md and "| model minus slicer |" in md
-    for png in ("learning_curves.png", "learning_curves_tasks.png"):
+    for png in ("learning_curves.png", "learning_curves_tasks.png", "final.png"):
         assert (out / png).stat().st_size > 10_000
     store = tmp_path / "runs" / "corpus_store"
     assert "rec0.wav" in (tmp_path / "runs" / "corpus_files.txt").read_text() and (store / "store.json").is_file()
@@ -160,3 +160,38 @@ def load_config_of(path: Path):
     from pretrain.train import config_of_checkpoint
 
     return config_of_checkpoint(path)
+
+
+# ----------------------------------------------------------------------------- figures
+def test_every_study_name_has_a_readable_label():
+    """Figures show no code names: each method, variant, ablation and reference has a label."""
+    from studies.labels import LABELS, label
+    from studies.mini_lape import ABLATIONS, METHODS, REFERENCES
+
+    for name in [*METHODS, *ABLATIONS, *REFERENCES, *lc.VARIANTS, *lc.LONG_METHODS]:
+        assert name in LABELS and "_" not in label(name), name
+    assert label("some_new_task") == "some new task"
+
+
+def test_headline_figure_starts_at_zero_and_shows_the_references():
+    """final_figure: the score axis runs from 0 to 1 (no cut axis), chance is drawn, the
+    shipped default is named, references come last, and the differences panel marks 0."""
+    import matplotlib.pyplot as plt
+
+    def table(means):
+        rows = [dict(model=m, task="mean", mean=v, ci_low=v - 0.02, ci_high=v + 0.02) for m, v in means.items()]
+        return pd.DataFrame(rows)
+
+    means = {"slicer": 0.67, lc.SHIPPED: 0.71, "random_init": 0.66, "logmel_stats": 0.54}
+    diffs = pd.DataFrame([dict(model=m, task="mean", diff=v - 0.66, ci_low=v - 0.68, ci_high=v - 0.64)
+                          for m, v in means.items() if m != "random_init"])
+    fig = lc.final_figure({"linear": table(means), "heareval": table(means)}, {"linear": diffs}, 0.098)
+    scores, minus = fig.axes
+    assert scores.get_xlim() == (0.0, 1.0)
+    ticks = sorted(zip(scores.get_yticks(), (t.get_text() for t in scores.get_yticklabels())), reverse=True)
+    names = [n for _, n in ticks]  # top to bottom
+    assert "the shipped default" in names[0] and not any("_" in n for n in names)
+    assert names[-2].startswith("random init") and names[-1].startswith("log-mel statistics")
+    assert any(abs(line.get_xdata()[0] - 0.098) < 1e-9 for line in scores.get_lines())
+    assert any(line.get_xdata()[0] == 0 for line in minus.get_lines())
+    plt.close(fig)
