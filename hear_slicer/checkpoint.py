@@ -13,17 +13,23 @@ tensors, dicts, lists, tuples, strings, numbers, booleans and None.
       "train_config": dict, "provenance": dict,
       "training_state": dict | None,         # what a trainer needs to resume
       "tensors_blake2b": str,                # hash of every tensor above (`tensors_hash`)
+      "settings_blake2b": str,               # hash of every other value above (`settings_hash`)
     }
 
-`save_checkpoint` records the hash of every tensor (names, dtypes, shapes and bytes) and
-`load_checkpoint` checks it, so a flipped byte in tensor data is a `CheckpointError`, not
-wrong embeddings. Checkpoints written before the hash existed (no entry) load unchecked.
+`save_checkpoint` records two hashes and `load_checkpoint` checks both: one of every tensor
+(names, dtypes, shapes and bytes), one of every other value (the normalisation statistics,
+the frontend and encoder configs, `use`, the training config, the provenance and the
+training state's numbers: names, types and exact values). A flipped bit anywhere that
+changes a result is a `CheckpointError`, not wrong embeddings or a resume at another
+learning rate. A file without a hash (written before it existed) loads, with a warning
+logged on the `hear_slicer.checkpoint` logger naming what is unverified.
 """
 from __future__ import annotations
 
 import dataclasses
 import errno
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -46,12 +52,15 @@ __all__ = [
     "build_encoder",
     "build_frontend",
     "non_finite_entries",
+    "settings_hash",
     "tensors_hash",
 ]
 
 FORMAT_NAME = "hear-slicer-checkpoint"
 FORMAT_VERSION = 1
 HASH_KEY = "tensors_blake2b"
+SETTINGS_HASH_KEY = "settings_blake2b"
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -117,6 +126,10 @@ class Checkpoint:
                 raise CheckpointError(f"{source}: '{name}' must be a finite number, got {d[name]!r:.80}")
         for name in ("student", "teacher"):
             _check_weights(d.get(name), name, source, required=name == "student")
+        for name in ("train_config", "provenance", "training_state"):
+            if d.get(name) is not None and not isinstance(d[name], dict):
+                raise CheckpointError(f"{source}: '{name}' must be a mapping, got a {type(d[name]).__name__} "
+                                      f"({d[name]!r:.80}); the checkpoint is damaged or was not written by hear-slicer")
         try:
             frontend = FrontendConfig(**d["frontend"])
             encoder = EncoderConfig(**d["encoder"])
@@ -191,6 +204,30 @@ def tensors_hash(tree: Any) -> str:
     return h.hexdigest()
 
 
+def settings_hash(tree: Any) -> str:
+    """blake2b of every value in a nested dict/list/tuple that is not a tensor: its path, type and exact
+    value (floats by `float.hex`), in order; tensors are left to `tensors_hash`."""
+    h = hashlib.blake2b(digest_size=20)
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, torch.Tensor):
+            return
+        if isinstance(node, dict):
+            h.update(f"{name}|dict|{len(node)}|".encode())
+            for k, v in node.items():
+                walk(v, f"{name}/{type(k).__name__}:{k}")
+        elif isinstance(node, (list, tuple)):
+            h.update(f"{name}|{type(node).__name__}|{len(node)}|".encode())
+            for i, v in enumerate(node):
+                walk(v, f"{name}/{i}")
+        else:
+            value = node.hex() if isinstance(node, float) else repr(node)
+            h.update(f"{name}|{type(node).__name__}|{value}|".encode("utf-8", "surrogatepass"))
+
+    walk(tree, "")
+    return h.hexdigest()
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     """Write `ckpt` to `path` atomically: a temporary file in the same folder, then rename.
 
@@ -206,7 +243,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             d = ckpt.to_dict()
-            torch.save({**d, HASH_KEY: tensors_hash(d)}, f)
+            torch.save({**d, HASH_KEY: tensors_hash(d), SETTINGS_HASH_KEY: settings_hash(d)}, f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -240,10 +277,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "It is not a hear-slicer checkpoint, is corrupt, or holds objects that cannot be loaded safely."
         ) from e
     recorded = d.pop(HASH_KEY, None) if isinstance(d, dict) else None
+    settings = d.pop(SETTINGS_HASH_KEY, None) if isinstance(d, dict) else None
     ckpt = Checkpoint.from_dict(d, source=str(path))  # names a bad entry (NaN weights, wrong types) first
     if recorded is not None and recorded != tensors_hash(d):
         raise CheckpointError(f"{path} is corrupt: its tensor data does not match the hash recorded when it was "
                               "written (a changed byte on disk or in transfer); use an earlier checkpoint or copy")
+    if settings is not None and settings != settings_hash(d):
+        raise CheckpointError(f"{path} is corrupt: its settings (normalisation statistics, frontend, encoder, "
+                              "training config, provenance or training state) do not match the hash recorded when "
+                              "it was written (a changed byte on disk or in transfer, or an edit); use an earlier "
+                              "checkpoint or copy")
+    unverified = [what for what, key in (("its tensors", recorded), ("its settings (normalisation statistics, "
+                  "frontend, encoder, training config)", settings)) if key is None]
+    if unverified:
+        log.warning("%s records no hash of %s: they are loaded unverified (written by an older hear-slicer or "
+                    "another tool); save it again with hear_slicer.checkpoint.save_checkpoint to protect it",
+                    path, " or ".join(unverified))
     return ckpt
 
 

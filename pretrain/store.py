@@ -22,7 +22,9 @@ Integrity: opening a store (`StoreCrops`) checks store.json's entries, index.csv
 recorded hash, every row (samples >= 1, offsets inside the shard, a peak in [0, 32768 / 32767]) and that
 each shard is exactly as long as its clips; `verify=True` (`data.verify_store`) also hashes
 every clip, which catches a shard overwritten with noise of the same size. Each failure is a
-`StoreError` naming the file. Version 1 stores (no hashes) are read with the size checks only.
+`StoreError` naming the file. No entry of store.json switches a check off: a store that says
+it is of version 1 (which recorded no hashes, so nothing in it could be verified) is refused
+with a message to prepare it again, whatever else it holds.
 
 Why raw int16 shards and not WebDataset tar, HDF5 or LMDB: a 0.95 s crop is one slice of a
 `numpy.memmap` (no decoding, no per-clip file open, the page cache shares it between loader
@@ -56,8 +58,8 @@ __all__ = ["STORE_FORMAT", "STORE_VERSION", "INT16_SCALE", "StoreError", "is_sto
            "shard_paths", "to_int16", "clip_hash", "source_fingerprint", "read_csv_rows", "StoreCrops"]
 
 STORE_FORMAT = "hear-slicer-prepared-audio"
-STORE_VERSION = 2  # 2: per-clip and index hashes, source fingerprints, max_peak; 1 is still read
-READABLE_VERSIONS = (1, 2)
+STORE_VERSION = 2  # 2: per-clip and index hashes, source fingerprints, max_peak
+READABLE_VERSIONS = (2,)  # 1 recorded no hashes: refused, never read unverified
 INT16_SCALE = 32767.0  # float sample = int16 / INT16_SCALE (written with round(x * INT16_SCALE), clipped)
 MAX_PEAK = 32768 / INT16_SCALE  # the largest stored peak: a full-scale negative sample, -32768
 INDEX_FIELDS = ("path", "shard", "offset", "samples", "duration_s", "peak", "blake2b")
@@ -83,14 +85,16 @@ def read_store_info(root: str | Path) -> dict:
         raise StoreError(f"{path} cannot be read: {e}") from e
     if not isinstance(info, dict):
         raise StoreError(f"{path} is damaged: it holds a {type(info).__name__}, not an object")
+    if info.get("format") == STORE_FORMAT and info.get("version") == 1:
+        raise StoreError(f"{root} is a version 1 store (store.json says so): version 1 recorded no hashes, so its "
+                         f"index and samples cannot be verified and it is refused; prepare it again into a new "
+                         f"folder (python -m pretrain.prepare {info.get('source', 'SOURCE')} NEW_FOLDER)")
     if info.get("format") != STORE_FORMAT or info.get("version") not in READABLE_VERSIONS:
         raise StoreError(f"{root} is not a {STORE_FORMAT} store of version {STORE_VERSION} "
                          f"(store.json says format {info.get('format')!r}, version {info.get('version')!r})")
     expected = {"sample_rate": int, "complete": bool, "source": str, "files_per_shard": int}
     if info.get("complete"):
-        expected.update(clips=int, hours=(int, float))
-        if info["version"] >= 2:
-            expected.update(index_blake2b=str)
+        expected.update(clips=int, hours=(int, float), index_blake2b=str)
     for key, kind in expected.items():
         if not isinstance(info.get(key), kind) or (kind is int and isinstance(info.get(key), bool)):
             raise StoreError(f"{path} is damaged: {key!r} is {info.get(key)!r}; prepare the store again")
@@ -161,19 +165,15 @@ class StoreCrops(Dataset):
         self.sample_rate, self.crop_samples = sample_rate, crop_samples
         self.silence_peak, self.crops_per_item = silence_peak, crops_per_item
         self._maps: dict[int, np.memmap] = {}  # opened lazily in each loader worker
-        exact = info["version"] >= 2  # version 1 stores were only checked to be long enough
         for shard in np.unique(self.shard):  # a damaged store fails here, not mid-run
             pcm = shard_paths(self.root, int(shard))[0]
             mine = self.shard == shard
             needed = 2 * int((self.offset + self.samples)[mine].max())
             size = pcm.stat().st_size if pcm.is_file() else -1
-            if size < needed or (exact and size != 2 * int(self.samples[mine].sum())):
+            if size < needed or size != 2 * int(self.samples[mine].sum()):
                 raise StoreError(f"{pcm} is {'missing' if size < 0 else f'{size} bytes'} but index.csv says "
                                  f"{needed} bytes; the store is damaged: prepare it again into a new folder")
         if verify:
-            if not exact:
-                raise StoreError(f"{self.root} is a version 1 store: it records no hashes to verify; prepare it "
-                                 "again to get them, or set data.verify_store=false")
             for i, expected in enumerate(hashes):
                 if clip_hash(self.clip(i)) != expected:
                     raise StoreError(f"{shard_paths(self.root, int(self.shard[i]))[0]}: the samples of {self.files[i]} "
@@ -217,7 +217,7 @@ def _read_index(root: Path, info: dict) -> tuple[list[str], np.ndarray, np.ndarr
         data = path.read_bytes()
     except OSError as e:
         raise StoreError(f"{path} cannot be read: {e}") from e
-    if info["version"] >= 2 and hashlib.blake2b(data, digest_size=16).hexdigest() != info["index_blake2b"]:
+    if hashlib.blake2b(data, digest_size=16).hexdigest() != info["index_blake2b"]:
         raise StoreError(f"{path} was changed after the store was written (its hash differs from store.json's); "
                          "prepare the store again into a new folder")
     rows = read_csv_rows(path, data)

@@ -390,24 +390,30 @@ def test_a_rank_file_with_non_finite_memories_or_garbage_is_not_resumed(tmp_path
         load_rank_state(ckpt, 2, aug, obj)
 
 
-def test_a_version_1_store_still_trains_with_the_size_checks(store, tmp_path):
-    """Feeds StoreCrops a store as version 1 wrote it (no hashes, no max_peak); expects it read
-    as before, and verify=True refused with a message saying why."""
+def test_a_store_cannot_switch_its_checks_off_by_saying_it_is_version_1(store, tmp_path):
+    """Feeds StoreCrops a tampered store (a shard overwritten with noise of the same size) whose
+    store.json was set to version 1, and a store as version 1 wrote it (no hashes); expects both
+    refused, 'version 1 ... refused; prepare it again' (issue 29: version 1 used to switch every
+    hash check off, so the tampered shard trained)."""
+    tampered = _spoiled_copy(store, tmp_path / "tampered")
+    pcm = tampered / "shards" / "00000.pcm"
+    pcm.write_bytes(np.random.default_rng(0).integers(-2000, 2000, pcm.stat().st_size // 2, dtype="<i2").tobytes())
+    with pytest.raises(StoreError, match="do not match their recorded hash"):
+        StoreCrops(tampered, SR, 8000, verify=True)
+    info = json.loads((tampered / "store.json").read_text())
+    info["version"] = 1
+    (tampered / "store.json").write_text(json.dumps(info))
+    for verify in (False, True):
+        with pytest.raises(StoreError, match="version 1 store .* cannot be verified and it is refused; prepare it "
+                                             "again"):
+            StoreCrops(tampered, SR, 8000, verify=verify)
     old = _spoiled_copy(store, tmp_path / "v1")
     info = json.loads((old / "store.json").read_text())
     info["version"] = 1
     del info["index_blake2b"], info["max_peak"]
     (old / "store.json").write_text(json.dumps(info))
-    rows = _rows(old / "index.csv")
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "shard", "offset", "samples", "duration_s", "peak"])
-    w.writerows([r[k] for k in ("path", "shard", "offset", "samples", "duration_s", "peak")] for r in rows)
-    (old / "index.csv").write_text(buf.getvalue(), encoding="utf-8", errors="surrogateescape")
-    ds = StoreCrops(old, SR, 8000)
-    np.testing.assert_array_equal(ds.clip(3), StoreCrops(store, SR, 8000).clip(3))
-    with pytest.raises(StoreError, match="version 1 store: it records no hashes"):
-        StoreCrops(old, SR, 8000, verify=True)
+    with pytest.raises(StoreError, match="version 1 store"):
+        StoreCrops(old, SR, 8000)
 
 
 def test_a_non_finite_state_is_never_written_nor_called_the_last_good_checkpoint(audio, tmp_path, monkeypatch):
