@@ -149,6 +149,7 @@ def plot(mean: pd.DataFrame, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .labels import label
     from .learning_curves import _step_axis
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.6 * len(METRICS), 3.8))
@@ -157,10 +158,12 @@ def plot(mean: pd.DataFrame, path: Path) -> None:
         for group, g in mean.groupby("group"):
             if group in refs:
                 color, style = refs[group]
-                ax.axhline(g[metric].iloc[0], color=color, linestyle=style, label=group)
+                ax.axhline(g[metric].iloc[0], color=color, linestyle=style, label=label(group))
             else:
-                ax.plot(g.step, g[metric], marker="o", label=group)
+                ax.plot(g.step, g[metric], marker="o", label=label(group))
         _step_axis(ax, sorted(s for s in mean.step.unique() if s > 0))
+        if metric == "effective_rank":
+            ax.set_ylim(bottom=0)  # a count of directions: from 0, not cut
         ax.set_xlabel("pretraining step (log axis)")
         ax.set_title(metric.replace("_", " ") + (" (lower: more)" if metric in LOWER_IS_BETTER else ""), fontsize=10)
     axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)

@@ -16,9 +16,9 @@ LABELS: dict[str, str] = {
     "delores_m": "DeLoRes-M",
     "cola": "COLA",
     "slicer_rrc_time_only": "SLICER, time-only crops",
-    "slicer_full600": "SLICER trained to completion",
-    "slicer_full1500": "SLICER trained to completion",
-    "slicer_full600_fp32": "SLICER trained to completion, fp32",
+    "slicer_full600": "SLICER trained to completion, 600 steps",
+    "slicer_full1500": "SLICER trained to completion, 1,500 steps",
+    "slicer_full600_fp32": "SLICER trained to completion, 600 steps, fp32",
     # SLICER's ablations (studies.mini_lape.ABLATIONS)
     "slicer_no_kmix": "SLICER without k-mix",
     "slicer_no_cluster": "SLICER without the cluster loss",

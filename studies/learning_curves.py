@@ -4,6 +4,7 @@
     python -m studies.learning_curves --report           # tables and plots from what is recorded
     python -m studies.learning_curves --device cuda      # the same study on one GPU (bf16)
     python -m studies.learning_curves --prepare-only     # the data and corpus store only
+    python -m studies.learning_curves --prepare-only --install  # ... installing the Debian packages (root)
 
 1. Data. The study's tasks and corpus (``eval_suites.synthetic.demo_data --preset study``,
    3,200 files) plus recorded audio from Debian packages (``pretrain.debian_corpus``, the
@@ -50,7 +51,7 @@ import pandas as pd
 from eval_suites import quiet_heareval_imports
 from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
-from eval_suites.errors import run_command
+from eval_suites.errors import DataError, UsageError, run_command
 from eval_suites.synthetic.demo_data import PRESETS
 
 from .labels import label
@@ -120,29 +121,51 @@ def point_name(run: PretrainRun, step: int) -> str:
 
 
 # ----------------------------------------------------------------------------- data
-def build_store(root: Path, runs_root: Path, real: Path, workers: int, progress: bool, preset: str = "study") -> Path:
-    """The study data (built if missing), the real corpus listed, and the prepared store of both."""
+def build_store(root: Path, runs_root: Path, real: Path, workers: int, progress: bool, preset: str = "study",
+                install: bool = False) -> Path:
+    """The real corpus listed, the study data (built if missing), and the prepared store of both.
+
+    The real corpus comes first: when its Debian packages are missing and `install` is False
+    (`--install`), a UsageError (exit 2) names them and apt-get's download size before
+    anything is built or installed."""
     from eval_suites.synthetic.demo_data import build_demo
+    from hear_slicer.written import ForeignFileError
     from pretrain.data import find_audio_files
-    from pretrain.debian_corpus import AUDIO_EXTENSIONS, PACKAGES, build_corpus, check_disjoint
+    from pretrain.debian_corpus import AUDIO_EXTENSIONS, PACKAGES, CorpusError, build_corpus, check_disjoint
     from pretrain.prepare import prepare
     from pretrain.store import is_store, read_store_info
 
     store = runs_root / "corpus_store"
     if is_store(store) and read_store_info(store).get("complete"):
         return store
-    build_demo(root, preset=preset, progress=progress)
     check_disjoint(list(PACKAGES))
     if not (real / "files.txt").is_file():
-        build_corpus(real, PACKAGES)
-    files = [str(p) for p in find_audio_files(root / "corpus", AUDIO_EXTENSIONS)]
-    files += [line for line in (real / "files.txt").read_text().splitlines() if line]
+        try:
+            build_corpus(real, PACKAGES, install_missing=install)
+        except (CorpusError, ForeignFileError) as e:
+            raise UsageError(f"the real-audio corpus {real}: {e}") from e
+    listed = _listed_files(real / "files.txt")
+    build_demo(root, preset=preset, progress=progress)
+    files = [str(p) for p in find_audio_files(root / "corpus", AUDIO_EXTENSIONS)] + listed
     runs_root.mkdir(parents=True, exist_ok=True)
     listing = runs_root / "corpus_files.txt"
-    listing.write_text("\n".join(files) + "\n")
+    listing.write_bytes(("\n".join(files) + "\n").encode("utf-8", "surrogateescape"))
     info = prepare(listing, store, workers=workers, extensions=AUDIO_EXTENSIONS, progress=progress)
     print(f"  corpus store {store}: {info['clips']} clips, {info['hours']:.2f} h", flush=True)
     return store
+
+
+def _listed_files(path: Path) -> list[str]:
+    """The paths of a corpus list (`pretrain.debian_corpus`'s files.txt), names that are not UTF-8 kept as their
+    bytes; a DataError (exit 3) for a file that is not such a list (binary: NUL bytes)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read the corpus list {path}: {e.strerror}") from e
+    if b"\0" in data:
+        raise DataError(f"{path} is not a list of file paths (it holds NUL bytes: a binary file?); delete it and "
+                        "list the corpus again (python -m pretrain.debian_corpus)")
+    return [line for line in data.decode("utf-8", "surrogateescape").splitlines() if line.strip()]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -297,7 +320,7 @@ def plot_curves(points: pd.DataFrame, refs: pd.DataFrame, path: Path, steps: int
             d = sel.groupby("step").valid.mean()  # one run per step: the mean over its tasks
             if len(d):
                 ax.plot(d.index, d.values, marker, color=colors.get("slicer", "black"), markersize=10, mew=2,
-                        label=label("slicer_full600_fp32" if fp32 else "slicer_full600"))
+                        label="SLICER trained to completion" + (", fp32" if fp32 else ""))
         for ref, style in zip(REFERENCES, ("--", ":")):
             r = refs[(refs.model == ref) & (refs.protocol == protocol)].valid
             if len(r):
@@ -461,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prepare-only", action="store_true",
                     help="build the study data and the corpus store (<runs>/corpus_store), then stop: the data "
                          "of pretrain/configs/default_model.yaml")
+    ap.add_argument("--install", action="store_true",
+                    help="install the real corpus' Debian packages with apt-get when they are missing (root; about "
+                         "1.3 GB); without it, missing packages are named with their size and the study stops")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = ap.parse_args(argv)
@@ -494,7 +520,7 @@ def _study(args: argparse.Namespace) -> int:
     if not args.report:
         print(f"[1/4] Data: {args.root}/ and the real corpus into {store}", flush=True)
         store = build_store(args.root, runs_root, real, max(1, (os.cpu_count() or 1) - 1), not args.no_progress,
-                            args.preset)
+                            args.preset, install=args.install)
         if args.prepare_only:
             print(f"corpus store ready: {store} (train on it: python -m pretrain --config "
                   f"pretrain/configs/default_model.yaml --set data.path={store})", flush=True)

@@ -54,6 +54,7 @@ from eval_suites.core.intervals import BootstrapConfig, CellOutputs, difference_
 from eval_suites.core.manifest import ManifestError, ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir
 from eval_suites.errors import DataError, UsageError, run_command
+from studies.labels import label
 
 __all__ = ["METHODS", "ABLATIONS", "budget_overrides", "PretrainRun", "plan_runs", "run_state", "StudyError",
            "RegistryError", "load_records", "launch_run", "aggregate", "differences", "run_differences", "chance_levels",
@@ -619,7 +620,7 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
                chance: dict[str, float] | None = None) -> Path:
     """Grouped bars (task x model) with the bootstrap intervals as error bars (none where n/a),
     references hatched, each task's ``chance`` level (if given) a dashed line across its
-    group; one panel per group."""
+    group; one panel per group; readable names (:func:`studies.labels.label`), not code names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -643,12 +644,12 @@ def plot_table(table: pd.DataFrame, groups: list[tuple[str, list[str]]], tasks: 
             err = np.nan_to_num(np.maximum(np.stack([means - low, high - means]), 0))  # no bar where n/a
             hatch = "//" if m in REFERENCES else None
             ax.bar(x + (i - (len(ms) - 1) / 2) * width, means, width, yerr=err,
-                   label=f"{m} (reference)" if m in REFERENCES else m, hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4, color=colors[m])
+                   label=label(m), hatch=hatch, capsize=2, edgecolor="black", linewidth=0.4, color=colors[m])
         marked = [j for j, c in enumerate(cols) if c in (chance or {})]
         if marked:
             ax.hlines([chance[cols[j]] for j in marked], x[marked] - 0.45, x[marked] + 0.45, colors="black",
-                      linestyles="--", linewidth=1.2, zorder=4, label="chance (constant prediction)")
-        ax.set_xticks(x, cols)
+                      linestyles="--", linewidth=1.2, zorder=4, label=label("chance"))
+        ax.set_xticks(x, [label(c) for c in cols])
         ax.set_ylim(0, 1)
         ax.set_ylabel("test score (linear probe)")
         ax.set_title(title + " (95 % bootstrap intervals)")
@@ -866,9 +867,9 @@ def _study(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                      "the 95 % interval excludes 0.", "",
                      markdown_differences(ablation_diffs, f"{slicer} (seed {first})", tasks)]
     (args.out / "mini_lape.md").write_text("\n".join(text) + "\n")
-    groups = [(f"Mini-LAPE: five methods, same budget{variant}, and two references", main_models)]
+    groups = [(f"Five pretraining methods at one budget{variant}, two references, test splits", main_models)]
     if ablation_models:
-        groups.append(("SLICER ablations", [slicer] + ablation_models + ["random_init"]))
+        groups.append(("SLICER with one component changed, test splits", [slicer] + ablation_models + ["random_init"]))
     plot_table(table, groups, tasks, args.out / "mini_lape.png", chance)
     print("\n".join(text))
     bad = long[long.status != "ok"]
