@@ -1,13 +1,16 @@
 """A pretraining corpus of recorded audio from Debian's game and sample-library data packages.
 
-    python -m pretrain.debian_corpus OUT                 # the `real` preset: install, list, measure
-    python -m pretrain.debian_corpus OUT --prepare STORE # ... and convert it once into a store
-    python -m pretrain.debian_corpus OUT --packages lmms-common wesnoth-1.16-music --no-install
+    python -m pretrain.debian_corpus OUT --install       # the `real` preset: install, list, measure
+    python -m pretrain.debian_corpus OUT --install --prepare STORE  # ... and convert it once into a store
+    python -m pretrain.debian_corpus OUT --packages lmms-common wesnoth-1.16-music   # installed ones only
 
 Recorded music, sound effects and voices ship inside Debian's data packages of free games and
-sample libraries. This module installs the chosen packages with apt-get (root; otherwise it
-names the command to run), finds their audio through `dpkg -L`, measures every file
-(soundfile), and writes into OUT:
+sample libraries. This module finds the chosen packages' audio through `dpkg -L`, measures
+every file (soundfile), and writes into OUT (below). Nothing is installed without `--install`:
+when a package is missing it says which, and how much apt-get would download, and stops
+(exit 2); with `--install` it runs apt-get (root; otherwise it names the command to run).
+OUT's files are written through a record of what this command wrote there
+(`hear_slicer.written`): a `files.txt` or manifest of someone else's is never replaced (exit 2).
 
 - `files.txt`: one absolute path per line, a `data.path` manifest (`python -m pretrain`,
   `python -m pretrain.prepare`);
@@ -35,7 +38,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from hear_slicer.written import WrittenFiles
+
 from .errors import UsageError, run_command
+from .runlog import printable
 
 __all__ = ["PACKAGES", "STUDY_TASK_SOURCES", "AUDIO_EXTENSIONS", "CorpusError", "PackageAudio",
            "check_packages", "check_disjoint", "package_files", "package_licence", "build_corpus", "main"]
@@ -114,15 +120,42 @@ def installed_version(package: str) -> str | None:
     return done.stdout.split("\t", 1)[1]
 
 
-def install(packages: list[str]) -> None:
-    """apt-get install the missing `packages` (root only; otherwise CorpusError with the command)."""
+def install_plan(packages: list[str]) -> tuple[int, int] | None:
+    """What `apt-get install` would download for `packages` (dependencies included): (package files,
+    bytes), from `apt-get --print-uris` (no root, nothing fetched); None when apt-get cannot tell
+    (no package lists yet, an unknown package, no apt-get)."""
+    try:
+        done = subprocess.run(["apt-get", "install", "--print-uris", "-qq", "--no-install-recommends", *packages],
+                              capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+    except OSError:
+        return None
+    if done.returncode != 0:
+        return None
+    sizes = [int(f[2]) for f in (line.split() for line in done.stdout.splitlines())
+             if len(f) >= 3 and f[0].startswith("'") and f[2].isdigit()]
+    return len(sizes), sum(sizes)
+
+
+def install(packages: list[str], allowed: bool = False) -> None:
+    """Install the missing `packages` with apt-get, only when `allowed` (`--install`) and as root.
+
+    Otherwise a CorpusError (exit 2) says which packages are missing and how much apt-get would
+    download, and that nothing was installed."""
     missing = [p for p in packages if installed_version(p) is None]
     if not missing:
         return
     command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
+    plan = install_plan(missing)
+    size = (f"apt-get would download {plan[1] / 1e6:,.0f} MB in {plan[0]} package file(s), dependencies included"
+            if plan else "apt-get cannot tell the download size now (no package lists: apt-get update; the `real` "
+            "preset is about 1.3 GB)")
+    what = f"{len(missing)} package(s) not installed: {' '.join(missing)}; {size}"
+    if not allowed:
+        raise CorpusError(f"{what}. Nothing was installed: pass --install to install them with apt-get (as root), "
+                          f"or install them yourself: sudo {command}")
     if os.geteuid() != 0:
-        raise CorpusError(f"packages not installed: {' '.join(missing)}. Install them with: sudo {command}")
-    print(f"[corpus] installing {len(missing)} package(s): {' '.join(missing)}", file=sys.stderr, flush=True)
+        raise CorpusError(f"{what}. --install needs root: run sudo {command}")
+    print(f"[corpus] installing {what}", file=sys.stderr, flush=True)
     _run(["apt-get", "update", "-qq"])
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     done = subprocess.run(command.split(), capture_output=True, text=True, env=env)
@@ -182,7 +215,7 @@ def measure(package: str, holds: str = "") -> PackageAudio:
 
     version = installed_version(package)
     if version is None:
-        raise CorpusError(f"{package} is not installed (run without --no-install, or apt-get install {package})")
+        raise CorpusError(f"{package} is not installed (pass --install to install it, or apt-get install {package})")
     files, seconds, unreadable = [], 0.0, []
     for path in package_files(package):
         try:
@@ -198,26 +231,36 @@ def measure(package: str, holds: str = "") -> PackageAudio:
     return PackageAudio(package, version, files, seconds, unreadable, package_licence(package), holds)
 
 
-def build_corpus(out: Path, packages: dict[str, str], do_install: bool = True) -> list[PackageAudio]:
-    """Install (optionally), list and measure `packages`; write files.txt and the manifests into `out`."""
+OUTPUTS = ("files.txt", "manifest.csv", "manifest.md")
+"""What `build_corpus` writes into OUT."""
+
+
+def build_corpus(out: Path, packages: dict[str, str], install_missing: bool = False) -> list[PackageAudio]:
+    """List and measure `packages` (missing ones installed only with `install_missing`); write files.txt and
+    the manifests into `out`.
+
+    File names are kept as the file system has them: a name that is not UTF-8 is written to
+    files.txt as its bytes (read back by `pretrain.data`, which reads with `surrogateescape`).
+    An existing files.txt or manifest is replaced only when this command wrote it (its
+    record, `hear_slicer.written`); anything else is a ForeignFileError (exit 2), checked
+    before installing or writing anything."""
     names = check_packages(list(packages))
-    if do_install:
-        install(names)
+    written = WrittenFiles(out, "pretrain.debian_corpus")
+    written.check([out / n for n in OUTPUTS if (out / n).exists()], f"write the corpus list into {out}")
+    install(names, allowed=install_missing)
     found = [measure(p, packages[p]) for p in names]
     empty = [a.package for a in found if not a.files]
     if empty:
         raise CorpusError(f"no readable audio files ({', '.join(AUDIO_EXTENSIONS)}) in {', '.join(empty)}")
-    out.mkdir(parents=True, exist_ok=True)
     lines = [str(f) for a in found for f in a.files]
-    _write(out / "files.txt", "\n".join(lines) + "\n")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["package", "version", "files", "hours", "unreadable", "licence", "holds"])
     for a in found:
         w.writerow([a.package, a.version, len(a.files), f"{a.seconds / 3600:.3f}", len(a.unreadable), a.licence,
                     a.holds])
-    _write(out / "manifest.csv", buf.getvalue())
-    _write(out / "manifest.md", manifest_markdown(found))
+    for name, text in zip(OUTPUTS, ("\n".join(lines) + "\n", buf.getvalue(), manifest_markdown(found))):
+        written.write(out / name, text.encode("utf-8", "surrogateescape"))
     return found
 
 
@@ -233,19 +276,15 @@ def manifest_markdown(found: list[PackageAudio]) -> str:
     return "\n".join(["Recorded audio from Debian packages (`python -m pretrain.debian_corpus`).", ""] + rows + tail) + "\n"
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pretrain.debian_corpus", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="folder for files.txt and manifest.{csv,md}")
     ap.add_argument("--packages", nargs="+", default=None,
                     help="Debian packages to take audio from (default: the `real` preset, PACKAGES)")
-    ap.add_argument("--no-install", action="store_true", help="use the packages already installed; install nothing")
+    ap.add_argument("--install", action="store_true",
+                    help="install missing packages with apt-get (root; the `real` preset is about 1.3 GB); without "
+                         "it, missing packages are named with their download size and nothing is installed")
     ap.add_argument("--prepare", type=Path, default=None, metavar="STORE",
                     help="also convert files.txt into a prepared store (python -m pretrain.prepare)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) - 1),
@@ -258,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     packages = PACKAGES if args.packages is None else {p: PACKAGES.get(p, "") for p in args.packages}
 
     def body() -> None:
-        found = build_corpus(args.out, packages, do_install=not args.no_install)
-        print(manifest_markdown(found))
+        found = build_corpus(args.out, packages, install_missing=args.install)
+        print(printable(manifest_markdown(found)))
         print(f"wrote {args.out / 'files.txt'}, {args.out / 'manifest.csv'}, {args.out / 'manifest.md'}")
         if args.prepare:
             from .prepare import prepare

@@ -7,7 +7,8 @@ command's body, catches them, prints one line (`error: ...`, naming the input) a
 the exit code; `--debug` adds the traceback. Anything else is a bug and keeps its traceback.
 
     exit 2  USAGE: the arguments or the config are wrong (a key out of range, a run folder
-            that holds another run, resuming to fewer steps, ...)
+            that holds another run, resuming to fewer steps, a file in the way that the command
+            did not write: `hear_slicer.written.ForeignFileError`, ...)
     exit 3  DATA: what is read or written is missing, damaged or unusable (a corpus with
             no usable audio, a tampered store, a corrupt checkpoint, a full or read-only disk)
     exit 1  the run diverged (`TrainingDiverged`: a NaN/Inf loss or training state)
@@ -19,6 +20,7 @@ import traceback
 from typing import Callable
 
 from hear_slicer.checkpoint import CheckpointError
+from hear_slicer.written import ForeignFileError
 
 __all__ = ["UsageError", "DataError", "Diverged", "USAGE", "DATA", "DIVERGED", "exit_code", "run_command"]
 
@@ -39,7 +41,7 @@ class Diverged(RuntimeError):
 
 def exit_code(error: BaseException) -> int | None:
     """The exit code for an error of the pretrain commands; None for anything else (a bug)."""
-    if isinstance(error, UsageError):
+    if isinstance(error, (UsageError, ForeignFileError)):
         return USAGE
     if isinstance(error, (DataError, CheckpointError, OSError)):
         return DATA

@@ -50,7 +50,7 @@ def test_an_installed_package_is_listed_measured_and_written(tmp_path):
     its FLAC files, soundfile measures them, files.txt and the manifests agree."""
     if debian_corpus.installed_version("sonic-pi-samples") is None:
         pytest.skip("sonic-pi-samples is not installed (scripts/setup_env.sh installs it)")
-    found = debian_corpus.build_corpus(tmp_path, {"sonic-pi-samples": "samples"}, do_install=False)
+    found = debian_corpus.build_corpus(tmp_path, {"sonic-pi-samples": "samples"})
     (audio,) = found
     assert len(audio.files) > 50 and all(f.suffix in (".flac", ".wav") and f.is_file() for f in audio.files)
     assert audio.seconds == pytest.approx(sum(sf.info(str(f)).duration for f in audio.files), rel=1e-6)
