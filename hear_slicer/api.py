@@ -246,6 +246,8 @@ def check_audio(audio: Any, model: nn.Module) -> torch.Tensor:
         audio = torch.from_numpy(np.ascontiguousarray(audio)).to(device)
     if not isinstance(audio, torch.Tensor):
         raise TypeError(f"expected audio as a torch.Tensor or numpy array of shape (n_sounds, n_samples), got {type(audio).__name__}")
+    if audio.layout != torch.strided:
+        raise TypeError(f"expected a dense audio tensor, got layout {audio.layout}; convert it first (audio.to_dense())")
     if not audio.is_floating_point():
         raise TypeError(f"expected floating-point audio in [-1, 1], got dtype {audio.dtype}; convert integer PCM first (e.g. x / 32768)")
     if audio.dim() != 2:

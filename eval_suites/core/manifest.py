@@ -343,7 +343,10 @@ def check_inputs(manifest: Manifest, check_audio: bool = False, load_models: boo
         if not found:
             p.append(f"model {m.name!r}: module {m.module!r} cannot be imported; install it "
                      f"or put it on PYTHONPATH")
-        if m.checkpoint is not None and not m.checkpoint.is_file():
+        if m.checkpoint is not None and m.checkpoint.is_dir():
+            p.append(f"model {m.name!r}: checkpoint {m.checkpoint} is a directory, not a checkpoint file "
+                     "(give the .pt file, e.g. a run's checkpoints/step_XXXXXXXX.pt)")
+        elif m.checkpoint is not None and not m.checkpoint.is_file():
             p.append(f"model {m.name!r}: checkpoint {m.checkpoint} does not exist")
         if load_models and found and (m.checkpoint is None or m.checkpoint.is_file()):
             problem = load_problem(m)
