@@ -1,0 +1,374 @@
+"""The recorded development suite's tasks: what each reads, how it labels and splits, and the writer.
+
+Each task is a function ``items(root) -> list[Item]`` over the installed packages' files under
+``root`` (the file-system root; tests pass a folder they fill with small audio files at the
+same paths), and a :class:`TaskSpec` saying how long its clips are and how they are split:
+
+==================  ==========================================  =====================================
+task                labels (source)                             split (nothing leaks across splits)
+==================  ==========================================  =====================================
+speakers            5 voices of Asterisk's prompts              by prompt: a prompt's recordings by
+                    (asterisk-core-sounds-*, -prompt-it-menardi) every voice share one split
+languages           9 languages of Tux Paint's spoken stamp     by stamp: an object's names in every
+                    names (tuxpaint-stamps-default)             language share one split
+letter_languages    20 languages of KLettres' spoken letters    by letter or syllable, per language
+                    and syllables
+syllables           syllables spoken in 3+ languages (KLettres) by speaker: each syllable's test and
+                                                                validation clips are spoken by
+                                                                speakers not heard saying it in train
+music               5 game soundtracks (Colobot, Drascula,      by track
+                    HyperRogue, Planet Blupi, Singularity)
+drums               9 drum-kit pieces, two recorded kits        by kit: train on Black Pearl, validate
+                    (avldrums.lv2-soundfont)                    and test on Red Zeppelin
+sounds              animals, household objects, instruments     by recording
+                    (tuxpaint-stamps-default)
+game_effects        which game an effect is from (Colobot,      by file
+                    Heroes, Pingus, Tux Paint)
+==================  ==========================================  =====================================
+
+Splits by hash are deterministic (SHA-1 of the group's name), so a rebuild, on any machine,
+gives the same clips in the same splits.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+
+from eval_suites.hear_format.task import TaskMetadata
+from eval_suites.synthetic import synth
+
+__all__ = ["Item", "TaskSpec", "TASKS", "SPLITS", "split_by_group", "active_start", "read_clip", "plan_task"]
+
+SPLITS = ("train", "valid", "test")
+FRACTIONS = (0.5, 0.2, 0.3)
+"""Share of the groups (prompts, stamps, tracks, files) in train, valid and test."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One clip to write: ``seconds`` of ``path`` from ``start`` (None: where the sound starts),
+    or a drum note rendered from a SoundFont (``note``: (MIDI key, velocity))."""
+    path: Path
+    label: str
+    group: str                       # clips of one group always share a split
+    start: float | None = None
+    split: str | None = None         # set by tasks that split by speaker or kit
+    note: tuple[int, int] | None = None
+
+    @property
+    def name(self) -> str:
+        """The clip's file name: a hash of where it comes from (unique, stable, no odd characters)."""
+        key = f"{self.path}|{self.start}|{self.note}"
+        return hashlib.sha1(key.encode()).hexdigest()[:16] + ".wav"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    packages: tuple[str, ...]
+    seconds: float
+    items: Callable[[Path], list[Item]]
+    max_per_label: int = 300         # clips per label over all splits (groups taken in hash order)
+    stratified: bool = True          # split each label's groups apart (False: one split of all groups)
+    describes: str = ""
+    notes: dict = field(default_factory=dict)
+
+
+def _hash01(text: str) -> float:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16) / 16 ** 12
+
+
+def split_by_group(groups: list[str], fractions: tuple[float, float, float] = FRACTIONS) -> dict[str, str]:
+    """group -> split: groups in the order of their hash, the first `fractions[0]` to train, the next
+    `fractions[1]` to valid, the rest to test; with 3 or more groups every split gets at least one."""
+    order = sorted(set(groups), key=lambda g: (_hash01(g), g))
+    n = len(order)
+    n_train = round(n * fractions[0])
+    n_valid = round(n * fractions[1])
+    if n >= 3:
+        n_train = min(max(1, n_train), n - 2)
+        n_valid = min(max(1, n_valid), n - n_train - 1)
+    out = {}
+    for i, g in enumerate(order):
+        out[g] = "train" if i < n_train else "valid" if i < n_train + n_valid else "test"
+    return out
+
+
+def _cap(items: list[Item], limit: int) -> list[Item]:
+    """At most `limit` clips per label, whole groups taken in the order of their hash."""
+    by_label: dict[str, dict[str, list[Item]]] = defaultdict(lambda: defaultdict(list))
+    for it in items:
+        by_label[it.label][it.group].append(it)
+    out = []
+    for label in sorted(by_label):
+        taken = 0
+        for group in sorted(by_label[label], key=lambda g: (_hash01(label + "|" + g), g)):
+            if taken >= limit:
+                break
+            out += by_label[label][group]
+            taken += len(by_label[label][group])
+    return out
+
+
+def plan_task(spec: TaskSpec, root: Path) -> dict[str, list[Item]]:
+    """The task's clips per split: its items, capped per label, split by group (unless an item
+    carries its split)."""
+    items = _cap(spec.items(root), spec.max_per_label)
+    todo = [it for it in items if it.split is None]
+    if spec.stratified:
+        split_of = {}
+        by_label: dict[str, list[str]] = defaultdict(list)
+        for it in todo:
+            by_label[it.label].append(it.group)
+        for label, groups in by_label.items():
+            split_of.update({(label, g): s for g, s in split_by_group(groups).items()})
+        where = {id(it): split_of[it.label, it.group] for it in todo}
+    else:
+        split_of = split_by_group([it.group for it in todo])
+        where = {id(it): split_of[it.group] for it in todo}
+    out: dict[str, list[Item]] = {s: [] for s in SPLITS}
+    for it in items:
+        out[it.split or where[id(it)]].append(it)
+    return out
+
+
+# --------------------------------------------------------------------------- audio
+def active_start(x: np.ndarray, sr: int, threshold_db: float = -35.0, lead: float = 0.05) -> float:
+    """Seconds where the sound starts: the first 10 ms frame within `threshold_db` of the loudest
+    frame, less `lead` seconds (0 for silence)."""
+    hop = max(1, sr // 100)
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    rms = np.sqrt(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1))
+    if rms.max() <= 0:
+        return 0.0
+    first = int(np.argmax(rms >= rms.max() * 10 ** (threshold_db / 20)))
+    return max(0.0, first * hop / sr - lead)
+
+
+def read_clip(item: Item, seconds: float, sample_rate: int = 16000) -> np.ndarray:
+    """The item's audio: mono, `sample_rate`, `seconds` long (zero-padded)."""
+    x, sr = sf.read(str(item.path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    start = active_start(x, sr) if item.start is None else item.start
+    a = int(round(start * sr))
+    x = x[a: a + int(math.ceil(seconds * sr))]
+    y = synth.resample(x, sr, sample_rate)
+    n = int(round(seconds * sample_rate))
+    return (y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))).astype(np.float32)
+
+
+def _files(folder: Path, exts: tuple[str, ...] = ("wav", "ogg")) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in exts)
+
+
+# --------------------------------------------------------------------------- the tasks
+ASTERISK = "usr/share/asterisk/sounds"
+VOICES = {  # folder -> speaker (Allison recorded both the US English and the Mexican Spanish prompts)
+    "en_US_f_Allison": "allison", "es_MX_f_Allison": "allison", "fr_CA_f_June": "june",
+    "it_IT_m_Carlo": "carlo", "ru_RU_f_IvrvoiceRU": "ivrvoice_ru", "it_IT_f_Menardi": "menardi",
+}
+
+
+def speakers(root: Path) -> list[Item]:
+    out = []
+    for folder, speaker in VOICES.items():
+        base = root / ASTERISK / folder
+        for p in _files(base, ("wav",)):
+            prompt = p.relative_to(base).with_suffix("").as_posix()
+            out.append(Item(p, speaker, group=prompt))
+    return out
+
+
+TUXPAINT_STAMPS = "usr/share/tuxpaint/stamps"
+STAMP_LANGUAGES = ("be", "bg", "ca", "da", "el", "es", "fr", "ro", "ru")
+"""The languages with 300 or more spoken stamp names in tuxpaint-stamps-default 2022.06.04."""
+
+
+def languages(root: Path) -> list[Item]:
+    out = []
+    pattern = re.compile(r"^(?P<stamp>.+)_desc_(?P<lang>[a-z]{2})\.ogg$")
+    base = root / TUXPAINT_STAMPS
+    for p in _files(base, ("ogg",)):
+        m = pattern.match(p.name)
+        if m and m["lang"] in STAMP_LANGUAGES:
+            stamp = (p.parent.relative_to(base) / m["stamp"]).as_posix()
+            out.append(Item(p, m["lang"], group=stamp))
+    return out
+
+
+KLETTRES = "usr/share/klettres"
+
+
+def letter_languages(root: Path) -> list[Item]:
+    out = []
+    base = root / KLETTRES
+    for p in _files(base, ("ogg",)):
+        rel = p.relative_to(base).parts
+        if len(rel) == 3 and rel[1] in ("alpha", "syllab"):
+            out.append(Item(p, f"lang_{rel[0]}", group=f"{rel[0]}/{rel[1]}/{p.stem}"))
+    return out
+
+
+def syllables(root: Path, min_speakers: int = 3) -> list[Item]:
+    """Syllables named by their text (``ba.ogg``) spoken in `min_speakers` or more of KLettres'
+    languages (one speaker each). Per syllable, its speakers in hash order: the first's clip is
+    test, the second's valid, the rest train."""
+    base = root / KLETTRES
+    by_syllable: dict[str, list[Path]] = defaultdict(list)
+    for p in _files(base, ("ogg",)):
+        rel = p.relative_to(base).parts
+        if len(rel) == 3 and rel[1] == "syllab" and re.fullmatch(r"[a-z]{1,4}", p.stem):
+            by_syllable[p.stem].append(p)
+    out = []
+    for syl, paths in sorted(by_syllable.items()):
+        if len(paths) < min_speakers:
+            continue
+        ordered = sorted(paths, key=lambda q: (_hash01(f"{syl}|{q.parts[-3]}"), q.parts[-3]))
+        for i, p in enumerate(ordered):
+            split = "test" if i == 0 else "valid" if i == 1 else "train"
+            out.append(Item(p, f"syl_{syl}", group=f"{p.parts[-3]}/{syl}", split=split))
+    return out
+
+
+SOUNDTRACKS = {
+    "colobot": "usr/share/games/colobot/music",
+    "drascula": "usr/share/scummvm/drascula/audio",
+    "hyperrogue": "usr/share/hyperrogue/music",
+    "planetblupi": "usr/share/planetblupi/music",
+    "singularity": "usr/share/games/singularity/music",
+}
+MUSIC_SECONDS = 4.0
+
+
+def music(root: Path, per_label: int = 200, max_per_track: int = 12) -> list[Item]:
+    """Per soundtrack, 4-second excerpts evenly spaced over 10-90 % of each track, as many per
+    track as make about `per_label` (at most `max_per_track`)."""
+    out = []
+    for game, folder in SOUNDTRACKS.items():
+        tracks = _files(root / folder, ("ogg",))
+        if not tracks:
+            continue
+        k = max(1, min(max_per_track, math.ceil(per_label / len(tracks))))
+        for p in tracks:
+            length = sf.info(str(p)).duration
+            if length < MUSIC_SECONDS:
+                continue
+            span = max(0.0, 0.8 * length - MUSIC_SECONDS)
+            starts = [0.1 * length + span * (i + 0.5) / k for i in range(k)] if span > 0 else [0.0]
+            out += [Item(p, game, group=f"{game}/{p.name}", start=round(s, 3)) for s in starts]
+    return out
+
+
+DRUM_KITS = {"black_pearl": "usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2",
+             "red_zeppelin": "usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2"}
+DRUM_PIECES = {  # General MIDI drum keys -> piece
+    35: "kick", 36: "kick", 37: "sidestick", 38: "snare", 40: "snare",
+    42: "hihat_closed", 44: "hihat_pedal", 46: "hihat_open",
+    41: "tom", 43: "tom", 45: "tom", 47: "tom", 48: "tom", 50: "tom",
+    49: "crash", 57: "crash", 52: "crash", 55: "crash", 51: "ride", 59: "ride", 53: "ride",
+}
+DRUM_VELOCITIES = tuple(range(15, 128, 8))
+
+
+def drums(root: Path) -> list[Item]:
+    """Every GM drum key of `DRUM_PIECES` at each of `DRUM_VELOCITIES` (the kits hold several
+    recorded strokes per piece, one per velocity layer). Train: Black Pearl; valid and test: Red
+    Zeppelin, alternate velocities (valid and test may share a velocity layer; neither is
+    trained on)."""
+    out = []
+    for kit, rel in DRUM_KITS.items():
+        path = root / rel
+        if not path.is_file():
+            continue
+        for key, piece in DRUM_PIECES.items():
+            for j, v in enumerate(DRUM_VELOCITIES):
+                split = "train" if kit == "black_pearl" else ("valid" if j % 2 else "test")
+                out.append(Item(path, piece, group=f"{kit}/{key}/{v}", split=split, note=(key, v)))
+    return out
+
+
+SOUND_CLASSES = {  # tuxpaint stamp folders -> class
+    "animals/birds": "bird", "animals/mammals": "mammal", "animals/marsupials": "mammal",
+    "animals/insects": "insect", "animals/amphibians": "amphibian_reptile", "animals/lizards": "amphibian_reptile",
+    "household": "household", "hobbies/music": "instrument",
+}
+SOUND_SECONDS = 2.0
+
+
+def sounds(root: Path, max_per_file: int = 4) -> list[Item]:
+    """Tux Paint's recorded stamp sounds (not the spoken names), up to `max_per_file` 2-second
+    excerpts of each."""
+    base = root / TUXPAINT_STAMPS
+    out = []
+    for p in _files(base, ("ogg", "wav")):
+        if "_desc" in p.name:
+            continue
+        rel = p.relative_to(base).as_posix()
+        cls = next((c for prefix, c in SOUND_CLASSES.items() if rel.startswith(prefix + "/")), None)
+        if cls is None:
+            continue
+        length = sf.info(str(p)).duration
+        k = max(1, min(max_per_file, int(length // SOUND_SECONDS)))
+        starts = [None] if k == 1 else [round(i * (length - SOUND_SECONDS) / (k - 1), 3) for i in range(k)]
+        out += [Item(p, cls, group=rel, start=s) for s in starts]
+    return out
+
+
+EFFECTS = {
+    "colobot": "usr/share/games/colobot/sounds",
+    "heroes": "usr/share/games/heroes/sfx",
+    "pingus": "usr/share/games/pingus/data/sounds",
+    "tuxpaint": "usr/share/tuxpaint/sounds",
+}
+
+
+def game_effects(root: Path) -> list[Item]:
+    out = []
+    for game, folder in EFFECTS.items():
+        base = root / folder
+        out += [Item(p, game, group=f"{game}/{p.relative_to(base).as_posix()}") for p in _files(base)]
+    return out
+
+
+_ASTERISK = ("asterisk-core-sounds-en-wav", "asterisk-core-sounds-es-wav", "asterisk-core-sounds-fr-wav",
+             "asterisk-core-sounds-it-wav", "asterisk-core-sounds-ru-wav", "asterisk-prompt-it-menardi-wav")
+TASKS: dict[str, TaskSpec] = {s.name: s for s in [
+    TaskSpec("speakers", _ASTERISK, 3.0, speakers, stratified=False,
+             describes="who speaks: 5 voices of telephone prompts (8 kHz recordings), prompts split apart"),
+    TaskSpec("languages", ("tuxpaint-stamps-default",), 2.0, languages, max_per_label=240, stratified=False,
+             describes="which of 9 languages: spoken names of objects, objects split apart"),
+    TaskSpec("letter_languages", ("klettres-data",), 1.5, letter_languages, max_per_label=80,
+             describes="which of 20 languages: letters and syllables spoken by native speakers, items split apart"),
+    TaskSpec("syllables", ("klettres-data",), 1.5, syllables, max_per_label=20,
+             describes="which syllable: spoken in 3+ languages, test speakers not heard saying it in train"),
+    TaskSpec("music", ("colobot-common-sounds", "drascula-music", "hyperrogue-music", "planetblupi-music-ogg",
+                       "singularity-music"), MUSIC_SECONDS, music, max_per_label=220,
+             describes="which of 5 game soundtracks: 4 s excerpts, tracks split apart"),
+    TaskSpec("drums", ("avldrums.lv2-soundfont",), 1.0, drums, max_per_label=1000,
+             describes="which drum-kit piece: two recorded kits, trained on one, tested on the other"),
+    TaskSpec("sounds", ("tuxpaint-stamps-default",), SOUND_SECONDS, sounds,
+             describes="animal, household or instrument recordings, recordings split apart"),
+    TaskSpec("game_effects", ("colobot-common-sounds", "heroes-sound-effects", "pingus-data", "tuxpaint-data"), 2.0,
+             game_effects, describes="which of 4 games a sound effect is from, files split apart"),
+]}
+"""The suite's tasks, in the manifest's order."""
+
+
+def metadata(spec: TaskSpec, versions: dict[str, str]) -> TaskMetadata:
+    """The task's HEAR metadata; ``notes`` record the packages' versions and the split rule."""
+    return TaskMetadata.scene(f"recorded_{spec.name}", sample_duration=spec.seconds,
+                              notes={"source": "python -m eval_suites.recorded", "describes": spec.describes,
+                                     "packages": {p: versions.get(p, "?") for p in spec.packages},
+                                     "recipe_version": 1})

@@ -1,0 +1,275 @@
+"""The recorded development suite (eval_suites.recorded): sources, splits, converters, command line.
+
+Every converter runs on a small file tree this test writes at the packages' real paths (real
+WAV/Ogg files on disk; the drum kits are the FluidR3 SoundFont the set-up installs, at the
+AVL kits' paths), and its output is checked as a HEAR task.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval_suites.hear_format.task import load_task, validate_task
+from eval_suites.recorded import build, sources, tasks
+from eval_suites.recorded.tasks import TASKS, plan_task, split_by_group
+
+REPO = Path(__file__).resolve().parents[1]
+FLUID = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+def _tone(path: Path, freq: float, seconds: float = 1.2, sr: int = 16000, noise: float = 0.0, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(seed)
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + noise * rng.standard_normal(len(t))
+    x[: sr // 10] = 0  # a silent lead-in: the converter starts the clip where the sound starts
+    sf.write(str(path), x.astype(np.float32), sr, format="OGG" if path.suffix == ".ogg" else "WAV")
+
+
+@pytest.fixture(scope="module")
+def fs_root(tmp_path_factory) -> Path:
+    """A small file tree with every package's layout (a few files each)."""
+    root = tmp_path_factory.mktemp("fsroot")
+    for i, folder in enumerate(tasks.VOICES):
+        for j, prompt in enumerate(["digits/1", "digits/2", "digits/3", "vm-intro", "vm-goodbye", "beep",
+                                    "letters/a", "letters/b", "hello", "welcome"]):
+            _tone(root / tasks.ASTERISK / folder / f"{prompt}.wav", 200 + 40 * i + 5 * j, sr=8000)
+    stamps = root / tasks.TUXPAINT_STAMPS
+    for i, lang in enumerate(tasks.STAMP_LANGUAGES):
+        for j, obj in enumerate(["animals/birds/duck", "animals/mammals/cow", "food/apple", "town/house",
+                                 "vehicles/car", "space/moon"]):
+            _tone(stamps / f"{obj}_desc_{lang}.ogg", 300 + 30 * i + 3 * j)
+    for i, rel in enumerate(["animals/birds/duck", "animals/birds/owl", "animals/birds/crow", "animals/mammals/cow",
+                             "animals/mammals/dog", "animals/mammals/cat", "household/kettle", "household/toilet",
+                             "household/tools/saw", "hobbies/music/string/violin", "hobbies/music/wind/bassoon",
+                             "hobbies/music/string/cello", "animals/insects/bee", "animals/insects/fly",
+                             "animals/insects/wasp", "food/apple"]):
+        _tone(stamps / f"{rel}.ogg", 500 + 50 * i, seconds=4.5)
+    kl = root / tasks.KLETTRES
+    for i, lang in enumerate(["es", "it", "pt_BR", "fr"]):
+        for j, letter in enumerate("abcdef"):
+            _tone(kl / lang / "alpha" / f"{letter}.ogg", 250 + 60 * i + 4 * j)
+        for j, syl in enumerate(["ba", "be", "bi", "bo"] if lang != "fr" else ["ad-0", "ad-1"]):
+            _tone(kl / lang / "syllab" / f"{syl}.ogg", 700 + 100 * j + 7 * i)
+    for i, (game, folder) in enumerate(tasks.SOUNDTRACKS.items()):
+        for j in range(3):
+            _tone(root / folder / f"track{j}.ogg", 150 + 90 * i + 10 * j, seconds=12.0, noise=0.02, seed=j)
+    for i, (game, folder) in enumerate(tasks.EFFECTS.items()):
+        for j in range(4):
+            _tone(root / folder / f"fx{j}.wav", 900 + 120 * i + 9 * j, seconds=0.8)
+    for rel in tasks.DRUM_KITS.values():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(FLUID, root / rel)
+    return root
+
+
+@pytest.fixture
+def small_drums(monkeypatch):
+    monkeypatch.setattr(tasks, "DRUM_PIECES", {36: "kick", 38: "snare", 42: "hihat_closed"})
+    monkeypatch.setattr(tasks, "DRUM_VELOCITIES", (40, 70, 100, 127))
+
+
+# ------------------------------------------------------------------ sources
+def test_no_source_is_a_corpus_package_or_reserved():
+    from pretrain.debian_corpus import PACKAGES as CORPUS, STUDY_TASK_SOURCES
+
+    ours = set(sources.PACKAGES)
+    assert not ours & set(CORPUS), "a recorded-suite package is in the pretraining corpus"
+    assert not ours & set(STUDY_TASK_SOURCES), "the study corpus plays freepats and sonic-pi recordings"
+    assert "fluid-soundfont-gm" not in ours  # the synthesised corpus's soundfont
+    for name in ours:
+        assert not any(name.startswith(r) for r in sources.RESERVED), name
+    for spec in TASKS.values():
+        assert set(spec.packages) <= ours, spec.name
+
+
+def test_corpus_overlap_finds_suite_files_in_a_corpus_listing(fs_root):
+    ours = fs_root / tasks.ASTERISK / "fr_CA_f_June" / "beep.wav"
+    other = fs_root / "usr/share/games/wesnoth/music/a.ogg"
+    assert sources.corpus_overlap([str(other)], fs_root) == []
+    assert sources.corpus_overlap([str(other), str(ours)], fs_root) == [str(ours)]
+    # a path through a symbolic link to a suite file counts too
+    link = fs_root / "link.wav"
+    link.symlink_to(ours)
+    assert sources.corpus_overlap([str(link)], fs_root) == [str(link)]
+
+
+def test_the_real_pretraining_listing_if_present_shares_no_file():
+    listing = Path(os.environ.get("HEAR_SLICER_CORPUS_LISTING", "runs/learning_curves/corpus_files.txt"))
+    if not listing.is_file():
+        pytest.skip(f"no corpus listing at {listing} (python -m studies.learning_curves --prepare-only writes it)")
+    files = [f for f in listing.read_text().splitlines() if f]
+    assert sources.corpus_overlap(files) == []
+
+
+def test_missing_packages_are_named_with_their_install_line_and_nothing_installs(tmp_path, capsys):
+    code = build.main(["--root", str(tmp_path / "out"), "--fs-root", str(tmp_path), "--tasks", "drums"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "avldrums.lv2-soundfont" in err and "apt-get install" in err and "MB" in err
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ splits
+def test_split_by_group_is_deterministic_and_covers_every_split():
+    groups = [f"g{i}" for i in range(40)]
+    a, b = split_by_group(groups), split_by_group(list(reversed(groups)))
+    assert a == b
+    counts = {s: sum(v == s for v in a.values()) for s in ("train", "valid", "test")}
+    assert counts == {"train": 20, "valid": 8, "test": 12}
+    three = split_by_group(["x", "y", "z"])
+    assert sorted(three.values()) == ["test", "train", "valid"]
+
+
+def _no_group_in_two_splits(plan):
+    seen = {}
+    for split, items in plan.items():
+        for it in items:
+            assert seen.setdefault(it.group, split) == split, f"{it.group} in {seen[it.group]} and {split}"
+
+
+@pytest.mark.parametrize("name", [n for n in TASKS if n not in ("drums", "syllables")])
+def test_hash_split_tasks_keep_each_group_in_one_split(fs_root, name):
+    plan = plan_task(TASKS[name], fs_root)
+    assert all(plan[s] for s in plan), {s: len(v) for s, v in plan.items()}
+    _no_group_in_two_splits(plan)
+
+
+def test_speakers_split_by_prompt_across_voices(fs_root):
+    plan = plan_task(TASKS["speakers"], fs_root)
+    split_of_prompt = {}
+    for split, items in plan.items():
+        for it in items:
+            assert split_of_prompt.setdefault(it.group, split) == split
+    labels = {it.label for v in plan.values() for it in v}
+    assert labels == {"allison", "june", "carlo", "ivrvoice_ru", "menardi"}  # en and es Allison: one speaker
+
+
+def test_syllables_test_speaker_never_says_that_syllable_in_train(fs_root):
+    plan = plan_task(TASKS["syllables"], fs_root)
+    assert {it.label for it in plan["test"]} == {"syl_ba", "syl_be", "syl_bi", "syl_bo"}  # ad-0: no text, left out
+    train = {(it.label, it.path.parts[-3]) for it in plan["train"]}
+    for split in ("valid", "test"):
+        for it in plan[split]:
+            assert (it.label, it.path.parts[-3]) not in train
+    assert len(plan["test"]) == len(plan["valid"]) == 4 and len(plan["train"]) == 4
+
+
+def test_drums_train_on_one_kit_and_test_on_the_other(fs_root, small_drums):
+    plan = plan_task(TASKS["drums"], fs_root)
+    assert {it.path.name for it in plan["train"]} == {"Black_Pearl_4_LV2.sf2"}
+    assert {it.path.name for it in plan["test"] + plan["valid"]} == {"Red_Zeppelin_4_LV2.sf2"}
+    assert {it.label for it in plan["test"]} == {"kick", "snare", "hihat_closed"}
+
+
+def test_labels_come_from_the_packages_structure(fs_root):
+    langs = plan_task(TASKS["languages"], fs_root)
+    assert {it.label for v in langs.values() for it in v} == set(tasks.STAMP_LANGUAGES)
+    snd = plan_task(TASKS["sounds"], fs_root)
+    by_file = {it.path.name: it.label for v in snd.values() for it in v}
+    assert by_file["duck.ogg"] == "bird" and by_file["kettle.ogg"] == "household" and by_file["violin.ogg"] == "instrument"
+    assert "apple.ogg" not in by_file  # not one of the sound classes
+    music = plan_task(TASKS["music"], fs_root)
+    assert {it.label for v in music.values() for it in v} == set(tasks.SOUNDTRACKS)
+
+
+def test_cap_takes_whole_groups_up_to_the_limit(fs_root):
+    spec = TASKS["speakers"]
+    capped = plan_task(tasks.TaskSpec(**{**spec.__dict__, "max_per_label": 4}), fs_root)
+    per_label = {}
+    for v in capped.values():
+        for it in v:
+            per_label[it.label] = per_label.get(it.label, 0) + 1
+    assert per_label == {"allison": 4, "june": 4, "carlo": 4, "ivrvoice_ru": 4, "menardi": 4}
+
+
+def test_active_start_skips_the_silent_lead_in():
+    sr = 16000
+    x = np.zeros(sr, dtype=np.float32)
+    x[8000:] = 0.5 * np.sin(np.arange(8000) / 3)
+    assert tasks.active_start(x, sr) == pytest.approx(0.45, abs=0.011)
+    assert tasks.active_start(np.zeros(100), sr) == 0.0
+
+
+# ------------------------------------------------------------------ the build
+def test_build_writes_valid_hear_tasks_and_keeps_them_on_a_rerun(fs_root, small_drums, tmp_path, capsys):
+    out = tmp_path / "rec"
+    assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--no-progress"]) == 0
+    for spec in TASKS.values():
+        task = validate_task(out / "tasks" / f"recorded_{spec.name}-v1-full")
+        assert task.metadata.sample_duration == spec.seconds
+        counts = {s: sum(task.label_counts(s).values()) for s in ("train", "valid", "test")}
+        assert all(counts.values()), (spec.name, counts)
+    drums = out / "tasks" / "recorded_drums-v1-full"
+    for split in ("train", "valid", "test"):
+        for name in json.loads((drums / f"{split}.json").read_text()):
+            audio, _ = sf.read(str(load_task(drums).audio_path(split, name)))
+            assert np.abs(audio).max() > 0.005, (split, name)  # rendered from the kit, not silence
+    text = (out / "SOURCES.md").read_text()
+    assert "avldrums.lv2-soundfont" in text and "| speakers |" in text
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "tasks").rglob("*.json")}
+    assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "tasks").rglob("*.json")} == stamp
+
+
+def test_a_task_of_another_recipe_is_refused_and_left_as_it_is(fs_root, tmp_path, capsys):
+    out = tmp_path / "rec"
+    assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--tasks", "game_effects", "--no-progress"]) == 0
+    meta = out / "tasks" / "recorded_game_effects-v1-full" / "task_metadata.json"
+    data = json.loads(meta.read_text())
+    data["notes"]["recipe_version"] = 0
+    meta.write_text(json.dumps(data))
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    capsys.readouterr()
+    assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--tasks", "game_effects"]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe" in err and "game_effects" in err and "nothing was changed" in err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_an_interrupted_build_resumes(fs_root, tmp_path, monkeypatch):
+    out = tmp_path / "rec"
+    calls = {"n": 0}
+    real = tasks.read_clip
+
+    def flaky(item, seconds, sample_rate=16000):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(item, seconds, sample_rate)
+
+    monkeypatch.setattr(build, "read_clip", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_suite(out, ["game_effects"], fs_root, progress=False)
+    assert not (out / "tasks" / "recorded_game_effects-v1-full" / "task_metadata.json").exists()
+    calls["n"] = -10 ** 6
+    build.build_suite(out, ["game_effects"], fs_root, progress=False)
+    task = validate_task(out / "tasks" / "recorded_game_effects-v1-full")
+    assert sum(sum(task.label_counts(s).values()) for s in ("train", "valid", "test")) == 16
+    assert calls["n"] == -10 ** 6 + 12  # the 4 clips written before the interruption were not read again
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--tasks", "nope"], ["--tasks", "nope", "speakers"]),
+    (["--fs-root", "/does/not/exist"], ["--fs-root", "/does/not/exist"]),
+])
+def test_bad_arguments_are_one_line_errors(argv, words, tmp_path, capsys):
+    assert build.main(["--root", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+    for w in words:
+        assert w in err
+
+
+def test_the_manifest_lists_every_task_of_the_suite():
+    from eval_suites.core.manifest import load_manifest
+
+    m = load_manifest(REPO / "eval_suites" / "manifests" / "recorded.yaml", tasks_root=REPO)
+    assert [t.name for t in m.tasks] == list(TASKS)
+    assert [Path(t.path).name for t in m.tasks] == [f"recorded_{n}-v1-full" for n in TASKS]
