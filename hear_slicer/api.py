@@ -179,15 +179,16 @@ def _default_model_parts() -> tuple[Checkpoint | None, str]:
     return None, ""
 
 
-def random_encoder(cfg: EncoderConfig) -> AudioNTT2020:
-    """The encoder of architecture `cfg` at its fixed-seed random initialisation (`RANDOM_INIT_SEED`),
-    in eval mode; the caller's random state is left as it was."""
+def random_encoder(cfg: EncoderConfig, seed: int = RANDOM_INIT_SEED) -> AudioNTT2020:
+    """The encoder of architecture `cfg` at the random initialisation of `seed` (default
+    `RANDOM_INIT_SEED`), in eval mode; the caller's random state is left as it was."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)
+        torch.manual_seed(seed)
         return AudioNTT2020(cfg).eval()
 
 
-def load_model(model_file_path: str = "", *, random_init: bool = False, **options: Any) -> SlicerHearModel:
+def load_model(model_file_path: str = "", *, random_init: bool = False, random_init_seed: int = RANDOM_INIT_SEED,
+               **options: Any) -> SlicerHearModel:
     """Load a SLICER-family encoder for the HEAR API.
 
     model_file_path: a checkpoint written by `python -m pretrain` (or
@@ -201,15 +202,22 @@ def load_model(model_file_path: str = "", *, random_init: bool = False, **option
       at its fixed-seed random initialisation (`RANDOM_INIT_SEED`) instead of its trained
       weights; `is_random_init` is True and `provenance` names the checkpoint the
       normalisation came from. Manifests ask for it with `options: {random_init: true}`.
+    random_init_seed: the seed of that initialisation (an integer >= 0; default
+      `RANDOM_INIT_SEED`), so that a study can draw several random-init references
+      (`options: {random_init: true, random_init_seed: 1}`); only with random_init=True.
     options: see `SlicerHearModel` (timestamp_hop_ms, chunk_seconds, max_batch_seconds,
       context_frames).
     """
     unknown = sorted(set(options) - set(SlicerHearModel.OPTIONS))
     if unknown:
         raise TypeError(f"unknown load_model option(s) {unknown}; valid options: "
-                        f"{['random_init', *SlicerHearModel.OPTIONS]}")
+                        f"{['random_init', 'random_init_seed', *SlicerHearModel.OPTIONS]}")
     if not isinstance(random_init, bool):
         raise TypeError(f"load_model option random_init must be True or False, got {random_init!r}")
+    if isinstance(random_init_seed, bool) or not isinstance(random_init_seed, int) or not 0 <= random_init_seed < 2 ** 63:
+        raise TypeError(f"load_model option random_init_seed must be an integer in [0, 2**63), got {random_init_seed!r}")
+    if random_init_seed != RANDOM_INIT_SEED and not random_init:
+        raise TypeError(f"load_model option random_init_seed={random_init_seed} is only used with random_init=True")
     if not isinstance(model_file_path, (str, Path)):
         raise TypeError(f"model_file_path must be a path (str), got {type(model_file_path).__name__} "
                         f"{model_file_path!r}")
@@ -225,8 +233,8 @@ def load_model(model_file_path: str = "", *, random_init: bool = False, **option
         return SlicerHearModel(LogMelFrontend(FrontendConfig()), random_encoder(EncoderConfig()), is_random_init=True,
                                provenance={"objective": "none (random init)", "seed": RANDOM_INIT_SEED}, **options)
     if random_init:
-        return SlicerHearModel(build_frontend(ckpt), random_encoder(ckpt.encoder), is_random_init=True,
-                               provenance={"objective": "none (random init)", "seed": RANDOM_INIT_SEED,
+        return SlicerHearModel(build_frontend(ckpt), random_encoder(ckpt.encoder, random_init_seed), is_random_init=True,
+                               provenance={"objective": "none (random init)", "seed": random_init_seed,
                                            "norm_stats_from": path}, **options)
     return SlicerHearModel(build_frontend(ckpt), build_encoder(ckpt), checkpoint_path=path,
                            provenance=ckpt.provenance, **options)

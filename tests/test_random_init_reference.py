@@ -110,3 +110,24 @@ def test_without_the_default_checkpoint_it_refuses_naming_the_file(monkeypatch, 
     monkeypatch.setattr(api, "DEFAULT_CHECKPOINT", tmp_path / "missing.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         hear_slicer.load_model(random_init=True)
+
+
+def test_random_init_seed_draws_another_initialisation_with_the_same_normalisation(reference):
+    other = hear_slicer.load_model(random_init=True, random_init_seed=1)
+    again = hear_slicer.load_model(random_init=True, random_init_seed=RANDOM_INIT_SEED)
+    a, b, c = (dict(m.encoder.state_dict()) for m in (reference, other, again))
+    assert all(torch.equal(a[k], c[k]) for k in a)  # the default seed is RANDOM_INIT_SEED
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    assert torch.equal(other.frontend.norm_mean, reference.frontend.norm_mean)
+    assert other.provenance["seed"] == 1 and other.is_random_init
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"random_init": True, "random_init_seed": -1}, "random_init_seed must be an integer"),
+    ({"random_init": True, "random_init_seed": True}, "random_init_seed must be an integer"),
+    ({"random_init": True, "random_init_seed": "1"}, "random_init_seed must be an integer"),
+    ({"random_init_seed": 3}, "only used with random_init=True"),
+])
+def test_random_init_seed_is_checked(kwargs, words):
+    with pytest.raises(TypeError, match=words):
+        hear_slicer.load_model(**kwargs)
