@@ -99,6 +99,22 @@ def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
     assert exit_.value.code == 2 and named in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value, allowed", [("--preset", "huge", "choose from 'small', 'study', 'tiny'"),
+                                                  ("--out", "FILE", "expected a folder"),
+                                                  ("--runs", "FILE", "expected a folder")])
+def test_report_refuses_an_unknown_preset_and_a_file_as_a_folder(flag, value, allowed, tmp_path, capsys):
+    """Feeds `--report` a preset that does not exist and a file as --out or --runs (it read
+    nothing from them and said "nothing recorded", exit 0); expects exit 2 and a message
+    naming the flag, its value and what is allowed."""
+    if value == "FILE":
+        value = str(tmp_path / "results.md")
+        (tmp_path / "results.md").write_text("a file\n")
+    with pytest.raises(SystemExit) as exit_:
+        lc.main(["--report", flag, value])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_.value.code == 2 and flag in err and value in err and allowed in err, err
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_learning_curves_dry_run_end_to_end(tmp_path):
