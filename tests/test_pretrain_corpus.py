@@ -108,6 +108,31 @@ def test_sampler_shards_and_resumes():
     assert [next(resumed) for _ in range(6)] == full_items[4:10]
 
 
+def test_each_rank_gets_an_interleaved_share_not_a_contiguous_block():
+    """Rank r of W processes takes positions r, r + W, r + 2W, ... of the one-process order of
+    the epoch (DistributedSampler's interleaving, padded from the start), not a contiguous
+    block: with W dividing the file count the ranks' streams, interleaved, are the one-process
+    stream; otherwise each rank's files are those torch's DistributedSampler(shuffle=False)
+    picks from that order. Crop seeds never repeat across ranks."""
+    from torch.utils.data import DistributedSampler
+
+    n = 12
+    one = iter(ShardedInfiniteSampler(n, 0, 1, seed=5))
+    order = [next(one)[0] for _ in range(n)]  # epoch 0 of one process: a permutation of the files
+    assert sorted(order) == list(range(n)) and order != list(range(n))
+    for world in (2, 3, 5):
+        per_rank = -(-n // world)
+        streams = [iter(ShardedInfiniteSampler(n, rank, world, seed=5)) for rank in range(world)]
+        shares = [[next(s) for _ in range(per_rank)] for s in streams]  # epoch 0 of each rank
+        for rank, share in enumerate(shares):
+            picks = list(DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False))
+            assert [i for i, _ in share] == [order[k] for k in picks], (world, rank)
+        if n % world == 0:
+            assert [i for step in zip(*shares) for i, _ in step] == order
+        seeds = [c for share in shares for _, c in share]
+        assert len(set(seeds)) == len(seeds)
+
+
 def test_loader_is_deterministic_with_workers(corpus):
     files, _ = scan_files(find_audio_files(corpus))
     ds = AudioCrops(files, 16000, 15200)

@@ -179,6 +179,28 @@ def test_bf16_changes_the_training_against_fp32(audio, tmp_path):
     torch.testing.assert_close(runs["fp32"]["fc.0.weight"], runs["bf16"]["fc.0.weight"], rtol=0, atol=1e-2)
 
 
+def test_the_log_mel_frontend_runs_outside_autocast_in_a_bf16_run(audio, tmp_path, monkeypatch):
+    """A bf16 run on CPU with the training step's frontend spied on: expects every batch's
+    log-mels computed with autocast off, in float32 and equal to the float32 computation
+    (inside bf16 autocast nnAudio's STFT convolution runs in bfloat16, off by about 1e-2
+    everywhere: a planted bug that the run's finite losses did not show)."""
+    import pretrain.train as train
+
+    calls = []
+
+    class SpiedFrontend(train.LogMelFrontend):
+        def forward(self, wave):
+            out = super().forward(wave)
+            with torch.autocast("cpu", enabled=False):
+                reference = super().forward(wave)
+            calls.append((torch.is_autocast_enabled("cpu"), out.dtype, torch.equal(out, reference)))
+            return out
+
+    monkeypatch.setattr(train, "LogMelFrontend", SpiedFrontend)
+    assert main(_argv("slicer", audio, tmp_path / "run", 1, "run.device=cpu", "run.precision=bf16")) == 0
+    assert len(calls) == 1 and all(c == (False, torch.float32, True) for c in calls), calls
+
+
 def test_a_checkpoint_with_the_old_amp_key_resumes(audio, tmp_path):
     out = tmp_path / "old"
     assert main(_argv("slicer", audio, out, 2, "run.device=cpu")) == 0
