@@ -19,6 +19,11 @@ LABELS: dict[str, str] = {
     "slicer_full600": "SLICER trained to completion, 600 steps",
     "slicer_full1500": "SLICER trained to completion, 1,500 steps",
     "slicer_full600_fp32": "SLICER trained to completion, 600 steps, fp32",
+    # the recorded study's groups (studies.recorded)
+    "slicer_byol_a_crop": "SLICER, BYOL-A's crop",
+    "slicer_time_only": "SLICER, time-only crop",
+    "slicer_mild_freq": "SLICER, mild frequency zoom",
+    "previous_default": "previous default's recipe (600 steps, demo corpus)",
     # SLICER's ablations (studies.mini_lape.ABLATIONS)
     "slicer_no_kmix": "SLICER without k-mix",
     "slicer_no_cluster": "SLICER without the cluster loss",

@@ -1,0 +1,555 @@
+"""Every choice made again on recorded audio: the recorded study (crop, methods, default), with seeds.
+
+    python -m studies.recorded --store STORE            # the queue: train what is missing, score what landed
+    python -m studies.recorded --report                 # tables and figure from what is recorded
+    python -m studies.recorded --store STORE --device cuda   # the same queue on one GPU
+
+STORE is the learning-curve study's prepared corpus (``python -m studies.learning_curves
+--prepare-only``: the study corpus and recorded audio from Debian's game packages, 15.7 h). The
+tasks are the recorded development suite's (``python -m eval_suites.recorded``), none of whose
+packages is in that corpus. In order, each run ``--steps`` (3,000) of batch 32 under the budget
+rule of the learning curves (``studies.mini_lape.budget_overrides``, the same for every method), in
+``--precision`` (bf16 autocast):
+
+1. **Previous default**: its recipe, ``pretrain/configs/demo.yaml`` (600 steps on the small demo
+   corpus, fp32 on CPU), once per pretraining seed.
+2. **Crop**: SLICER with each crop of ``CROPS`` (BYOL-A's crop along frequency and time; time
+   only; a milder frequency zoom), once per pretraining seed.
+3. **Methods**: the crop chosen on the recorded suite's validation splits (:func:`choose`) for
+   DeLoRes-M, BYOL-A, DeLoRes-S (Barlow Twins weighting) and COLA, once per pretraining seed
+   (SLICER's runs are stage 2's with that crop).
+
+Every finished run is exported (student encoder) and scored as it lands, on the recorded suite
+(linear probe at each probe seed: its validation score at the epoch it selects, and its test
+score) and on the synthesised study suite beside it (reported, never used to choose); so are the
+references: random init at ``--init-seeds`` (the normalisation of the first crop run at seed 0)
+and log-mel statistics. Choices use validation only: the crop (stage 2's groups), and the default
+(every group whose runs are all there), by the mean over pretraining seeds x probe seeds of the
+mean over tasks (every task weighs the same). Test numbers are reported with 95 % intervals of
+the hierarchical bootstrap (pretraining runs, then test clips; probe seeds averaged).
+
+Results (committed): ``--out`` holds ``cells/<suite>/seed<p>/...`` (per cell, with per-clip test
+outputs), ``runs.json`` (what each scored model was), ``choice.json`` and the report. A rerun
+scores only what is missing and trains only what is not finished; checkpoints stay in ``--runs``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from eval_suites.core.manifest import ModelSpec, load_manifest
+from eval_suites.core.results import cell_dir, load_cell
+from eval_suites.errors import UsageError, run_command
+
+from .labels import label
+from .mini_lape import (CONFIGS, MANIFESTS, METHODS, PretrainRun, StudyError, aggregate, budget_overrides,
+                        differences, export_run, load_records, markdown_differences, markdown_table, pretrain_all)
+
+__all__ = ["CROPS", "METHOD_STAGE", "SUITES", "plan", "choose", "validation_table", "test_table", "main"]
+
+REPO = Path(__file__).resolve().parent.parent
+CROPS: dict[str, dict[str, str]] = {
+    "byol_a_crop": {"augment.rrc.frequency": "true"},
+    "time_only": {"augment.rrc.frequency": "false"},
+    "mild_freq": {"augment.rrc.frequency": "true", "augment.rrc.freq_scale": "[0.85, 1.15]"},
+}
+"""Random resize crops compared in stage 2. byol_a_crop: BYOL-A's code (crop height / F ~ U(0.6, 1.5)
+along frequency as along time); time_only: frequency left whole (the shipped default's); mild_freq:
+a frequency zoom of at most 15 % (this project's variant, not from a paper)."""
+METHOD_STAGE = ("delores_m", "byol_a", "delores_s", "cola")
+PREVIOUS_DEFAULT = "previous_default"
+SUITES = {"recorded": MANIFESTS / "recorded.yaml", "study": MANIFESTS / "study.yaml"}
+"""Suite -> manifest. Choices are made on ``recorded`` only; ``study`` (mostly synthesised) is reported beside."""
+CHOICE_SUITE = "recorded"
+REFERENCES = ("random_init", "logmel_stats")
+RUNS_JSON = "runs.json"
+CHOICE_JSON = "choice.json"
+
+
+# ----------------------------------------------------------------------------- plan
+def _run(name: str, group: str, config: Path, overrides: dict[str, str], runs_root: Path, seed: int) -> PretrainRun:
+    return PretrainRun(name, config, {**overrides, "run.seed": str(seed)}, runs_root / name, group=group, seed=seed)
+
+
+def previous_default_runs(runs_root: Path, demo_corpus: Path, seeds: list[int], device: str) -> list[PretrainRun]:
+    """The previous default's recipe as it is (demo.yaml), once per seed."""
+    over = {"data.path": str(demo_corpus), "run.device": device, "run.progress": "false"}
+    return [_run(f"{PREVIOUS_DEFAULT}_s{s}", PREVIOUS_DEFAULT, CONFIGS / "demo.yaml", over, runs_root, s) for s in seeds]
+
+
+def method_runs(method: str, crop: str, runs_root: Path, store: Path, steps: int, seeds: list[int],
+                precision: str, device: str) -> list[PretrainRun]:
+    """`method` with `crop` under the budget rule at `steps`, once per seed; group: the method
+    (SLICER: ``slicer_<crop>``, stage 2 compares crops)."""
+    config = CONFIGS / METHODS[method]
+    over = {**budget_overrides(config, steps), "data.path": str(store), **CROPS[crop], "run.precision": precision,
+            "run.device": device, "run.progress": "false"}
+    group = f"slicer_{crop}" if method == "slicer" else method
+    return [_run(f"{method}_{crop}_s{s}", group, config, over, runs_root, s) for s in seeds]
+
+
+def plan(runs_root: Path, store: Path, demo_corpus: Path, steps: int, seeds: list[int], precision: str,
+         device: str, crop: str | None) -> dict[str, list[PretrainRun]]:
+    """Stage -> its runs, seed-major (every group at a seed before the next seed); the methods
+    stage only once `crop` is chosen."""
+    def seed_major(runs: list[PretrainRun]) -> list[PretrainRun]:
+        return sorted(runs, key=lambda r: seeds.index(r.seed))
+
+    stages = {"previous_default": previous_default_runs(runs_root, demo_corpus, seeds, device),
+              "crop": seed_major([r for c in CROPS for r in method_runs("slicer", c, runs_root, store, steps, seeds,
+                                                                        precision, device)])}
+    if crop is not None:
+        stages["methods"] = seed_major([r for m in METHOD_STAGE for r in method_runs(m, crop, runs_root, store, steps,
+                                                                                    seeds, precision, device)])
+    return stages
+
+
+# ----------------------------------------------------------------------------- scoring
+TASKS: dict[str, list[str] | None] = {"names": None}
+"""The manifests' tasks scored (``--tasks``; None: all)."""
+
+
+def _manifest(suite: str, tasks_root: Path | None, spec: ModelSpec, seed: int, cache: Path):
+    manifest = load_manifest(SUITES[suite], tasks_root=tasks_root)
+    if TASKS["names"]:
+        manifest = manifest.select(None, [t.name for t in manifest.tasks if t.name in TASKS["names"]])
+    manifest.models = [spec]
+    manifest.tasks = [dataclasses.replace(t, protocols=("linear",)) for t in manifest.tasks]
+    manifest.linear = dataclasses.replace(manifest.linear, seed=seed)
+    manifest.cache_dir = cache
+    return manifest
+
+
+def score(spec: ModelSpec, out: Path, roots: dict[str, Path | None], probe_seeds: list[int], cache: Path,
+          identity: dict) -> None:
+    """The linear probe of `spec` at every probe seed on every suite of `roots`, into
+    ``<out>/cells/<suite>/seed<p>``; then `identity` recorded in ``runs.json``."""
+    from eval_suites.core.runner import run_manifest
+
+    for suite, root in roots.items():
+        for p in probe_seeds:
+            run_manifest(_manifest(suite, root, spec, p, cache / suite), out / "cells" / suite / f"seed{p}",
+                         progress=False)
+    records = load_records(out / RUNS_JSON, "model records", "score every model again")
+    records[spec.name] = identity
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (RUNS_JSON + ".tmp")
+    tmp.write_text(json.dumps(records, indent=1, sort_keys=True))
+    os.replace(tmp, out / RUNS_JSON)
+
+
+def _cells(out: Path, suite: str, model: str, tasks: list[str], probe_seeds: list[int]):
+    for p in probe_seeds:
+        for task in tasks:
+            path = cell_dir(out / "cells" / suite / f"seed{p}", model, task, "linear") / "result.json"
+            yield p, task, path, (load_cell(path) if path.is_file() else None)
+
+
+def scored(out: Path, model: str, suites: dict[str, list[str]], probe_seeds: list[int]) -> bool:
+    return all(r is not None and r.status == "ok" for s, tasks in suites.items()
+               for _, _, _, r in _cells(out, s, model, tasks, probe_seeds))
+
+
+def validation_table(out: Path, groups: dict[str, str], tasks: list[str], probe_seeds: list[int],
+                     suite: str = CHOICE_SUITE) -> pd.DataFrame:
+    """Validation scores (the linear probe's selected epoch, on the valid split): group, model,
+    seed (probe), task, valid. Only ok cells."""
+    rows = []
+    for model, group in groups.items():
+        for p, task, _, r in _cells(out, suite, model, tasks, probe_seeds):
+            if r is None or r.status != "ok":
+                continue
+            folds = [f for f in (r.details.get("folds") or []) if isinstance(f, dict) and "valid_score" in f]
+            if folds:
+                rows.append(dict(group=group, model=model, seed=p, task=task,
+                                 valid=sum(f["valid_score"] for f in folds) / len(folds)))
+    return pd.DataFrame(rows, columns=["group", "model", "seed", "task", "valid"])
+
+
+def test_table(out: Path, groups: dict[str, str], tasks: list[str], probe_seeds: list[int], suite: str) -> pd.DataFrame:
+    """The long table of test scores that ``mini_lape.aggregate``/``differences`` read."""
+    rows = []
+    for model, group in groups.items():
+        for p, task, path, r in _cells(out, suite, model, tasks, probe_seeds):
+            m = r.primary if r is not None else None
+            rows.append(dict(group=group, model=model, task=task, seed=p, metric=m.metric if m else "",
+                             value=m.value if m else math.nan, status=r.status if r else "missing",
+                             cell=str(path.parent)))
+    return pd.DataFrame(rows, columns=["group", "model", "task", "seed", "metric", "value", "status", "cell"])
+
+
+def choose(valid: pd.DataFrame, candidates: list[str], tasks: list[str], runs_per_group: dict[str, int]) -> pd.DataFrame:
+    """Rank `candidates` by validation: per (run, probe seed) the mean over `tasks` (each task
+    weighs the same), then the mean over those. A group counts only when each of its runs has
+    every task at every probe seed present; returns group, mean, runs (complete), ranked."""
+    rows = []
+    for g in candidates:
+        sub = valid[valid.group == g]
+        per = sub.groupby(["model", "seed"])
+        means = [v.valid.mean() for _, v in per if set(v.task) == set(tasks)]
+        complete = sub.model.nunique() == runs_per_group.get(g, 0) and len(means) == len(per) and len(means) > 0
+        if complete:
+            rows.append(dict(group=g, mean=sum(means) / len(means), runs=sub.model.nunique(), cells=len(means)))
+    table = pd.DataFrame(rows, columns=["group", "mean", "runs", "cells"])
+    return table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- the queue
+def reference_specs(runs_root: Path, init_seeds: list[int]) -> dict[str, tuple[str, ModelSpec]]:
+    """name -> (group, spec) of the references. Random init takes its frontend and normalisation
+    from ``<runs>/random_init_source.pt`` (the first crop run's, written once it exists)."""
+    source = runs_root / "random_init_source.pt"
+    out = {f"random_init_s{s}": ("random_init", ModelSpec(name=f"random_init_s{s}", module="hear_slicer",
+                                                           checkpoint=source,
+                                                           options={"random_init": True, "random_init_seed": s}))
+           for s in init_seeds}
+    out["logmel_stats"] = ("logmel_stats", ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
+                                                     checkpoint=None, options={}))
+    return out
+
+
+def _run_identity(run: PretrainRun) -> dict:
+    from .mini_lape import _comparable, _desired_config
+
+    cfg = _comparable(_desired_config(run))
+    cfg["data"].pop("path", None)
+    return {"group": run.group, "config": cfg}
+
+
+def _score_run(run: PretrainRun, args, roots, tasks_of, cache: Path) -> None:
+    if scored(args.out, run.name, tasks_of, args.probe_seeds):
+        return
+    missing = _suites_ready(roots)
+    if missing:  # scored by a later invocation, once the suites are built
+        print(f"  {run.name}: not scored yet, task folders not complete: {', '.join(missing)}", flush=True)
+        return
+    ckpt = export_run(run).resolve()
+    print(f"  scoring {run.name}", flush=True)
+    score(ModelSpec(name=run.name, module="hear_slicer", checkpoint=ckpt, options={}), args.out, roots,
+          args.probe_seeds, cache, _run_identity(run))
+
+
+def _score_references(args, roots, tasks_of, cache: Path, first_crop_run: PretrainRun) -> None:
+    from .learning_curves import _slim
+
+    found = sorted((first_crop_run.out / "checkpoints").glob("step_*.pt"))
+    if _suites_ready(roots):
+        return
+    for name, (group, spec) in reference_specs(args.runs, args.init_seeds).items():
+        if scored(args.out, name, tasks_of, args.probe_seeds):
+            continue
+        if spec.checkpoint is not None:
+            if not found:
+                continue  # random init waits for a checkpoint of the first crop run (its normalisation)
+            _slim(found[0], spec.checkpoint)
+        print(f"  scoring reference {name}", flush=True)
+        score(spec, args.out, roots, args.probe_seeds, cache, {"group": group, "options": spec.options})
+
+
+def _stage(runs: list[PretrainRun], steps: int, args, roots, tasks_of, cache: Path, threads: int) -> list[str]:
+    def on_finished(run: PretrainRun) -> None:
+        _score_run(run, args, roots, tasks_of, cache)
+
+    return pretrain_all(runs, steps, args.parallel, threads, train=not args.no_train, on_finished=on_finished)
+
+
+def run_queue(args) -> int:
+    roots = {s: r for s, r in (("recorded", args.tasks_root), ("study", args.study_tasks_root)) if s in args.suites}
+    tasks_of = {s: _task_names(s, roots[s]) for s in roots}
+    cache = args.runs / "embeddings"
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    demo_corpus = _demo_corpus(args.demo_root)
+    _check_disjoint(args.store, demo_corpus)
+    stages = _dry(args, plan(args.runs, args.store, demo_corpus, args.steps, args.seeds, args.precision, args.device,
+                             None))
+    failed = []
+    print(f"[1/3] previous default's recipe ({len(args.seeds)} seeds) and SLICER's crops "
+          f"({len(CROPS)} x {len(args.seeds)} seeds), {args.parallel} at a time, {threads} thread(s) each", flush=True)
+    failed += _stage(stages["previous_default"], 600 if not args.dry_run_steps else args.dry_run_steps, args, roots,
+                     tasks_of, cache, threads)
+    failed += _stage(stages["crop"], args.dry_run_steps or args.steps, args, roots, tasks_of, cache, threads)
+    _score_references(args, roots, tasks_of, cache, stages["crop"][0])
+    groups = _groups(args)
+    valid = validation_table(args.out, groups, tasks_of[CHOICE_SUITE], args.probe_seeds)
+    crops = choose(valid, [f"slicer_{c}" for c in CROPS], tasks_of[CHOICE_SUITE], _runs_per_group(args))
+    if len(crops) < len(CROPS):
+        print(f"the crop is not chosen yet: {len(crops)} of {len(CROPS)} crops have every run scored", flush=True)
+        return _finish(args, failed)
+    crop = crops.group.iloc[0].removeprefix("slicer_")
+    _save_json(args.out / CHOICE_JSON, {**_load_json(args.out / CHOICE_JSON), "crop": crop,
+                                         "crop_table": crops.to_dict("records")})
+    print(f"[2/3] crop chosen on the recorded suite's validation: {crop}; the methods with it", flush=True)
+    stages = _dry(args, plan(args.runs, args.store, demo_corpus, args.steps, args.seeds, args.precision, args.device,
+                             crop))
+    failed += _stage(stages["methods"], args.dry_run_steps or args.steps, args, roots, tasks_of, cache, threads)
+    return _finish(args, failed)
+
+
+def _check_disjoint(store: Path, demo_corpus: Path) -> None:
+    """Refuse to train on a corpus that holds audio of the recorded suite (the store's listing,
+    ``corpus_files.txt`` beside it, and the demo corpus, links followed)."""
+    from eval_suites.recorded.sources import corpus_overlap
+
+    listing = store.parent / "corpus_files.txt"
+    files = [f for f in listing.read_text().splitlines() if f] if listing.is_file() else []
+    files += [str(p) for p in demo_corpus.rglob("*") if p.is_file()]
+    shared = corpus_overlap(files)
+    if shared:
+        raise StudyError(f"the pretraining corpus holds {len(shared)} file(s) of the recorded suite's packages "
+                         f"(first: {shared[0]}); a corpus the study trains on must be disjoint from it")
+    if not listing.is_file():
+        print(f"  (no listing {listing} beside the store: only the demo corpus was checked against the suite)",
+              flush=True)
+
+
+def _dry(args, stages: dict[str, list[PretrainRun]]) -> dict[str, list[PretrainRun]]:
+    """--dry-run-steps N (the tests' end-to-end run): every run N steps, a checkpoint each step."""
+    if args.dry_run_steps:
+        for runs in stages.values():
+            for r in runs:
+                r.overrides.update({"run.steps": str(args.dry_run_steps), "run.checkpoint_every": "1"})
+    return stages
+
+
+def _finish(args, failed: list[str]) -> int:
+    print("[3/3] report", flush=True)
+    write_report(args)
+    if failed:
+        print(f"FAILED runs: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ----------------------------------------------------------------------------- report
+def _load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _groups(args) -> dict[str, str]:
+    """model -> group of every model the registry holds (scored models only)."""
+    records = load_records(args.out / RUNS_JSON, "model records", "score every model again")
+    return {m: r["group"] for m, r in sorted(records.items())}
+
+
+def _runs_per_group(args) -> dict[str, int]:
+    """How many runs each group has when complete: one per pretraining (or init) seed; log-mel one."""
+    n = {f"slicer_{c}": len(args.seeds) for c in CROPS}
+    n.update({m: len(args.seeds) for m in METHOD_STAGE})
+    n.update({PREVIOUS_DEFAULT: len(args.seeds), "random_init": len(args.init_seeds), "logmel_stats": 1})
+    return n
+
+
+def _task_names(suite: str, root: Path | None) -> list[str]:
+    names = [t.name for t in load_manifest(SUITES[suite], tasks_root=root).tasks]
+    return [n for n in names if not TASKS["names"] or n in TASKS["names"]]
+
+
+def _suites_ready(roots: dict[str, Path | None]) -> list[str]:
+    """The task folders of the suites that are not complete yet (a model is scored once all are)."""
+    from eval_suites.hear_format.task import task_is_complete
+
+    missing = []
+    for suite, root in roots.items():
+        m = load_manifest(SUITES[suite], tasks_root=root)
+        missing += [str(t.path) for t in m.tasks if (not TASKS["names"] or t.name in TASKS["names"])
+                    and not task_is_complete(t.path)]
+    return missing
+
+
+def _demo_corpus(root: Path) -> Path:
+    from eval_suites.synthetic.demo_data import build_demo
+
+    if not (root / "corpus").is_dir():
+        build_demo(root, preset="small", progress=False)
+    return root / "corpus"
+
+
+def write_report(args) -> None:
+    """``report.md``, ``test_<suite>.csv``, ``differences_<suite>.csv`` and ``recorded_study.png``
+    from what is scored: the default chosen on validation among the complete candidate groups."""
+    groups = _groups(args)
+    if not groups:
+        print("nothing scored yet: no report", flush=True)
+        return
+    out = args.out
+    suites = {s: _task_names(s, r) for s, r in (("recorded", args.tasks_root), ("study", args.study_tasks_root))
+              if s in args.suites}
+    n_runs = _runs_per_group(args)
+    valid = validation_table(out, groups, suites[CHOICE_SUITE], args.probe_seeds)
+    candidates = [g for g in dict.fromkeys(groups.values()) if g not in REFERENCES]
+    ranking = choose(valid, candidates, suites[CHOICE_SUITE], n_runs)
+    choice = _load_json(out / CHOICE_JSON)
+    if len(ranking):
+        choice.update(default=ranking.group.iloc[0], default_table=ranking.to_dict("records"))
+    _save_json(out / CHOICE_JSON, choice)
+    order = list(ranking.group) + [g for g in candidates if g not in set(ranking.group)]
+    order += [g for g in REFERENCES if g in set(groups.values())]
+    lines = ["# The recorded study", "", "Written by `python -m studies.recorded --report` from the scored cells. "
+             "Choices use the recorded suite's validation splits only; test is reported.", ""]
+    lines += ["## Choice on the recorded suite's validation", "",
+              "Mean validation score (linear probe, mean over tasks, then over pretraining seeds x probe seeds "
+              f"{args.probe_seeds}); only groups with every run scored:", "",
+              "| rank | group | mean validation | runs |", "|---:|---|---:|---:|"]
+    lines += [f"| {i + 1} | {label(r.group)} | {r['mean']:.3f} | {r.runs} |" for i, r in ranking.iterrows()]
+    if "crop" in choice:
+        lines += ["", f"Crop chosen (stage 2, SLICER): **{label('slicer_' + choice['crop'])}**."]
+    diffs_all = {}
+    for suite, tasks in suites.items():
+        long = test_table(out, groups, tasks, args.probe_seeds, suite)
+        long = long[long.group.isin(order)]
+        if long.empty or (long.status == "ok").sum() == 0:
+            continue
+        table = aggregate(long, order)
+        table.to_csv(out / f"test_{suite}.csv", index=False)
+        lines += ["", f"## Test, {suite} suite" + (" (reported beside; not used to choose)" if suite != CHOICE_SUITE
+                                                    else ""), "",
+                  "Mean over pretraining runs x probe seeds; [95 % interval] of the hierarchical bootstrap "
+                  "(pretraining runs, then test clips; probe seeds averaged).", "",
+                  markdown_table(table, [g for g in order if g in set(long.group)], tasks, {})]
+        frames = []
+        for ref in ("random_init", PREVIOUS_DEFAULT):
+            if ref not in set(long.group):
+                continue
+            d = differences(long, ref, [g for g in order if g != ref])
+            d = d.assign(diff=-d["diff"], ci_low=-d["ci_high"], ci_high=-d["ci_low"], reference=ref)
+            frames.append(d)
+            lines += ["", f"Each group minus {label(ref)} on the {suite} suite's test clips (paired; intervals "
+                      "resample pretraining runs of both sides and test clips; > 0: ahead; **bold**: excludes 0):", "",
+                      markdown_differences(d, ref, tasks, header=f"minus {label(ref)}")]
+        if frames:
+            diffs_all[suite] = pd.concat(frames, ignore_index=True)
+            diffs_all[suite].to_csv(out / f"differences_{suite}.csv", index=False)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    if "random_init" in {g for d in diffs_all.values() for g in d.reference}:
+        plot_differences(diffs_all, out / "recorded_study.png")
+    print(f"report: {out / 'report.md'}", flush=True)
+
+
+def plot_differences(diffs: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Each group's test difference against random init (mean over tasks, 95 % interval), one
+    panel per suite side by side, the recorded suite first; 0 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    suites = [s for s in ("recorded", "study") if s in diffs]
+    fig, axes = plt.subplots(1, len(suites), figsize=(6 * len(suites), 4.5), sharey=True, squeeze=False)
+    first = diffs[suites[0]]
+    groups = list(dict.fromkeys(first[(first.reference == "random_init") & (first.task == "mean")].model))
+    y = list(range(len(groups)))[::-1]
+    for ax, suite in zip(axes[0], suites):
+        d = diffs[suite]
+        d = d[(d.reference == "random_init") & (d.task == "mean")].set_index("model")
+        for yi, g in zip(y, groups):
+            if g in d.index and not math.isnan(d.loc[g, "ci_low"]):
+                r = d.loc[g]
+                ax.errorbar(r["diff"], yi, xerr=[[r["diff"] - r.ci_low], [r.ci_high - r["diff"]]], fmt="o",
+                            color="tab:blue", capsize=3)
+            elif g in d.index:
+                ax.plot(d.loc[g, "diff"], yi, "o", color="tab:gray")
+        ax.axvline(0, color="black", linewidth=1)
+        ax.set_yticks(y, [label(g) for g in groups])
+        ax.set_title(f"{suite} suite ({'recorded audio; choices made on its validation' if suite == 'recorded' else 'mostly synthesised; reported only'})",
+                     fontsize=9)
+        ax.set_xlabel("test score minus random init, mean over tasks (95 % interval)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Does pretraining beat random init? Test splits, intervals over pretraining seeds and clips",
+                 fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m studies.recorded", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", type=Path, default=Path("runs/learning_curves/corpus_store"),
+                    help="the prepared pretraining corpus (python -m studies.learning_curves --prepare-only)")
+    ap.add_argument("--demo-root", type=Path, default=Path("demo_data"),
+                    help="the small demo data (the previous default's corpus; built if missing)")
+    ap.add_argument("--tasks-root", type=Path, default=None,
+                    help="the recorded suite's tasks (default: recorded.yaml's, recorded_data/tasks)")
+    ap.add_argument("--study-tasks-root", type=Path, default=None,
+                    help="the study suite's tasks (default: study.yaml's, demo_data_study/tasks)")
+    ap.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES),
+                    help="suites to score (recorded is the one choices are made on)")
+    ap.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                    help="only these tasks of the manifests (names; default all)")
+    ap.add_argument("--runs", type=Path, default=Path("runs/recorded"), help="checkpoints (outside the repository)")
+    ap.add_argument("--out", type=Path, default=Path("studies/results/recorded"), help="results (commit it)")
+    ap.add_argument("--steps", type=int, default=3000, help="steps of every run of stages 2 and 3 (default 3000)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="pretraining seeds (default 0 1 2)")
+    ap.add_argument("--init-seeds", type=int, nargs="+", default=[0, 1, 2], help="random-init seeds (default 0 1 2)")
+    ap.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2], help="linear-probe seeds (default 0 1 2)")
+    ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="of stages 2 and 3 (default bf16)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--parallel", type=int, default=2, help="pretraining processes at a time (default 2)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per process (default cores / parallel)")
+    ap.add_argument("--no-train", action="store_true", help="score what is finished; train nothing")
+    ap.add_argument("--report", action="store_true", help="train and score nothing; the report only")
+    ap.add_argument("--dry-run-steps", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return ap
+
+
+def _check_args(args) -> None:
+    for flag in ("steps", "parallel"):
+        v = getattr(args, flag)
+        if v < 1:
+            raise UsageError(f"--{flag} {v}: must be a positive integer")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: must be a positive integer")
+    for flag in ("seeds", "init_seeds", "probe_seeds"):
+        v = getattr(args, flag)
+        if any(s < 0 for s in v) or len(set(v)) != len(v):
+            raise UsageError(f"--{flag.replace('_', '-')} {v}: must be distinct integers >= 0")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: exists and is not a folder")
+    if args.tasks:
+        known = {t.name for suite in args.suites for t in load_manifest(SUITES[suite], tasks_root=Path("/")).tasks}
+        unknown = [t for t in args.tasks if t not in known]
+        if unknown:
+            raise UsageError(f"--tasks {unknown}: no such task in the suites {args.suites}; choose from {sorted(known)}")
+    if CHOICE_SUITE not in args.suites:
+        raise UsageError(f"--suites {args.suites}: must include {CHOICE_SUITE!r}, the suite choices are made on")
+    if not args.report and not (args.store / "store.json").is_file():
+        raise UsageError(f"--store {args.store}: no prepared corpus there; build it with "
+                         "python -m studies.learning_curves --prepare-only")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def go() -> int:
+        _check_args(args)
+        args.runs = args.runs.resolve()
+        TASKS["names"] = args.tasks
+        if args.report:
+            write_report(args)
+            return 0
+        return run_queue(args)
+
+    return run_command(go, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

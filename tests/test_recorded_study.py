@@ -1,0 +1,143 @@
+"""studies.recorded: the plan (same budget rule for every group, seeds), the choice on validation
+(planted numbers with a known answer), and a dry run of the whole queue end to end."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from studies import recorded
+from studies.mini_lape import CONFIGS, budget_overrides
+
+from recorded_tree import write_tree
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _plan(crop=None, seeds=(0, 1, 2)):
+    return recorded.plan(Path("/r"), Path("/store"), Path("/demo/corpus"), 3000, list(seeds), "bf16", "cpu", crop)
+
+
+def test_plan_has_every_seed_one_budget_rule_and_only_the_crop_differs():
+    stages = _plan("time_only")
+    assert [r.seed for r in stages["previous_default"]] == [0, 1, 2]
+    crop = stages["crop"]
+    assert len(crop) == 3 * len(recorded.CROPS)
+    assert [r.seed for r in crop] == sorted(r.seed for r in crop)  # seed-major: every crop at seed 0 first
+    base = budget_overrides(CONFIGS / "slicer.yaml", 3000)
+    for r in crop:
+        extra = {k: v for k, v in r.overrides.items() if k not in base}
+        assert {k: r.overrides[k] for k in base} == base
+        assert set(extra) - {"data.path", "run.seed", "run.precision", "run.device", "run.progress"} <= {
+            "augment.rrc.frequency", "augment.rrc.freq_scale"}
+        assert r.overrides["run.seed"] == str(r.seed) and r.overrides["run.precision"] == "bf16"
+    methods = stages["methods"]
+    assert sorted({r.group for r in methods}) == sorted(recorded.METHOD_STAGE)
+    for r in methods:
+        assert r.overrides["augment.rrc.frequency"] == "false"  # the chosen crop, for every method
+        assert {k: r.overrides[k] for k in budget_overrides(r.config, 3000)} == budget_overrides(r.config, 3000)
+    prev = stages["previous_default"][0]
+    assert prev.config.name == "demo.yaml" and prev.overrides["data.path"] == "/demo/corpus"
+    assert "methods" not in _plan(None)
+
+
+def _valid(rows):
+    return pd.DataFrame(rows, columns=["group", "model", "seed", "task", "valid"])
+
+
+def test_choose_weighs_tasks_equally_and_averages_runs_and_probe_seeds():
+    rows = []
+    # A: 0.9 on task t1, 0.1 on t2 -> 0.5; B: 0.6 on both -> 0.6. A has many more t1 cells than
+    # a cell-count weighting would need to win; B must win.
+    for run in ("a0", "a1"):
+        for p in (0, 1):
+            rows += [("A", run, p, "t1", 0.9), ("A", run, p, "t2", 0.1)]
+    for run in ("b0", "b1"):
+        for p in (0, 1):
+            rows += [("B", run, p, "t1", 0.6), ("B", run, p, "t2", 0.6)]
+    table = recorded.choose(_valid(rows), ["A", "B"], ["t1", "t2"], {"A": 2, "B": 2})
+    assert list(table.group) == ["B", "A"]
+    assert table["mean"].tolist() == pytest.approx([0.6, 0.5])
+
+
+def test_choose_leaves_out_a_group_whose_runs_are_not_all_scored():
+    rows = [("A", "a0", 0, "t1", 0.9), ("A", "a0", 0, "t2", 0.9),  # one run of two: not complete
+            ("B", "b0", 0, "t1", 0.5), ("B", "b0", 0, "t2", 0.5), ("B", "b1", 0, "t1", 0.5), ("B", "b1", 0, "t2", 0.5),
+            ("C", "c0", 0, "t1", 0.99), ("C", "c1", 0, "t1", 0.99)]  # a task missing: not complete
+    table = recorded.choose(_valid(rows), ["A", "B", "C"], ["t1", "t2"], {"A": 2, "B": 2, "C": 2})
+    assert list(table.group) == ["B"]
+
+
+def test_choose_averages_over_pretraining_seeds_not_the_best_seed():
+    rows = [("A", "a0", 0, "t", 0.95), ("A", "a1", 0, "t", 0.45), ("B", "b0", 0, "t", 0.75), ("B", "b1", 0, "t", 0.72)]
+    table = recorded.choose(_valid(rows), ["A", "B"], ["t"], {"A": 2, "B": 2})
+    assert list(table.group) == ["B", "A"] and table["mean"].tolist() == pytest.approx([0.735, 0.70])
+
+
+@pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps"), (["--seeds", "0", "0"], "--seeds"),
+                                          (["--suites", "study"], "--suites"), (["--parallel", "0"], "--parallel"),
+                                          (["--store", "/nope"], "--store"), (["--tasks", "nope"], "--tasks")])
+def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
+    assert recorded.main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and named in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_recorded_study_dry_run_end_to_end(tmp_path):
+    """The whole queue with 2-step runs on tiny data: previous default, crops, the crop chosen
+    on validation, the methods with it, references with init seeds, the report and figure; a
+    rerun trains and scores nothing."""
+    fs = write_tree(tmp_path / "fs")
+    tasks_root = tmp_path / "rec"
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    built = subprocess.run([sys.executable, "-m", "eval_suites.recorded", "--root", str(tasks_root), "--fs-root",
+                            str(fs), "--tasks", "game_effects", "sounds", "--no-progress"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    wavs = sorted(str(p) for p in (fs / "usr/share/games").rglob("*.ogg"))[:6]
+    listing = tmp_path / "files.txt"
+    listing.write_text("\n".join(wavs) + "\n")
+    prep = subprocess.run([sys.executable, "-m", "pretrain.prepare", str(listing), str(tmp_path / "store")], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert prep.returncode == 0, prep.stderr[-2000:]
+    demo = tmp_path / "demo" / "corpus"
+    demo.mkdir(parents=True)
+    for i, w in enumerate(wavs[:4]):
+        os.symlink(w, demo / f"c{i}.ogg")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "studies.recorded", "--store", str(tmp_path / "store"), "--demo-root",
+           str(tmp_path / "demo"), "--tasks-root", str(tasks_root / "tasks"), "--suites", "recorded", "--tasks",
+           "game_effects", "sounds", "--seeds", "0", "--init-seeds", "0", "1", "--probe-seeds", "0",
+           "--dry-run-steps", "2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+    choice = json.loads((out / "choice.json").read_text())
+    assert choice["crop"] in recorded.CROPS
+    assert len(choice["crop_table"]) == len(recorded.CROPS)
+    models = json.loads((out / "runs.json").read_text())
+    groups = {r["group"] for r in models.values()}
+    assert groups == {"previous_default", *(f"slicer_{c}" for c in recorded.CROPS), *recorded.METHOD_STAGE,
+                      "random_init", "logmel_stats"}
+    assert {m for m, r in models.items() if r["group"] == "random_init"} == {"random_init_s0", "random_init_s1"}
+    assert models["random_init_s1"]["options"] == {"random_init": True, "random_init_seed": 1}
+    assert choice["default"] in groups - {"random_init", "logmel_stats"}
+    test = pd.read_csv(out / "test_recorded.csv")
+    assert set(test.model) == groups and test.value.between(0, 1).all()
+    report = (out / "report.md").read_text()
+    assert "Choice on the recorded suite's validation" in report and "minus random init" in report
+    assert (out / "recorded_study.png").stat().st_size > 10_000
+    # the methods used the chosen crop
+    from pretrain.train import config_of_checkpoint
+
+    ckpt = tmp_path / "runs" / f"cola_{choice['crop']}_s0" / "checkpoints" / "step_00000002.pt"
+    assert config_of_checkpoint(ckpt).augment.rrc.frequency == recorded.CROPS[choice["crop"]][
+        "augment.rrc.frequency"].startswith("t")
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert ": training" not in again.stdout and "scoring" not in again.stdout
