@@ -116,7 +116,8 @@ def _cmd_list(args) -> int:
     print("tasks:")
     for t in manifest.tasks:
         state = "ok" if (t.path / "task_metadata.json").is_file() else "MISSING"
-        print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state})")
+        own = f"  own settings {t.settings}" if t.settings else ""
+        print(f"  {t.name} [{t.suite}] {', '.join(t.protocols)}  {t.path} ({state}){own}")
     print(f"protocols: linear {manifest.linear}; heareval {manifest.heareval}; knn {manifest.knn}")
     problems = check_inputs(manifest, load_models=True)  # each model loaded as `run` loads it
     for p in problems:

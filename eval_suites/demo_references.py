@@ -33,7 +33,7 @@ from pathlib import Path
 
 from eval_suites.core.clip_outputs import EVENTS_FILE, OUTPUTS_FILE
 from eval_suites.core.embeddings import file_sha256
-from eval_suites.core.manifest import Manifest, ModelSpec
+from eval_suites.core.manifest import Manifest, ModelSpec, TaskSpec
 from eval_suites.core.report import REFERENCE_KEY
 from eval_suites.core.results import RESULT_FILE, CellResult, cell_dir, collect_results, load_cell, save_cell
 
@@ -77,9 +77,10 @@ def _default_checkpoint_sha256() -> str | None:
     return file_sha256(DEFAULT_CHECKPOINT) if DEFAULT_CHECKPOINT.is_file() else None
 
 
-def _protocol_settings(manifest: Manifest, protocol: str) -> dict:
-    """The settings a cell's fingerprint records for ``protocol`` (``device`` aside), as JSON."""
-    settings = {k: v for k, v in asdict(getattr(manifest, protocol)).items() if k != "device"}
+def _protocol_settings(manifest: Manifest, protocol: str, task: TaskSpec) -> dict:
+    """The settings a cell's fingerprint records for ``protocol`` on ``task`` (the task's own
+    over the manifest's; ``device`` aside), as JSON."""
+    settings = {k: v for k, v in asdict(manifest.protocol_config(protocol, task)).items() if k != "device"}
     return json.loads(json.dumps(settings, default=str))
 
 
@@ -135,7 +136,7 @@ def add_references(out: Path, manifest: Manifest, preset: str) -> list[str]:
                     stale.add(f"{task.name} (task files changed)")
                 elif model == "random_init" and not same_default:
                     stale.add("random_init (the default checkpoint changed)")
-                elif cell.details.get("fingerprint", {}).get("protocol") != _protocol_settings(manifest, protocol):
+                elif cell.details.get("fingerprint", {}).get("protocol") != _protocol_settings(manifest, protocol, task):
                     stale.add(f"{task.name}/{protocol} (protocol settings changed)")
                 else:
                     dest = cell_dir(out, model, task.name, protocol)

@@ -33,16 +33,17 @@ def tasks_root(tmp_path):
     return root
 
 
-def _manifest(tmp_path, tasks_root, epochs=5):
-    path = tmp_path / f"m{epochs}.yaml"
+def _manifest(tmp_path, tasks_root, epochs=5, task_settings=""):
+    path = tmp_path / f"m{epochs}{bool(task_settings)}.yaml"
+    own = f", settings: {task_settings}" if task_settings else ""
     path.write_text(f"suite: demo\ntasks_root: {tasks_root}\nmodels:\n  - {{name: slicer, module: hear_slicer}}\n"
-                    f"tasks:\n  - {{name: tones, path: tones-v1-full}}\nprotocols:\n  linear: {{epochs: {epochs}}}\n")
+                    f"tasks:\n  - {{name: tones, path: tones-v1-full{own}}}\nprotocols:\n  linear: {{epochs: {epochs}}}\n")
     return load_manifest(path)
 
 
 def _reference_run(out, manifest):
     """What a run of the reference models leaves: ok cells with fingerprints and outputs."""
-    settings = refs._protocol_settings(manifest, "linear")
+    settings = refs._protocol_settings(manifest, "linear", manifest.tasks[0])
     for i, model in enumerate(refs.REFERENCES):
         r = CellResult(model=model, task="tones", suite="demo", protocol="linear", status="ok",
                        metrics=[MetricScore(metric="top1_acc", value=0.5 + 0.25 * i)],
@@ -76,6 +77,9 @@ def test_stored_references_are_added_only_while_they_describe_the_run(tmp_path, 
     lines = refs.add_references(out, _manifest(tmp_path, tasks_root, epochs=6), "small")
     assert "tones/linear (protocol settings changed)" in lines[-1] and "eval_suites.demo_references" in lines[-1]
     assert collect_results(out) == []
+    # the same top-level settings, but the task's own differ: left out too
+    lines = refs.add_references(out, _manifest(tmp_path, tasks_root, task_settings="{linear: {epochs: 6}}"), "small")
+    assert "tones/linear (protocol settings changed)" in lines[-1] and collect_results(out) == []
     # other task files: left out
     wav = next((tasks_root / "tones-v1-full").rglob("test0.wav"))
     wav.write_bytes(wav.read_bytes()[:-2] + b"\x01\x00")
@@ -97,5 +101,6 @@ def test_the_committed_references_match_the_shipped_demo_manifest():
     assert {(r.model, r.task, r.protocol) for r in cells} == expected
     for r in cells:
         assert r.ok and r.details[REFERENCE_KEY] == refs.REFERENCES[r.model]
-        assert r.details["fingerprint"]["protocol"] == refs._protocol_settings(manifest, r.protocol), (
+        task = next(t for t in manifest.tasks if t.name == r.task)
+        assert r.details["fingerprint"]["protocol"] == refs._protocol_settings(manifest, r.protocol, task), (
             f"{r.model}/{r.task}/{r.protocol}: stored with other settings; run python -m eval_suites.demo_references")

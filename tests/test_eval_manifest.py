@@ -78,6 +78,25 @@ def test_good_manifest_resolves_paths_and_defaults(tmp_path):
      "setting 'param_grid.lr': expected a non-empty list of numbers >= 0"),
     ("models: [{name: a, module: m, options: [1]}]\ntasks: [a]\n",
      "key 'models[0].options': expected a mapping"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, settings: [1]}]\n",
+     "key 'tasks[0].settings': expected a mapping of protocol name -> settings"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, settings: {knn: {ks: [1]}}}]\n",
+     "key 'tasks[0].settings': protocol 'knn' is not configured"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, protocols: [linear], settings: {heareval: {grid: fast}}}]\n"
+     "protocols: {linear: {}, heareval: {}}\n",
+     "key 'tasks[0].settings.heareval': the task is not scored with 'heareval'"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, settings: {linear: {}}}]\n",
+     "key 'tasks[0].settings.linear': expected a non-empty mapping of linear settings, got {}"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, settings: {linear: {epoch: 3}}}]\n",
+     "key 'tasks[0].settings.linear.epoch': unknown setting; expected one of"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, settings: {linear: {lr: .nan}}}]\n",
+     "key 'tasks[0].settings.linear': setting 'lr'"),
+    ("models: [{name: a, module: m}]\ntasks: [{path: a, settings: {heareval: {param_grid: "
+     "{check_val_every_n_epoch: [0]}}}}]\nprotocols: {heareval: {}}\n",
+     "key 'tasks[0].settings.heareval': setting 'param_grid.check_val_every_n_epoch': expected a list of "
+     "integers >= 1, got [0]"),
+    ("models: [{name: a, module: m}]\ntasks: [a]\nprotocols: {heareval: {param_grid: {max_epochs: [2.5]}}}\n",
+     "setting 'param_grid.max_epochs': expected a list of integers >= 1, got [2.5]"),
     ("- just a list\n", "expected a mapping with keys 'models' and 'tasks'"),
     ("models: [\n", "not valid YAML"),
 ])
@@ -85,6 +104,26 @@ def test_structure_errors_name_key_and_expectation(tmp_path, text, expected):
     with pytest.raises(ManifestError) as e:
         load_manifest(write(tmp_path, text))
     assert expected in str(e.value)
+
+
+def test_a_task_s_own_settings_apply_to_that_task_only(tmp_path):
+    """`settings` under a task replace the top-level settings of its protocols for that task;
+    heareval's param_grid is updated entry by entry; the other tasks keep the top level."""
+    text = ("models: [{name: a, module: m}]\n"
+            "tasks:\n"
+            "  - {path: kw}\n"
+            "  - {path: ev, settings: {heareval: {param_grid: {check_val_every_n_epoch: [10]}, grid_points: 2},"
+            " linear: {epochs: 7}}}\n"
+            "protocols:\n  linear: {epochs: 3}\n"
+            "  heareval: {grid: faster, grid_points: 1, param_grid: {lr: [0.001], check_val_every_n_epoch: [1]}}\n")
+    m = load_manifest(write(tmp_path, text))
+    kw, ev = m.tasks
+    assert kw.settings == {} and m.protocol_config("heareval", kw) == m.heareval
+    assert m.protocol_config("linear", kw) == LinearConfig(epochs=3)
+    assert m.protocol_config("linear", ev) == LinearConfig(epochs=7)
+    assert m.protocol_config("heareval", ev) == HearevalConfig(
+        grid="faster", grid_points=2, param_grid={"lr": [0.001], "check_val_every_n_epoch": [10]})
+    assert m.protocol_config("heareval") == m.heareval  # no task: the top level
 
 
 def test_all_problems_listed_at_once(tmp_path):

@@ -18,10 +18,16 @@ key it concerns and what was expected. Example::
         name: keywords               # optional, default: the folder name
         suite: demo                  # optional, default: the top-level suite
         protocols: [linear, heareval]   # optional, default: every protocol configured below
+        settings:                    # optional: this task's own protocol settings, over the ones below
+          heareval: {param_grid: {check_val_every_n_epoch: [10]}}
     protocols:                       # the protocols and their settings
       linear: {epochs: 50, lr: 0.001, batch_size: 32, seed: 0}
       heareval: {grid: fast, grid_points: 8}
       knn: {ks: [1, 3, 5, 10, 20, 50], standardize: false}   # no training: seconds
+
+A task's ``settings`` replace the top-level settings of its protocols for that task only
+(:meth:`Manifest.protocol_config`); a mapping setting (heareval's ``param_grid``) is updated
+entry by entry. They are checked like the top-level ones, where they enter.
 
 The tasks root is, in order: the ``--tasks-root`` option, the environment variable
 named by ``tasks_root_env``, the ``tasks_root`` key, the manifest's own folder. A
@@ -58,6 +64,7 @@ __all__ = [
     "Manifest",
     "load_manifest",
     "check_inputs",
+    "merge_settings",
 ]
 
 PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "heareval": HearevalConfig,
@@ -67,7 +74,7 @@ PROTOCOLS: dict[str, type] = {"linear": LinearConfig, "heareval": HearevalConfig
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _TOP_KEYS = {"suite", "tasks_root", "tasks_root_env", "cache_dir", "models", "tasks", "protocols"}
 _MODEL_KEYS = {"name", "module", "checkpoint", "options"}
-_TASK_KEYS = {"path", "name", "suite", "protocols"}
+_TASK_KEYS = {"path", "name", "suite", "protocols", "settings"}
 
 
 class ManifestError(UsageError):
@@ -81,12 +88,15 @@ class ManifestError(UsageError):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One HEAR-format task folder and the protocols it is scored with."""
+    """One HEAR-format task folder and the protocols it is scored with; ``settings``: protocol
+    -> this task's own settings over the manifest's (e.g. ``{"heareval": {"param_grid":
+    {"check_val_every_n_epoch": [10]}}}``)."""
 
     name: str
     path: Path
     suite: str
     protocols: tuple[str, ...]
+    settings: dict[str, dict] = field(default_factory=dict, hash=False)
 
 
 @dataclass
@@ -102,9 +112,14 @@ class Manifest:
     cache_dir: Path | None = None
     knn: KnnConfig = field(default_factory=KnnConfig)
 
-    def protocol_config(self, protocol: str) -> LinearConfig | HearevalConfig | KnnConfig:
-        """The settings of ``protocol`` ("linear", "heareval" or "knn")."""
-        return {"linear": self.linear, "heareval": self.heareval, "knn": self.knn}[protocol]
+    def protocol_config(self, protocol: str, task: TaskSpec | None = None
+                        ) -> LinearConfig | HearevalConfig | KnnConfig:
+        """The settings of ``protocol`` ("linear", "heareval" or "knn"); for ``task``, with the
+        task's own ``settings`` over them (:func:`merge_settings`)."""
+        config = {"linear": self.linear, "heareval": self.heareval, "knn": self.knn}[protocol]
+        if task is not None and protocol in task.settings:
+            return merge_settings(config, task.settings[protocol])
+        return config
 
     def select(self, models: list[str] | None = None, tasks: list[str] | None = None) -> "Manifest":
         """A copy restricted to the named models and tasks (None keeps all)."""
@@ -121,6 +136,17 @@ class Manifest:
             models=[m for m in self.models if models is None or m.name in models],
             tasks=[t for t in self.tasks if tasks is None or t.name in tasks],
         )
+
+
+def merge_settings(config: Any, overrides: dict) -> Any:
+    """``config`` (a protocol's settings dataclass) with ``overrides`` (a task's settings):
+    a mapping setting (heareval's ``param_grid``) is updated entry by entry, any other replaced.
+    The result is checked by the dataclass itself (``ValueError``/``TypeError``)."""
+    changes = {}
+    for key, value in overrides.items():
+        old = getattr(config, key)
+        changes[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+    return dataclasses.replace(config, **changes)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -168,6 +194,45 @@ def _parse_protocols(raw: Any, p: list[str]) -> dict[str, Any]:
             out[name] = cls(**settings)
         except (TypeError, ValueError) as e:
             p.append(f"key 'protocols.{name}': {e}")
+    return out
+
+
+def _parse_task_settings(raw: Any, where: str, protocols: dict[str, Any], task_protocols: list[str],
+                         p: list[str]) -> dict[str, dict]:
+    """A task's ``settings``: protocol -> settings over the top-level ones, each protocol
+    configured and scored on the task, each key a setting of it, the merged settings valid."""
+    key = f"{where}.settings"
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        p.append(f"key '{key}': expected a mapping of protocol name -> settings for this task "
+                 f"(protocols: {sorted(protocols)}), got {raw!r}")
+        return {}
+    out: dict[str, dict] = {}
+    for name, overrides in raw.items():
+        if name not in protocols:
+            p.append(f"key '{key}': protocol {name!r} is not configured under the top-level "
+                     f"'protocols' key; expected one of {sorted(protocols)}")
+            continue
+        if name not in task_protocols:
+            p.append(f"key '{key}.{name}': the task is not scored with {name!r}; expected settings "
+                     f"of its protocols {task_protocols}")
+            continue
+        if not isinstance(overrides, dict) or not overrides:
+            p.append(f"key '{key}.{name}': expected a non-empty mapping of {name} settings, got {overrides!r}")
+            continue
+        fields = sorted(f.name for f in dataclasses.fields(PROTOCOLS[name]))
+        bad = [k for k in overrides if k not in fields]
+        for k in bad:
+            p.append(f"key '{key}.{name}.{k}': unknown setting; expected one of {fields}")
+        if bad:
+            continue
+        try:
+            merge_settings(protocols[name], overrides)
+        except (TypeError, ValueError) as e:
+            p.append(f"key '{key}.{name}': {e}")
+            continue
+        out[name] = dict(overrides)
     return out
 
 
@@ -296,9 +361,10 @@ def load_manifest(path: str | Path, tasks_root: str | Path | None = None) -> Man
             if x not in protocols:
                 p.append(f"key '{w}.protocols': protocol {x!r} is not configured under the "
                          f"top-level 'protocols' key; expected one of {sorted(protocols)}")
+        settings = _parse_task_settings(t.get("settings"), w, protocols, tprot, p)
         if name and tsuite:
             tasks.append(TaskSpec(name=name, path=folder, suite=tsuite,
-                                  protocols=tuple(dict.fromkeys(tprot))))
+                                  protocols=tuple(dict.fromkeys(tprot)), settings=settings))
     _no_repeats([t.name for t in tasks], "tasks", p)
 
     if p:
@@ -359,7 +425,7 @@ def check_inputs(manifest: Manifest, check_audio: bool = False, load_models: boo
             p.append(f"task {t.name!r} ({t.path}): not a usable HEAR task: "
                      + "; ".join(e.problems[:5]) + (" ..." if len(e.problems) > 5 else ""))
             continue
-        if (manifest.heareval.standardize and "heareval" in t.protocols
+        if ("heareval" in t.protocols and manifest.protocol_config("heareval", t).standardize
                 and task.metadata.split_mode != "trainvaltest"):
             p.append(f"task {t.name!r}: protocols.heareval.standardize is true but the task has "
                      f"split_mode {task.metadata.split_mode!r}; heareval rotates its folds over one "

@@ -5,7 +5,8 @@ every protocol of the task scores them. Each cell ends with its ``result.json``
 (:mod:`eval_suites.core.results`), written atomically:
 
 - a rerun skips cells whose result is ``ok`` and whose fingerprint (the embeddings' cache
-  digest: module, checkpoint content, options, task; and the protocol's settings) is
+  digest: module, checkpoint content, options, task; and the protocol's settings, the
+  task's own over the manifest's) is
   unchanged; failed cells, cells never finished (an interrupted run) and cells whose model,
   task or protocol settings changed since are run again;
 - an exception in a cell (model that does not load, broken task, heareval crash) is
@@ -64,7 +65,7 @@ class _Fingerprints:
             except OSError:  # unreadable checkpoint or task: the cell will fail and say why
                 digest = None
             self.digests[model.name, task.name] = digest
-        settings = {k: v for k, v in asdict(getattr(self.manifest, protocol)).items() if k != "device"}
+        settings = {k: v for k, v in asdict(self.manifest.protocol_config(protocol, task)).items() if k != "device"}
         return {"embeddings": self.digests[model.name, task.name], "protocol": settings}
 
 
@@ -126,16 +127,18 @@ class _ModelLoader:
         self.loaded.pop(spec.name, None)
 
 
-def _score(protocol: str, manifest: Manifest, embed_dir: Path, work: Path, progress: bool):
-    """(metrics, details) of one cell; its per-clip test outputs go into ``work``."""
+def _score(protocol: str, manifest: Manifest, task: TaskSpec, embed_dir: Path, work: Path, progress: bool):
+    """(metrics, details) of one cell, with the task's own settings of ``protocol``; its per-clip
+    test outputs go into ``work``."""
     clear_outputs(work)  # none left from an earlier scoring of the cell
+    config = manifest.protocol_config(protocol, task)
     if protocol == "linear":
-        summary, folds = run_linear(embed_dir, manifest.linear, progress=progress, outputs_dir=work)
+        summary, folds = run_linear(embed_dir, config, progress=progress, outputs_dir=work)
         return summary, {"folds": [asdict(f) for f in folds]}
     if protocol == "heareval":
-        return run_heareval(embed_dir, work / "work", manifest.heareval, outputs_dir=work)
+        return run_heareval(embed_dir, work / "work", config, outputs_dir=work)
     if protocol == "knn":
-        summary, folds = run_knn(embed_dir, manifest.knn, progress=progress, outputs_dir=work)
+        summary, folds = run_knn(embed_dir, config, progress=progress, outputs_dir=work)
         return summary, {"folds": [asdict(f) for f in folds]}
     raise ValueError(f"unknown protocol {protocol!r}")
 
@@ -200,7 +203,7 @@ def run_manifest(manifest: Manifest, out_dir: str | Path, progress: bool = True,
                 try:
                     if embed_error is not None:
                         raise embed_error
-                    summary, details = _score(protocol, manifest, embed_dir, work, progress)
+                    summary, details = _score(protocol, manifest, task, embed_dir, work, progress)
                     result.metrics = [MetricScore(metric=m, value=v, std=s, folds=k)
                                       for m, v, s, k in summary]
                     result.details = {**details, "embeddings": str(embed_dir),

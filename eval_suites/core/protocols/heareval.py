@@ -70,6 +70,9 @@ HEAREVAL_GRIDS = ("default", "fast", "faster")
 PARAM_GRID_KEYS = ("hidden_layers", "hidden_dim", "dropout", "lr", "patience", "max_epochs",
                    "check_val_every_n_epoch", "batch_size")
 """Entries of heareval 2021.1.3's PARAM_GRID that take plain numbers (``param_grid``)."""
+_INTEGER_ENTRIES = {"hidden_layers": 0, "hidden_dim": 1, "patience": 0, "max_epochs": 1,
+                    "check_val_every_n_epoch": 1, "batch_size": 1}
+"""The entries that are counts (PyTorch Lightning and torch take integers), with their least value."""
 _LOG_TAIL_LINES = 25
 _STD_FLOOR = 1e-6  # as the linear protocol: a constant dimension is centred, not divided by 0
 _CHUNK_ROWS = 65536  # rows of a split read at a time when standardising (event tasks: GBs)
@@ -105,6 +108,10 @@ class HearevalConfig:
                         for v in values)):
                     raise ValueError(f"setting 'param_grid.{key}': expected a non-empty list of numbers >= 0 "
                                      f"(finite), got {values!r}")
+                least = _INTEGER_ENTRIES.get(key)
+                if least is not None and not all(isinstance(v, int) and v >= least for v in values):
+                    raise ValueError(f"setting 'param_grid.{key}': expected a list of integers >= {least}, "
+                                     f"got {values!r}")
         if self.grid not in HEAREVAL_GRIDS:
             raise ValueError(f"setting 'grid': expected one of {HEAREVAL_GRIDS} (heareval's "
                              f"--grid names), got {self.grid!r}")
