@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import io
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ import torch
 
 from .encoder import AudioNTT2020, EncoderConfig
 from .frontend import FrontendConfig, LogMelFrontend
+from .written import WrittenFiles
 
 __all__ = [
     "FORMAT_NAME",
@@ -228,13 +230,25 @@ def settings_hash(tree: Any) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike) -> Path:
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, written: WrittenFiles | None = None) -> Path:
     """Write `ckpt` to `path` atomically: a temporary file in the same folder, then rename.
 
     A crash mid-write leaves the previous file (if any) intact. A failed write (disk full,
     read-only folder) raises an OSError naming `path`; the previous file is left as it was.
+    `written`: the record of the folder's writer (`hear_slicer.written`, e.g. a run's): the
+    file goes through it, and an existing `path` it does not prove ours is a ForeignFileError.
     """
     path = Path(path)
+    if written is not None:
+        d = ckpt.to_dict()
+        buf = io.BytesIO()
+        torch.save({**d, HASH_KEY: tensors_hash(d), SETTINGS_HASH_KEY: settings_hash(d)}, buf)
+        try:
+            return written.write(path, buf.getvalue())
+        except OSError as e:
+            cause = e.__cause__ if isinstance(e.__cause__, OSError) else e  # the OS's own words
+            raise OSError(e.errno or errno.EIO, f"cannot write checkpoint {path}: {cause.strerror or cause}; "
+                          "earlier checkpoints are intact") from e
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -126,6 +126,21 @@ class WrittenFiles:
                 f"{self.path.name} with this content); nothing was touched. Move it away, or choose another "
                 "folder")
 
+    def temporaries(self) -> list[str]:
+        """Names of the recorded temporary files that are in the folder now (left by a kill mid-write), sorted."""
+        _, temporary = record = self._read()
+        return sorted(n for n in temporary if self._proven(n, record))
+
+    def adopt(self, paths: Iterable[str | Path]) -> list[str]:
+        """Record the present content of `paths` as written by this tool; their names. Only for files the user
+        has just said are this tool's (e.g. a run folder written before the record existed, resumed in place)."""
+        names = []
+        for p in paths:
+            name = self.name(p)
+            self._log({"path": name, "blake2b": file_hash(self.folder / name)})
+            names.append(name)
+        return names
+
     def recorded(self) -> list[str]:
         """Names of the files the record lists that are in the folder now and proven ours, sorted."""
         versions, temporary = record = self._read()

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -143,12 +144,13 @@ SCAN_CACHE_FIELDS = ("path", "size", "mtime_ns", "problem")
 
 
 def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
-               progress: bool = False) -> tuple[list[Path], list[tuple[str, str]]]:
+               progress: bool = False, write=None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Check headers: (files that open and have samples, [(path, reason)] for the others).
 
     `workers` threads read headers in parallel (libsndfile releases the GIL). With `cache`
     (a CSV file), results are reused for files whose path, size and mtime are unchanged and
-    the cache is rewritten (atomically) with this scan's results.
+    the cache is rewritten (atomically) with this scan's results, by `write(path, bytes)` when
+    given (the run's record, `hear_slicer.written.WrittenFiles.write`).
     """
     if workers < 1:
         raise ValueError(f"scan workers must be at least 1, got {workers}")
@@ -181,13 +183,18 @@ def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
             bar.update(1)
     if cache is not None:
         cache = Path(cache)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.tmp")
-        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:  # any file name
-            w = csv.writer(f)
-            w.writerow(SCAN_CACHE_FIELDS)
-            w.writerows((*k, problem) for k, problem in results if k[1] >= 0)
-        tmp.replace(cache)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(SCAN_CACHE_FIELDS)
+        w.writerows((*k, problem) for k, problem in results if k[1] >= 0)
+        data = buf.getvalue().encode("utf-8", "surrogateescape")  # any file name
+        if write is not None:
+            write(cache, data)
+        else:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(cache)
     good = [p for p, (_, problem) in zip(files, results) if not problem]
     bad = [(str(p), problem) for p, (_, problem) in zip(files, results) if problem]
     return good, bad

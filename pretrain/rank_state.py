@@ -16,12 +16,14 @@ Multi-node resume needs the run folder on a file system every node sees (as the 
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from hear_slicer.checkpoint import CheckpointError, non_finite_entries
+from hear_slicer.written import WrittenFiles
 from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = ["rank_state_path", "batchnorm_buffers", "save_rank_state", "load_rank_state", "prune_rank_states"]
@@ -39,16 +41,16 @@ def batchnorm_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
             for b, buf in m.named_buffers(recurse=False)}
 
 
-def save_rank_state(checkpoint: Path, rank: int, augment: nn.Module, objective: nn.Module) -> Path:
-    """Write this process's memories and BatchNorm statistics for `checkpoint` (atomically)."""
+def save_rank_state(checkpoint: Path, rank: int, augment: nn.Module, objective: nn.Module,
+                    written: WrittenFiles | None = None) -> Path:
+    """Write this process's memories and BatchNorm statistics for `checkpoint` (atomically; through the run's
+    record `written`, which refuses to replace a file it does not prove the run wrote)."""
     path = rank_state_path(checkpoint, rank)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     state = {"rank": rank, "augment": augment.state_dict(),
              "batchnorm": {k: v.detach().cpu() for k, v in batchnorm_buffers(objective).items()}}
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return path
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return (written or WrittenFiles(Path(checkpoint).parent.parent, "the run")).write(path, buf.getvalue())
 
 
 def load_rank_state(checkpoint: Path, rank: int, augment: nn.Module, objective: nn.Module) -> bool:
@@ -77,7 +79,11 @@ def load_rank_state(checkpoint: Path, rank: int, augment: nn.Module, objective: 
     return True
 
 
-def prune_rank_states(checkpoint: Path) -> None:
-    """Delete the rank files of a checkpoint that is being deleted."""
-    for path in rank_state_path(checkpoint, 0).parent.glob(f"{Path(checkpoint).stem}.rank*.pt"):
-        path.unlink(missing_ok=True)
+def prune_rank_states(checkpoint: Path, written: WrittenFiles | None = None) -> None:
+    """Delete the rank files of a checkpoint that is being deleted: those the run's record (default: that of the
+    run folder the checkpoint lies in) proves it wrote."""
+    written = written or WrittenFiles(Path(checkpoint).parent.parent, "the run")
+    folder = rank_state_path(checkpoint, 0).parent
+    mine = set(written.recorded())
+    written.remove([p for p in folder.glob(f"{Path(checkpoint).stem}.rank*.pt") if written.name(p) in mine],
+                   f"delete the rank files of {checkpoint}")

@@ -16,6 +16,7 @@ Results are cached in a file next to the run, keyed by everything they depend on
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -96,8 +97,11 @@ def compute_stats(dataset: Dataset, frontend_cfg: FrontendConfig, n_centroids: i
 
 
 def load_or_compute_stats(cache: Path, files: list[Path], frontend_cfg: FrontendConfig, settings: dict,
-                          compute) -> tuple[DataStats, bool]:
+                          compute, write=None) -> tuple[DataStats, bool]:
     """Stats from `cache` if it was made for the same files and settings, else `compute()` and cache.
+
+    `write(path, bytes)` writes the cache (the run's record, `hear_slicer.written.WrittenFiles.write`);
+    default: a plain atomic write.
 
     Returns (stats, loaded_from_cache).
     """
@@ -111,8 +115,13 @@ def load_or_compute_stats(cache: Path, files: list[Path], frontend_cfg: Frontend
         except Exception:
             pass  # unreadable cache: recompute
     stats = compute()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"key": key, **stats.to_dict()}, tmp)
-    tmp.replace(cache)
+    buf = io.BytesIO()
+    torch.save({"key": key, **stats.to_dict()}, buf)
+    if write is not None:
+        write(cache, buf.getvalue())
+    else:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(cache)
     return stats, False

@@ -16,15 +16,25 @@ statistics go next to it (`pretrain.rank_state`).
 Launched by `python -m pretrain` (one process) or `torchrun --nproc_per_node=P -m pretrain`
 (DDP: gloo on CPU, NCCL on CUDA; only rank 0 writes).
 
-The output folder belongs to one run, marked by `run.json`: a fresh run refuses a folder that
-holds another run's files (`overwrite=True` deletes them first, and only the files a run
-writes: `RUN_FILES`, `CHECKPOINT_PATTERNS`; a folder that is no run of ours is never
-emptied), and a resumed run refuses config changes that
-would mix state (`pretrain.config.RESUMABLE_KEYS` lists those it accepts; they are logged).
+The output folder belongs to one run, marked by `run.json`. Every file the run writes there
+(checkpoints, rank files, run.log, log.csv, TensorBoard events, statistics, the header scan,
+loss.png) goes through its record, `.hear-slicer-written.jsonl` (`hear_slicer.written`: name
+and content hash of each version, written before the file appears), and the run deletes or
+replaces only files that record proves it wrote, never by name: `overwrite=True` deletes the
+previous run's files only when every file in the run's places (`RUN_FILES` at the top,
+`checkpoints/`, `tensorboard/`, `rank*_final.pt`) is proven; anything else there (another
+tool's `checkpoints/step_1000.pt`, a user's `log.csv`, `run.json` or copy of a checkpoint, a
+file put into `tensorboard/`) is refused with one line naming it, nothing touched. Pruning
+old checkpoints (`run.keep_last`) and removing a kill's temporary files touch only recorded
+files. A fresh run refuses a folder that holds any of those files; a resumed run refuses
+config changes that would mix state (`pretrain.config.RESUMABLE_KEYS` lists those it
+accepts; they are logged). A run folder written before the record existed resumes (its logs
+are adopted into the record, said in run.log) but is never deleted by `overwrite`.
 """
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import re
@@ -38,6 +48,7 @@ from torch.nn.parallel import DistributedDataParallel
 from hear_slicer.checkpoint import Checkpoint, CheckpointError, load_checkpoint, non_finite_entries, save_checkpoint
 from hear_slicer.frontend import LogMelFrontend
 from hear_slicer.progress import Progress
+from hear_slicer.written import RECORD_NAME, ForeignFileError, WrittenFiles
 
 from .augment import AugmentPipeline
 from .config import RESUMABLE_KEYS, ConfigError, TrainConfig, config_changes, config_from_dict
@@ -56,14 +67,15 @@ from .stats import DataStats, compute_stats, load_or_compute_stats
 __all__ = ["TrainingDiverged", "RunFolderError", "train", "two_views", "latest_checkpoint", "config_of_checkpoint",
            "RUN_MARKER", "RUN_FILES"]
 
-#: The marker a run writes first in its folder: a folder holding it (or a `checkpoints/step_*.pt`) is a run of ours.
+#: The marker a run writes first in its folder.
 RUN_MARKER = "run.json"
-#: What a run writes at the top of its folder (besides `rank*_final.pt`); `overwrite=True` deletes only these.
-RUN_FILES = (RUN_MARKER, "run.log", "log.csv", "loss.png", "stats.pt", "header_scan.csv", ".header_scan.csv.tmp")
-#: What a run writes in `checkpoints/` (and `checkpoints/ranks/`): checkpoints, rank files, temporary files.
-CHECKPOINT_PATTERNS = ("step_*.pt", ".step_*.tmp", "ranks/step_*.rank*.pt", "ranks/.step_*.tmp")
-#: What a run writes in `tensorboard/` (run.tensorboard).
-TENSORBOARD_PATTERNS = ("events.out.tfevents.*",)
+#: The names a run writes at the top of its folder (besides `rank*_final.pt`): a file of one of these names
+#: is in the way of a new run, and `overwrite=True` deletes it only when the run's record proves it ours.
+RUN_FILES = (RUN_MARKER, "run.log", "log.csv", "loss.png", "stats.pt", "header_scan.csv")
+#: The folders a run writes into; every file in them is in the way of a new run.
+RUN_FOLDERS = ("checkpoints", "tensorboard")
+#: A checkpoint's name, step_XXXXXXXX.pt (a user's step_best.pt is none).
+CHECKPOINT_NAME = re.compile(r"step_\d{8}\.pt")
 
 
 class TrainingDiverged(Diverged):
@@ -75,73 +87,55 @@ class RunFolderError(UsageError):
 
 
 def _run_files(out: Path) -> list[Path]:
-    """The files a run of ours writes, present in `out` (checkpoints, rank files, logs, statistics)."""
-    top = [out / n for n in RUN_FILES if (out / n).is_file()] + sorted(out.glob("rank*_final.pt"))
-    return top + sorted(p for pattern in CHECKPOINT_PATTERNS for p in (out / "checkpoints").glob(pattern)
-                        if p.is_file()) + sorted(p for pattern in TENSORBOARD_PATTERNS
-                                                 for p in (out / "tensorboard").glob(pattern) if p.is_file())
+    """The files in the run's places in `out`, whoever wrote them: `RUN_FILES`, `rank*_final.pt`, and every
+    file under `checkpoints/` and `tensorboard/` (links included, not followed)."""
+    if not out.is_dir():
+        return []
+    top = [out / n for n in RUN_FILES if (out / n).exists() or (out / n).is_symlink()]
+    top += sorted(p for p in out.glob("rank*_final.pt"))
+    below = sorted(p for folder in RUN_FOLDERS for p in (out / folder).rglob("*") if not p.is_dir() or p.is_symlink())
+    return top + below
 
 
-def _is_run_of_ours(out: Path) -> bool:
-    """`out` holds the marker, a checkpoint, or a run.log whose first line this trainer wrote (runs from before
-    the marker existed, e.g. one that crashed before its first checkpoint)."""
-    if (out / RUN_MARKER).is_file() or any((out / "checkpoints").glob("step_*.pt")):
-        return True
-    try:
-        with open(out / "run.log", encoding="utf-8", errors="replace") as f:
-            first = f.readline(4096)
-    except OSError:
-        return False
-    return re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] pretrain: objective .*\n?", first) is not None
+def _checkpoints(out: Path) -> list[Path]:
+    """The checkpoints in `out/checkpoints` (step_XXXXXXXX.pt), oldest first."""
+    folder = out / "checkpoints"
+    return sorted(p for p in folder.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_file()) \
+        if folder.is_dir() else []
 
 
-def _delete_run(out: Path) -> list[str]:
-    """Delete the files a run of ours wrote in `out` (nothing else); returns their paths relative to `out`."""
-    removed = []
-    for p in _run_files(out):
-        p.unlink()
-        removed.append(str(p.relative_to(out)))
-    for folder in (out / "checkpoints" / "ranks", out / "checkpoints", out / "tensorboard"):  # only when empty
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    return removed
-
-
-def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool) -> list[str]:
-    """Refuse `out` when it holds another run; with `overwrite`, delete that run's files (main process only)
-    and return their paths relative to `out`.
-
-    Only a run of ours (a `run.json` marker or a `checkpoints/step_*.pt`) is ever deleted, and only
-    the files such a run writes; a folder whose run-like files are not ours is refused, untouched.
-    """
+def _claim_run_folder(out: Path, resume: Path | None, overwrite: bool, written: WrittenFiles) -> list[str]:
+    """Refuse `out` when it holds another run or files in a run's places; with `overwrite`, delete the
+    previous run's files when its record proves every one of them (main process only) and return their
+    paths relative to `out`. Nothing is deleted by name: one unproven file refuses the whole folder."""
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run.out {out} exists and is not a folder")
-    present = _run_files(out) if out.is_dir() else []
-    foreign = sorted(p.name for p in (out / "checkpoints").iterdir() if p not in present) \
-        if (out / "checkpoints").is_dir() else []
-    if not present and not foreign:
+    present = _run_files(out)
+    if not present:
         return []
     if resume is not None and Path(resume).resolve().parent == (out / "checkpoints").resolve():
         if overwrite:
             raise RunFolderError(f"--overwrite would delete {out}, which holds the checkpoint {resume} being resumed")
-        newer = [p.name for p in sorted((out / "checkpoints").glob("step_*.pt")) if p.name > Path(resume).name]
+        newer = [p.name for p in _checkpoints(out) if p.name > Path(resume).name]
         if newer:
             raise RunFolderError(f"{resume} is not the newest checkpoint of {out} (newer: {', '.join(newer)}); "
                                  "resuming it there would mix two continuations of the run. Resume the newest, "
                                  "or resume into another --out.")
         return []  # continuing this folder's own run
-    if not _is_run_of_ours(out):
-        listed = [p.name for p in present] + [f"checkpoints/{n}" for n in foreign]
-        raise RunFolderError(
-            f"{out} is not a hear-slicer run (no {RUN_MARKER}, no checkpoints/step_*.pt) but holds files a run would "
-            f"write or mix with ({', '.join(listed)}); nothing was deleted: choose another --out")
+    names = [written.name(p) for p in present]
     if not overwrite:
         what = "resume into" if resume is not None else "start a new run in"
-        names = sorted({p.relative_to(out).parts[0] for p in present})
+        theirs = "another run" if written.path.is_file() else "files a run writes"
         raise RunFolderError(
-            f"cannot {what} {out}: it holds another run ({', '.join(names)}). "
-            f"Resume that run with --resume {out}, choose another --out, or pass --overwrite to delete it.")
-    return _delete_run(out)
+            f"cannot {what} {out}: it holds {theirs} ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}). "
+            f"Resume that run with --resume {out}, choose another --out, or pass --overwrite to delete it (only "
+            f"files the run's record {RECORD_NAME} proves it wrote are ever deleted).")
+    removed = written.remove(present, f"delete the previous run in {out} (--overwrite)")
+    for folder in (out / "checkpoints" / "ranks", out / "checkpoints", out / "tensorboard"):  # only when empty
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    written.compact()
+    return removed
 
 
 def _check_resume_config(cfg: TrainConfig, stored: dict, resume: Path) -> list[str]:
@@ -161,11 +155,11 @@ def latest_checkpoint(out: str | Path) -> Path:
     if not out.is_dir():
         raise RunFolderError(f"run folder not found: {out}" if not out.exists() else
                              f"{out} is a file, not a run folder; give it as the checkpoint to resume")
-    found = sorted((out / "checkpoints").glob("step_*.pt"))
+    found = _checkpoints(out)
     if not found:
         raise RunFolderError(f"no checkpoint to resume from in {out / 'checkpoints'}: the run stopped before its "
                              "first checkpoint; start it again with the same --out and --overwrite"
-                             if (out / "checkpoints").is_dir() or _is_run_of_ours(out) else
+                             if (out / "checkpoints").is_dir() or (out / RUN_MARKER).is_file() else
                              f"{out} is a directory, neither a checkpoint file nor a run folder (it holds no "
                              "checkpoints/step_*.pt); give a run folder or a checkpoint file")
     return found[-1]
@@ -269,13 +263,19 @@ def _check_resume_state(cfg: TrainConfig, ckpt: Checkpoint, resume: Path, ctx: D
     return [f"world size: {change} (run.allow_world_size_change=true)"]
 
 
-def _remove_orphans(out: Path) -> list[str]:
-    """Delete temporary files a kill mid-write left in `out/checkpoints`; their paths relative to `out`."""
-    orphans = sorted((out / "checkpoints").glob(".step_*.tmp")) + sorted((out / "checkpoints" / "ranks").glob(
-        ".step_*.tmp"))
-    for p in orphans:
-        p.unlink()
-    return [str(p.relative_to(out)) for p in orphans]
+def _remove_orphans(written: WrittenFiles) -> list[str]:
+    """Delete the temporary files a kill mid-write left in the run folder (those its record names); their
+    paths relative to the folder."""
+    return written.remove([written.folder / n for n in written.temporaries()], "remove temporary files")
+
+
+def _adopt_legacy_logs(out: Path, written: WrittenFiles) -> list[str]:
+    """A run folder written before the record existed, resumed in place: record its logs and marker as they are
+    (the resume says the folder is this run's), so that the run can go on appending; its checkpoints stay
+    unrecorded (never pruned). Returns what was adopted, relative to `out`."""
+    if written.path.exists():
+        return []
+    return written.adopt([out / n for n in (RUN_MARKER, "run.log", "log.csv") if (out / n).is_file()])
 
 
 def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwrite: bool = False) -> Path:
@@ -303,27 +303,31 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         notes += _check_resume_state(cfg, ckpt, Path(resume), ctx)
         state = ckpt.training_state
     out = Path(cfg.run.out)
+    written = WrittenFiles(out, "the run")  # every file this run writes in `out` goes through it
     problem, removed = None, []  # decided by the main process alone: the others would see the files it creates
     if ctx.is_main:
         try:
-            removed = _claim_run_folder(out, Path(resume) if resume else None, overwrite)
-            orphans = _remove_orphans(out)
+            removed = _claim_run_folder(out, Path(resume) if resume else None, overwrite, written)
+            if state:
+                adopted = _adopt_legacy_logs(out, written)
+                if adopted:
+                    notes.append(f"{out} was written before runs recorded their files ({RECORD_NAME}): adopted "
+                                 f"{', '.join(adopted)} as this run's; its earlier checkpoints are never pruned")
+            orphans = _remove_orphans(written)
             if orphans:
-                notes.append(f"removed {len(orphans)} temporary file(s) left by an interrupted checkpoint write: "
+                notes.append(f"removed {len(orphans)} temporary file(s) left by an interrupted write: "
                              + ", ".join(orphans))
-        except (RunFolderError, OSError) as e:  # raised on every process, not only here (no one waits forever)
+        except (RunFolderError, ForeignFileError, OSError) as e:  # raised on every process (no one waits forever)
             problem = e
     problem = _broadcast_object(problem, ctx)
     if problem:
         raise problem
-    log = RunLog(out, enabled=ctx.is_main, tensorboard=cfg.run.tensorboard)
+    log = RunLog(out, enabled=ctx.is_main, tensorboard=cfg.run.tensorboard, written=written)
     if ctx.is_main and not (out / RUN_MARKER).is_file():
-        try:
-            (out / RUN_MARKER).write_text(json.dumps({"format": "hear-slicer-run"}) + "\n")
-        except OSError as e:
-            raise OSError(e.errno, f"cannot write {out / RUN_MARKER}: {e.strerror}") from e
+        written.write(out / RUN_MARKER, (json.dumps({"format": "hear-slicer-run"}) + "\n").encode())
     if state:
         log.drop_rows_after(int(state["step"]))  # rows logged after the checkpoint, before a kill
+    notes += log.open_tensorboard()  # tensorboard/ = log.csv's rows so far, each step once
     seed_everything(cfg.run.seed)  # same model init on every process
     revision = git_revision()
     log.text(f"pretrain: objective {cfg.objective.name}, code revision {revision}, {ctx.world_size} process(es), "
@@ -359,7 +363,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
                     skipped[folder] = reason
                     log.text(f"skipped {folder}: {reason}")
             if cfg.data.scan_headers:
-                files, bad = scan_files(files, cfg.data.scan_workers, out / "header_scan.csv", cfg.run.progress)
+                files, bad = scan_files(files, cfg.data.scan_workers, out / "header_scan.csv", cfg.run.progress,
+                                        write=written.write)
                 skipped.update(bad)
             if not files:
                 raise DatasetError(f"no usable audio under {cfg.data.path}: all {len(skipped)} files were skipped "
@@ -380,7 +385,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
                         silence_peak=cfg.data.silence_peak, max_peak=cfg.data.max_peak)
         stats, cached = load_or_compute_stats(out / "stats.pt", files, cfg.frontend, settings, lambda: compute_stats(
             dataset, cfg.frontend, n_centroids, s.fraction, s.min_files, s.max_files, s.kmeans_iters, s.kmeans_init,
-            cfg.run.seed, device))
+            cfg.run.seed, device), write=written.write)
         skipped.update(dict(stats.skipped))
         log.text(f"stats ({'cached' if cached else 'computed'} on {stats.n_files} files): log-mel mean "
                  f"{stats.mean:.4f}, std {stats.std:.4f}" + (f", {n_centroids} k-mix centroids" if n_centroids else ""))
@@ -447,7 +452,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
             raise stop(f"the training state holds NaN or Inf values at step {step} "
                        f"({', '.join(bad[:5]) if bad else 'on another process'}), {path.name} is not written")
         if ctx.rank > 0:  # before rank 0 writes the checkpoint: the gathers below wait for it
-            save_rank_state(path, ctx.rank, augment, objective)
+            save_rank_state(path, ctx.rank, augment, objective, written)
         rngs = _gather_objects(capture_rng(), ctx)
         all_skipped = {k: v for part in _gather_objects(skipped, ctx) for k, v in part.items()}
         if ctx.is_main:
@@ -467,14 +472,15 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
                     "data_position": step * cfg.data.batch_size,
                 },
             )
-            save_checkpoint(ckpt, path)
+            save_checkpoint(ckpt, path, written)
             # keep the newest keep_last - 1 others besides the one just written (never that one),
-            # and every checkpoint of run.keep_steps
+            # and every checkpoint of run.keep_steps; only checkpoints the record proves this run wrote
             kept = {f"step_{s:08d}.pt" for s in cfg.run.keep_steps}
-            others = sorted(p for p in (out / "checkpoints").glob("step_*.pt") if p != path and p.name not in kept)
+            ours = set(written.recorded())
+            others = [p for p in _checkpoints(out) if p != path and p.name not in kept and written.name(p) in ours]
             for old in others[:max(0, len(others) - (cfg.run.keep_last - 1))]:
-                old.unlink()
-                prune_rank_states(old)
+                written.remove([old], f"delete the old checkpoint {old}")
+                prune_rank_states(old, written)
             log.text(f"checkpoint: {path}; {progress.status()}")
         return path
 
@@ -485,8 +491,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     total = cfg.run.steps
     # a bar on a terminal; in a log, a heartbeat line a minute (checkpoints have their own lines)
     progress = Progress(total, "train", unit="step", initial=step, enabled=ctx.is_main and cfg.run.progress)
-    last_path = latest_checkpoint(out) if (out / "checkpoints").is_dir() and any(
-        (out / "checkpoints").glob("step_*.pt")) else None
+    last_path = latest_checkpoint(out) if _checkpoints(out) else None
     t_window, clips_window, wait_window = time.perf_counter(), 0, 0.0
     objective.train()
     while step < total:
@@ -548,11 +553,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
         log.text(f"{len(all_skipped)} file(s) skipped in total:\n" + "\n".join(
             f"  {p}: {r}" for p, r in sorted(all_skipped.items())))
     if cfg.run.save_rank_states:
-        out.mkdir(parents=True, exist_ok=True)
-        torch.save({k: v.cpu() for k, v in objective.state_dict().items()}, out / f"rank{ctx.rank}_final.pt")
+        buf = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in objective.state_dict().items()}, buf)
+        written.write(out / f"rank{ctx.rank}_final.pt", buf.getvalue())
     if ctx.is_main:
         try:
-            if plot_loss_curve(out / "log.csv", out / "loss.png"):
+            if plot_loss_curve(out / "log.csv", out / "loss.png", write=written.write):
                 log.text(f"loss curve: {out / 'loss.png'}")
         except OSError as e:  # the checkpoints are written; a missing plot does not fail the run
             log.text(f"could not draw the loss curve {out / 'loss.png'}: {e}")

@@ -203,22 +203,32 @@ def test_statistics_leave_out_crops_with_non_finite_log_mel(audio):
 
 # ----------------------------------------------------------------------------- run folders and resume
 def test_fresh_run_refuses_a_folder_holding_another_run(audio, tmp_path, capsys):
-    """Feeds `--out DIR` where DIR already holds a run (a checkpoint and run.log); expects
-    exit 2 'holds another run ... --overwrite', DIR untouched; with --overwrite the old
-    run's files are replaced by the new run's only."""
+    """Feeds `--out DIR` where DIR already holds a run (two steps); expects exit 2 'holds another
+    run ... --overwrite', DIR untouched; with --overwrite the old run's files are replaced by the
+    new run's only. The same folder as another tool left it (a checkpoint and run.log it wrote)
+    is refused even with --overwrite (issue 29: nothing proves those files a run's)."""
     out = tmp_path / "run"
-    (out / "checkpoints").mkdir(parents=True)
-    old = out / "checkpoints" / "step_00000012.pt"
-    old.write_bytes(b"old run")
-    (out / "run.log").write_text("old log\n")
+    assert pretrain_main(_argv(audio, out, "run.steps=2", "run.checkpoint_every=1")) == 0
     (out / "notes.txt").write_text("mine")
+    old = (out / "checkpoints" / "step_00000002.pt").read_bytes()
     assert pretrain_main(_argv(audio, out, "run.steps=1")) == 2
-    assert "holds another run" in capsys.readouterr().err and old.read_bytes() == b"old run"
+    assert "holds another run" in capsys.readouterr().err
+    assert (out / "checkpoints" / "step_00000002.pt").read_bytes() == old
     assert pretrain_main(_argv(audio, out, "run.steps=1") + ["--overwrite"]) == 0
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_00000001.pt"]
-    assert "old log" not in (out / "run.log").read_text() and (out / "notes.txt").read_text() == "mine"
+    assert (out / "run.log").read_text().count("pretrain: objective") == 1 and (out / "notes.txt").read_text() == "mine"
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 2  # header + the new run's one step
+    theirs = tmp_path / "theirs"
+    (theirs / "checkpoints").mkdir(parents=True)
+    (theirs / "checkpoints" / "step_00000012.pt").write_bytes(b"old run")
+    (theirs / "run.log").write_text("old log\n")
+    capsys.readouterr()
+    assert pretrain_main(_argv(audio, theirs, "run.steps=1")) == 2
+    assert "holds files a run writes" in capsys.readouterr().err
+    assert pretrain_main(_argv(audio, theirs, "run.steps=1") + ["--overwrite"]) == 2
+    assert "was not written by the run" in capsys.readouterr().err
+    assert (theirs / "checkpoints" / "step_00000012.pt").read_bytes() == b"old run"
 
 
 def test_resume_refuses_state_mixing_changes_and_lists_accepted_ones(run_dir, tmp_path, capsys):

@@ -71,44 +71,67 @@ def _copy_run(run_dir: Path, dest: Path) -> Path:
 # ----------------------------------------------------------------------------- --overwrite
 def test_overwrite_never_deletes_a_folder_that_is_not_a_run(audio, tmp_path, capsys):
     """Feeds `--overwrite` a folder holding checkpoints/my_other_model.bin and a run.log but no
-    run of ours (no step_*.pt, no run.json); expects exit 2 'not a hear-slicer run ... nothing
-    was deleted' and every file intact (it used to delete both)."""
+    run of ours (no record of the files a run wrote); expects exit 2 naming the file, 'nothing was
+    touched', and every file intact (it used to delete both)."""
     out = tmp_path / "theirs"
     (out / "checkpoints").mkdir(parents=True)
     (out / "checkpoints" / "my_other_model.bin").write_bytes(b"weights")
     (out / "run.log").write_text("their log\n")
     assert pretrain_main(_argv(audio, out, "run.steps=1") + ["--overwrite"]) == 2
     err = capsys.readouterr().err
-    assert "not a hear-slicer run" in err and "nothing was deleted" in err and "my_other_model.bin" in err, err
+    assert "was not written by the run" in err and "nothing was touched" in err and "my_other_model.bin" in err, err
     assert (out / "checkpoints" / "my_other_model.bin").read_bytes() == b"weights"
     assert (out / "run.log").read_text() == "their log\n"
 
 
-def test_overwrite_replaces_a_run_that_crashed_before_its_first_checkpoint(audio, tmp_path):
-    """Feeds `--overwrite` what a run written before the run.json marker leaves when it crashes
-    before its first checkpoint (run.log starting with pretrain's header, stats.pt); expects it
-    recognised as a run of ours and replaced (the study reruns such folders with --overwrite)."""
+def test_overwrite_replaces_a_run_that_crashed_before_its_first_checkpoint(audio, tmp_path, monkeypatch, capsys):
+    """Feeds `--overwrite` a run of ours that crashed before its first checkpoint (run.json, run.log,
+    stats.pt, log.csv, all recorded); expects it replaced and the removed files listed in run.log
+    (the study reruns such folders with --overwrite). A folder as a run from before the record left
+    it (run.log with pretrain's header, stats.pt) is refused untouched: nothing proves it ours."""
     out = tmp_path / "crashed"
-    out.mkdir()
-    (out / "run.log").write_text("[2026-01-01 00:00:00] pretrain: objective slicer, code revision x, 1 process(es)\n")
-    (out / "stats.pt").write_bytes(b"old stats")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # stands for a kill during the first checkpoint write
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_main(_argv(audio, out, "run.steps=1"))
+    monkeypatch.undo()
+    assert (out / "run.json").is_file() and (out / "stats.pt").is_file() and not (out / "checkpoints").exists()
     assert pretrain_main(_argv(audio, out, "run.steps=1") + ["--overwrite"]) == 0
     assert (out / "checkpoints" / "step_00000001.pt").is_file() and (out / "run.json").is_file()
-    assert "removed 2 file(s)" in (out / "run.log").read_text()
+    log = (out / "run.log").read_text()
+    assert "--overwrite: removed" in log and "stats.pt" in log and "run.json" in log
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "run.log").write_text("[2026-01-01 00:00:00] pretrain: objective slicer, code revision x, 1 process(es)\n")
+    (legacy / "stats.pt").write_bytes(b"old stats")
+    capsys.readouterr()
+    assert pretrain_main(_argv(audio, legacy, "run.steps=1") + ["--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "legacy/run.log (and 1 more: stats.pt) was not written by the run" in err, err
+    assert sorted(p.name for p in legacy.iterdir()) == ["run.log", "stats.pt"]
+    assert (legacy / "stats.pt").read_bytes() == b"old stats"
 
 
-def test_overwrite_removes_only_what_the_run_wrote_and_lists_it(run_dir, audio, tmp_path):
-    """Feeds `--overwrite` a run of ours with a foreign file in checkpoints/ and one at the top;
-    expects only the run's files replaced, both foreign files kept, and run.log naming
-    what was removed (checkpoints/ used to be deleted whole)."""
+def test_overwrite_removes_only_what_the_run_wrote_and_lists_it(run_dir, audio, tmp_path, capsys):
+    """Feeds `--overwrite` a run of ours with a foreign file at the top (notes.txt), then also one in
+    checkpoints/; expects the run replaced and notes.txt kept, its removed files listed in run.log;
+    with the foreign checkpoints/my_other_model.bin, exit 2 naming it and nothing touched."""
     out = _copy_run(run_dir, tmp_path / "run")
-    (out / "checkpoints" / "my_other_model.bin").write_bytes(b"weights")
     (out / "notes.txt").write_text("mine")
+    (out / "checkpoints" / "my_other_model.bin").write_bytes(b"weights")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert pretrain_main(_argv(audio, out, "run.steps=1") + ["--overwrite"]) == 2
+    assert "checkpoints/my_other_model.bin was not written by the run" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    (out / "checkpoints" / "my_other_model.bin").unlink()
     assert pretrain_main(_argv(audio, out, "run.steps=1") + ["--overwrite"]) == 0
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["my_other_model.bin", "step_00000001.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000001.pt"]
     assert (out / "notes.txt").read_text() == "mine"
     log = (out / "run.log").read_text()
-    assert "--overwrite: removed" in log and "checkpoints/step_00000002.pt" in log and "my_other_model" not in log
+    assert "--overwrite: removed" in log and "checkpoints/step_00000002.pt" in log and "notes.txt" not in log
 
 
 # ----------------------------------------------------------------------------- prepared store
@@ -440,19 +463,28 @@ def test_a_non_finite_state_is_never_written_nor_called_the_last_good_checkpoint
     assert sorted(p.name for p in (out / "checkpoints").glob("step_*.pt")) == ["step_00000001.pt"]
 
 
-def test_orphan_temporary_files_are_removed_on_resume_and_logged(run_dir, tmp_path):
-    """Feeds a run folder holding what a kill mid-write leaves (.step_*.tmp, also under
-    ranks/); expects them removed on resume and named in run.log (they stayed forever)."""
+def test_orphan_temporary_files_are_removed_on_resume_and_logged(run_dir, tmp_path, monkeypatch):
+    """Feeds a resume a run folder holding what a kill in the middle of a write leaves (a recorded
+    temporary file) and a file named like one that the run did not write; expects the first
+    removed and named in run.log (they stayed forever), the second kept (never deleted by name)."""
+    import hear_slicer.written as written_mod
+
     out = _copy_run(run_dir, tmp_path / "run")
-    orphans = [out / "checkpoints" / ".step_00000003.pt.x1y2.tmp", out / "checkpoints" / "ranks" /
-               ".step_00000003.rank1.pt.tmp"]
-    orphans[1].parent.mkdir(exist_ok=True)
-    for p in orphans:
-        p.write_bytes(b"half")
+
+    def killed(fd):
+        raise KeyboardInterrupt  # stands for a kill while a file's bytes are being written
+
+    monkeypatch.setattr(written_mod.os, "fsync", killed)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_main(["--resume", str(out), "--set", "run.steps=3"])
+    monkeypatch.undo()
+    (orphan,) = out.rglob(".*.tmp")  # the first file the resume wrote (the header scan's cache)
+    planted = out / "checkpoints" / ".step_00000003.pt.x1y2.tmp"
+    planted.write_bytes(b"not the run's")
     assert pretrain_main(["--resume", str(out), "--set", "run.steps=3"]) == 0
-    assert not any(p.exists() for p in orphans)
+    assert not orphan.exists() and planted.read_bytes() == b"not the run's"
     log = (out / "run.log").read_text()
-    assert "removed 2 temporary file(s) left by an interrupted checkpoint write" in log and ".step_00000003" in log
+    assert f"removed 1 temporary file(s) left by an interrupted write: {orphan.relative_to(out)}" in log
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -85,8 +85,92 @@ def test_a_resumed_run_continues_the_curves_without_duplicate_steps(corpus, tmp_
 
     train(config(corpus, out, "run.steps=6", "run.checkpoint_every=3"),
           resume=out / "checkpoints" / "step_00000003.pt")
-    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one file per process run
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1  # the curves rewritten as one file
     assert_curves_are_log_csv(out)  # steps 1..6 once each, 4..6 the resumed run's values
+
+
+class Killed(Exception):
+    """Stands for SIGKILL: raised right after a row is logged, nothing closed or cleaned up (every log line
+    is on disk once written, so the files are exactly what a kill leaves)."""
+
+
+def run_killed_after(cfg, step: int, monkeypatch, resume=None) -> None:
+    """Train `cfg` and stop it dead right after the row of `step` is logged."""
+    real_row = RunLog.row
+
+    def row(self, values):
+        real_row(self, values)
+        if values["step"] == step:
+            raise Killed
+
+    monkeypatch.setattr(RunLog, "row", row)
+    with pytest.raises(Killed):
+        train(cfg, resume=resume)
+    monkeypatch.setattr(RunLog, "row", real_row)
+
+
+def plugin_curves(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] as `tensorboard --load_fast=false` serves them (the plugin accumulator,
+    scalars as tensors)."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
+    from tensorboard.util import tensor_util
+
+    acc = PluginAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}
+
+
+def raw_steps(log_dir: Path) -> list[int]:
+    """Every step of every scalar event in every file, no purge applied (a reader that relies on none)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return sorted(e.step for p in sorted(log_dir.glob("events.out.tfevents.*")) for e in EventFileLoader(str(p)).Load()
+                  if e.HasField("summary") and any(v.tag == "loss" for v in e.summary.value))
+
+
+def assert_every_reader_sees_log_csv(out: Path) -> None:
+    table = pd.read_csv(out / "log.csv")
+    assert table.step.tolist() == sorted(set(table.step))  # log.csv itself: each step once
+    assert_curves_are_log_csv(out)  # EventAccumulator
+    got = plugin_curves(out / "tensorboard")
+    assert set(got) == set(table.columns) - {"step"}
+    for tag, points in got.items():
+        assert [s for s, _ in points] == table.step.tolist(), tag
+        assert np.allclose([v for _, v in points], table[tag].to_numpy(np.float32), rtol=1e-6), tag
+    assert raw_steps(out / "tensorboard") == table.step.tolist()
+
+
+def test_kills_and_resumes_with_tensorboard_on_and_off_show_each_step_once_in_every_reader(corpus, tmp_path,
+                                                                                          monkeypatch):
+    """Feeds a run killed twice, resumed once with TensorBoard off and once on: killed after step 5 is
+    logged (checkpoint at 3), resumed with run.tensorboard=false and killed after step 8 (checkpoint
+    at 6), resumed with it on to step 12; expects TensorBoard's Python reader, the plugin reader of
+    `--load_fast=false` and a raw read of the event files to show steps 1..12 once each with
+    log.csv's values (the killed steps 4-5 showed twice; the points of the first kill stayed stale
+    after the off/on resumes)."""
+    out = tmp_path / "run"
+    ckpt = out / "checkpoints"
+    run_killed_after(config(corpus, out, "run.steps=12", "run.checkpoint_every=3"), 5, monkeypatch)
+    assert raw_steps(out / "tensorboard") == [1, 2, 3, 4, 5]
+    run_killed_after(config(corpus, out, "run.steps=12", "run.checkpoint_every=3", "run.tensorboard=false"), 8,
+                     monkeypatch, resume=ckpt / "step_00000003.pt")
+    assert raw_steps(out / "tensorboard") == [1, 2, 3]  # rewritten up to the resume point, nothing stale
+    train(config(corpus, out, "run.steps=12", "run.checkpoint_every=3"), resume=ckpt / "step_00000006.pt")
+    assert pd.read_csv(out / "log.csv").step.tolist() == list(range(1, 13))
+    assert_every_reader_sees_log_csv(out)
+
+
+def test_a_kill_and_resume_show_the_resumed_values_once_in_every_reader(corpus, tmp_path, monkeypatch):
+    """Feeds one kill after step 5 (checkpoint at 3) and a resume to 6; expects every reader to show
+    steps 1..6 once, 4-6 with the resumed run's values."""
+    out = tmp_path / "run"
+    run_killed_after(config(corpus, out, "run.steps=6", "run.checkpoint_every=3"), 5, monkeypatch)
+    killed = dict(curves(out / "tensorboard")["loss"])
+    train(config(corpus, out, "run.steps=6", "run.checkpoint_every=3"), resume=out / "checkpoints" / "step_00000003.pt")
+    assert_every_reader_sees_log_csv(out)
+    resumed = dict(plugin_curves(out / "tensorboard")["loss"])
+    assert [resumed[s] for s in (1, 2, 3)] == pytest.approx([killed[s] for s in (1, 2, 3)], rel=1e-6)
 
 
 def test_tensorboard_off_or_not_installed_writes_no_events(corpus, tmp_path, monkeypatch):
