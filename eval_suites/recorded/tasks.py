@@ -157,11 +157,16 @@ def active_start(x: np.ndarray, sr: int, threshold_db: float = -35.0, lead: floa
 
 def read_clip(item: Item, seconds: float, sample_rate: int = 16000) -> np.ndarray:
     """The item's audio: mono, `sample_rate`, `seconds` long (zero-padded)."""
-    x, sr = sf.read(str(item.path), dtype="float32", always_2d=True)
-    x = x.mean(axis=1)
-    start = active_start(x, sr) if item.start is None else item.start
-    a = int(round(start * sr))
-    x = x[a: a + int(math.ceil(seconds * sr))]
+    if item.start is None:  # short files: read whole, start where the sound starts
+        x, sr = sf.read(str(item.path), dtype="float32", always_2d=True)
+        x = x.mean(axis=1)
+        a = int(round(active_start(x, sr) * sr))
+        x = x[a: a + int(math.ceil(seconds * sr))]
+    else:  # an excerpt of a long file: read only it
+        sr = sf.info(str(item.path)).samplerate
+        x, sr = sf.read(str(item.path), start=int(round(item.start * sr)), frames=int(math.ceil(seconds * sr)),
+                        dtype="float32", always_2d=True)
+        x = x.mean(axis=1)
     y = synth.resample(x, sr, sample_rate)
     n = int(round(seconds * sample_rate))
     return (y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))).astype(np.float32)
