@@ -254,15 +254,17 @@ def launch_run(run: PretrainRun, ckpt: Path | None, env: dict[str, str]) -> subp
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
 
-def pretrain_all(runs: list[PretrainRun], steps: int, parallel: int, threads: int | None,
-                 train: bool = True, on_finished: Callable[[PretrainRun], None] | None = None) -> list[str]:
+def pretrain_all(runs: list[PretrainRun], steps: int | Callable[[PretrainRun], int], parallel: int,
+                 threads: int | None, train: bool = True,
+                 on_finished: Callable[[PretrainRun], None] | None = None) -> list[str]:
     """Train every run not yet done, `parallel` processes at a time; returns the names of the
-    runs that failed (or, with ``train=False``, that are not finished). ``on_finished(run)`` is
+    runs that failed (or, with ``train=False``, that are not finished). `steps`: every run's
+    length, or a function of the run giving it. ``on_finished(run)`` is
     called as each run trained here finishes (the others go on training meanwhile), and for
     each run found finished already, once the first new ones have started."""
     todo, ready = [], []
     for run in runs:
-        state, ckpt = run_state(run, steps)
+        state, ckpt = run_state(run, steps(run) if callable(steps) else steps)
         if state == "done":
             print(f"  {run.name}: done ({ckpt.name}), reused")
             ready.append(run)

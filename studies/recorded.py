@@ -81,7 +81,10 @@ def _run(name: str, group: str, config: Path, overrides: dict[str, str], runs_ro
 
 def previous_default_runs(runs_root: Path, demo_corpus: Path, seeds: list[int], device: str) -> list[PretrainRun]:
     """The previous default's recipe as it is (demo.yaml), once per seed."""
-    over = {"data.path": str(demo_corpus), "run.device": device, "run.progress": "false"}
+    from pretrain.config import load_config
+
+    steps = load_config(CONFIGS / "demo.yaml").run.steps
+    over = {"data.path": str(demo_corpus), "run.steps": str(steps), "run.device": device, "run.progress": "false"}
     return [_run(f"{PREVIOUS_DEFAULT}_s{s}", PREVIOUS_DEFAULT, CONFIGS / "demo.yaml", over, runs_root, s) for s in seeds]
 
 
@@ -254,11 +257,16 @@ def _score_references(args, roots, tasks_of, cache: Path, first_crop_run: Pretra
         score(spec, args.out, roots, args.probe_seeds, cache, {"group": group, "options": spec.options})
 
 
-def _stage(runs: list[PretrainRun], steps: int, args, roots, tasks_of, cache: Path, threads: int) -> list[str]:
+def _stage(runs: list[PretrainRun], args, roots, tasks_of, cache: Path, threads: int,
+           first_crop_run: PretrainRun) -> list[str]:
+    """Train `runs` (each to its own run.steps) and score each as it finishes; the references as
+    soon as they can be (random init once the first crop run has a checkpoint)."""
     def on_finished(run: PretrainRun) -> None:
         _score_run(run, args, roots, tasks_of, cache)
+        _score_references(args, roots, tasks_of, cache, first_crop_run)
 
-    return pretrain_all(runs, steps, args.parallel, threads, train=not args.no_train, on_finished=on_finished)
+    return pretrain_all(runs, lambda r: int(r.overrides["run.steps"]), args.parallel, threads,
+                        train=not args.no_train, on_finished=on_finished)
 
 
 def run_queue(args) -> int:
@@ -273,10 +281,10 @@ def run_queue(args) -> int:
     failed = []
     print(f"[1/3] previous default's recipe ({len(args.seeds)} seeds) and SLICER's crops "
           f"({len(CROPS)} x {len(args.seeds)} seeds), {args.parallel} at a time, {threads} thread(s) each", flush=True)
-    failed += _stage(stages["previous_default"], 600 if not args.dry_run_steps else args.dry_run_steps, args, roots,
-                     tasks_of, cache, threads)
-    failed += _stage(stages["crop"], args.dry_run_steps or args.steps, args, roots, tasks_of, cache, threads)
-    _score_references(args, roots, tasks_of, cache, stages["crop"][0])
+    first_crop_run = stages["crop"][0]
+    _score_references(args, roots, tasks_of, cache, first_crop_run)  # log-mel statistics need no run
+    failed += _stage(stages["previous_default"] + stages["crop"], args, roots, tasks_of, cache, threads, first_crop_run)
+    _score_references(args, roots, tasks_of, cache, first_crop_run)
     groups = _groups(args)
     valid = validation_table(args.out, groups, tasks_of[CHOICE_SUITE], args.probe_seeds)
     crops = choose(valid, [f"slicer_{c}" for c in CROPS], tasks_of[CHOICE_SUITE], _runs_per_group(args))
@@ -289,7 +297,7 @@ def run_queue(args) -> int:
     print(f"[2/3] crop chosen on the recorded suite's validation: {crop}; the methods with it", flush=True)
     stages = _dry(args, plan(args.runs, args.store, demo_corpus, args.steps, args.seeds, args.precision, args.device,
                              crop))
-    failed += _stage(stages["methods"], args.dry_run_steps or args.steps, args, roots, tasks_of, cache, threads)
+    failed += _stage(stages["methods"], args, roots, tasks_of, cache, threads, first_crop_run)
     return _finish(args, failed)
 
 

@@ -128,7 +128,7 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     assert models["random_init_s1"]["options"] == {"random_init": True, "random_init_seed": 1}
     assert choice["default"] in groups - {"random_init", "logmel_stats"}
     test = pd.read_csv(out / "test_recorded.csv")
-    assert set(test.model) == groups and test.value.between(0, 1).all()
+    assert set(test.model) == groups and test["mean"].between(0, 1).all()
     report = (out / "report.md").read_text()
     assert "Choice on the recorded suite's validation" in report and "minus random init" in report
     assert (out / "recorded_study.png").stat().st_size > 10_000

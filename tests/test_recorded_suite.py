@@ -121,6 +121,18 @@ def test_syllables_test_speaker_never_says_that_syllable_in_train(fs_root):
     assert len(plan["test"]) == len(plan["valid"]) == 4 and len(plan["train"]) == 4
 
 
+@pytest.mark.skipif(not all((Path("/") / rel).is_file() for rel in tasks.DRUM_KITS.values()),
+                    reason="avldrums.lv2-soundfont is not installed")
+def test_the_real_kits_sound_on_every_piece():
+    """The AVL kits hold their one preset at bank 0, program 0: a note on the General MIDI drum
+    channel (bank 128) renders silence (a whole task of silent clips, found by the build)."""
+    items = [it for it in tasks.drums(Path("/")) if it.note[1] == tasks.DRUM_VELOCITIES[-1]]
+    rendered = build._render_drums(items, TASKS["drums"].seconds)
+    silent = {(it.group.split("/")[0], it.note[0]) for it in items
+              if float(np.abs(rendered[it.name]).max()) < build.SILENT_PEAK}
+    assert not silent, f"(kit, key) rendered silent: {sorted(silent)}"
+
+
 def test_drums_train_on_one_kit_and_test_on_the_other(fs_root, small_drums):
     plan = plan_task(TASKS["drums"], fs_root)
     assert {it.path.name for it in plan["train"]} == {"Black_Pearl_4_LV2.sf2"}

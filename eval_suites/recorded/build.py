@@ -58,7 +58,7 @@ def _render_drums(items: list[Item], seconds: float) -> dict[str, np.ndarray]:
         by_kit.setdefault(it.path, []).append(it)
     for kit, its in by_kit.items():
         # an empty first clip: the first note of a render is never one of the task's
-        clips = [[]] + [[synth.Note(0, it.note[0], it.note[1], 0.0, 0.5, channel=9)] for it in its]
+        clips = [[]] + [[synth.Note(0, it.note[0], it.note[1], 0.0, 0.5, channel=0)] for it in its]
         audios = synth.fluidsynth_render_many(clips, seconds, SAMPLE_RATE, soundfont=kit, gain=0.8, gap=3.0)[1:]
         for it, audio in zip(its, audios):
             out[it.name] = audio

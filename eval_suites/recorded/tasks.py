@@ -279,7 +279,7 @@ def music(root: Path, per_label: int = 200, max_per_track: int = 12) -> list[Ite
 DRUM_KITS = {"black_pearl": "usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2",
              "red_zeppelin": "usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2"}
 DRUM_PIECES = {  # General MIDI drum keys -> piece
-    35: "kick", 36: "kick", 37: "sidestick", 38: "snare", 40: "snare",
+    36: "kick", 37: "sidestick", 38: "snare", 40: "snare",
     42: "hihat_closed", 44: "hihat_pedal", 46: "hihat_open",
     41: "tom", 43: "tom", 45: "tom", 47: "tom", 48: "tom", 50: "tom",
     49: "crash", 57: "crash", 52: "crash", 55: "crash", 51: "ride", 59: "ride", 53: "ride",
