@@ -16,15 +16,16 @@ rule of the learning curves (``studies.mini_lape.budget_overrides``, the same fo
 2. **Crop**: SLICER with each crop of ``CROPS`` (BYOL-A's crop along frequency and time; time
    only; a milder frequency zoom), once per pretraining seed.
 3. **Methods**: the crop chosen on the recorded suite's validation splits (:func:`choose`) for
-   DeLoRes-M, BYOL-A, DeLoRes-S (Barlow Twins weighting) and COLA, once per pretraining seed
-   (SLICER's runs are stage 2's with that crop).
+   DeLoRes-M, BYOL-A, DeLoRes-S (Barlow Twins weighting) and COLA, at the first ``--method-seeds``
+   (2) pretraining seeds; a method whose validation mean is then above the best candidate's gets
+   the remaining seeds (:func:`promoted`). SLICER's runs are stage 2's with that crop.
 
 Every finished run is exported (student encoder) and scored as it lands, on the recorded suite
 (linear probe at each probe seed: its validation score at the epoch it selects, and its test
 score) and on the synthesised study suite beside it (reported, never used to choose); so are the
 references: random init at ``--init-seeds`` (the normalisation of the first crop run at seed 0)
 and log-mel statistics. Choices use validation only: the crop (stage 2's groups), and the default
-(every group whose runs are all there), by the mean over pretraining seeds x probe seeds of the
+(among the candidates: every group with all ``--seeds`` runs scored, :func:`eligible`), by the mean over pretraining seeds x probe seeds of the
 mean over tasks (every task weighs the same). Test numbers are reported with 95 % intervals of
 the hierarchical bootstrap (pretraining runs, then test clips; probe seeds averaged).
 
@@ -100,9 +101,9 @@ def method_runs(method: str, crop: str, runs_root: Path, store: Path, steps: int
 
 
 def plan(runs_root: Path, store: Path, demo_corpus: Path, steps: int, seeds: list[int], precision: str,
-         device: str, crop: str | None) -> dict[str, list[PretrainRun]]:
+         device: str, crop: str | None, method_seeds: dict[str, list[int]] | None = None) -> dict[str, list[PretrainRun]]:
     """Stage -> its runs, seed-major (every group at a seed before the next seed); the methods
-    stage only once `crop` is chosen."""
+    stage only once `crop` is chosen, each method at ``method_seeds[method]`` (default `seeds`)."""
     def seed_major(runs: list[PretrainRun]) -> list[PretrainRun]:
         return sorted(runs, key=lambda r: seeds.index(r.seed))
 
@@ -111,7 +112,8 @@ def plan(runs_root: Path, store: Path, demo_corpus: Path, steps: int, seeds: lis
                                                                         precision, device)])}
     if crop is not None:
         stages["methods"] = seed_major([r for m in METHOD_STAGE for r in method_runs(m, crop, runs_root, store, steps,
-                                                                                    seeds, precision, device)])
+                                                                                    (method_seeds or {}).get(m, seeds),
+                                                                                    precision, device)])
     return stages
 
 
@@ -205,6 +207,23 @@ def choose(valid: pd.DataFrame, candidates: list[str], tasks: list[str], runs_pe
     return table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def promoted(ranking: pd.DataFrame, full_runs: int, methods: tuple[str, ...] = METHOD_STAGE) -> list[str]:
+    """The methods (trained at fewer seeds than a candidate needs) whose validation mean is above
+    that of the best group with `full_runs` runs: they get the remaining seeds before the default
+    is chosen. None while no group has `full_runs` runs."""
+    full = ranking[ranking.runs >= full_runs]
+    if full.empty:
+        return []
+    best = full["mean"].iloc[0]
+    return [g for g, m, n in zip(ranking.group, ranking["mean"], ranking.runs) if g in methods and n < full_runs
+            and m > best]
+
+
+def eligible(ranking: pd.DataFrame, full_runs: int) -> pd.DataFrame:
+    """The candidates for the default: groups with `full_runs` pretraining runs, ranked."""
+    return ranking[ranking.runs >= full_runs].reset_index(drop=True)
+
+
 # ----------------------------------------------------------------------------- the queue
 def reference_specs(runs_root: Path, init_seeds: list[int]) -> dict[str, tuple[str, ModelSpec]]:
     """name -> (group, spec) of the references. Random init takes its frontend and normalisation
@@ -294,10 +313,23 @@ def run_queue(args) -> int:
     crop = crops.group.iloc[0].removeprefix("slicer_")
     _save_json(args.out / CHOICE_JSON, {**_load_json(args.out / CHOICE_JSON), "crop": crop,
                                          "crop_table": crops.to_dict("records")})
-    print(f"[2/3] crop chosen on the recorded suite's validation: {crop}; the methods with it", flush=True)
+    print(f"[2/3] crop chosen on the recorded suite's validation: {crop}; the methods with it, "
+          f"{len(_method_seeds(args))} seed(s) each", flush=True)
     stages = _dry(args, plan(args.runs, args.store, demo_corpus, args.steps, args.seeds, args.precision, args.device,
-                             crop))
+                             crop, {m: _method_seeds(args) for m in METHOD_STAGE}))
     failed += _stage(stages["methods"], args, roots, tasks_of, cache, threads, first_crop_run)
+    if not failed and len(_method_seeds(args)) < len(args.seeds):
+        valid = validation_table(args.out, _groups(args), tasks_of[CHOICE_SUITE], args.probe_seeds)
+        ranking = choose(valid, [PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE],
+                         tasks_of[CHOICE_SUITE], _runs_per_group(args))
+        up = sorted(set(promoted(ranking, len(args.seeds))) | set(_load_json(args.out / CHOICE_JSON).get("promoted", [])))
+        if up:
+            _save_json(args.out / CHOICE_JSON, {**_load_json(args.out / CHOICE_JSON), "promoted": up})
+            print(f"  ahead of every full candidate on validation at {len(_method_seeds(args))} seeds: {', '.join(up)}; "
+                  f"their remaining seeds before the default is chosen", flush=True)
+            stages = _dry(args, plan(args.runs, args.store, demo_corpus, args.steps, args.seeds, args.precision,
+                                     args.device, crop, {m: args.seeds if m in up else [] for m in METHOD_STAGE}))
+            failed += _stage(stages["methods"], args, roots, tasks_of, cache, threads, first_crop_run)
     return _finish(args, failed)
 
 
@@ -354,10 +386,17 @@ def _groups(args) -> dict[str, str]:
     return {m: r["group"] for m, r in sorted(records.items())}
 
 
+def _method_seeds(args) -> list[int]:
+    """Stage 3's pretraining seeds: the first ``--method-seeds`` of ``--seeds``."""
+    return args.seeds[:args.method_seeds]
+
+
 def _runs_per_group(args) -> dict[str, int]:
-    """How many runs each group has when complete: one per pretraining (or init) seed; log-mel one."""
+    """How many runs each group has when complete: one per pretraining (or init) seed (a method of
+    stage 3: ``--method-seeds``, all of ``--seeds`` once promoted); log-mel one."""
     n = {f"slicer_{c}": len(args.seeds) for c in CROPS}
-    n.update({m: len(args.seeds) for m in METHOD_STAGE})
+    up = set(_load_json(args.out / CHOICE_JSON).get("promoted", []))
+    n.update({m: len(args.seeds) if m in up else len(_method_seeds(args)) for m in METHOD_STAGE})
     n.update({PREVIOUS_DEFAULT: len(args.seeds), "random_init": len(args.init_seeds), "logmel_stats": 1})
     return n
 
@@ -402,8 +441,9 @@ def write_report(args) -> None:
     candidates = [g for g in dict.fromkeys(groups.values()) if g not in REFERENCES]
     ranking = choose(valid, candidates, suites[CHOICE_SUITE], n_runs)
     choice = _load_json(out / CHOICE_JSON)
-    if len(ranking):
-        choice.update(default=ranking.group.iloc[0], default_table=ranking.to_dict("records"))
+    full = eligible(ranking, len(args.seeds))
+    if len(full):
+        choice.update(default=full.group.iloc[0], default_table=full.to_dict("records"))
     _save_json(out / CHOICE_JSON, choice)
     order = list(ranking.group) + [g for g in candidates if g not in set(ranking.group)]
     order += [g for g in REFERENCES if g in set(groups.values())]
@@ -411,9 +451,14 @@ def write_report(args) -> None:
              "Choices use the recorded suite's validation splits only; test is reported.", ""]
     lines += ["## Choice on the recorded suite's validation", "",
               "Mean validation score (linear probe, mean over tasks, then over pretraining seeds x probe seeds "
-              f"{args.probe_seeds}); only groups with every run scored:", "",
-              "| rank | group | mean validation | runs |", "|---:|---|---:|---:|"]
-    lines += [f"| {i + 1} | {label(r.group)} | {r['mean']:.3f} | {r.runs} |" for i, r in ranking.iterrows()]
+              f"{args.probe_seeds}); only groups with every run scored. A candidate for the default has "
+              f"{len(args.seeds)} pretraining seeds; a method of stage 3 has {len(_method_seeds(args))} unless it was "
+              "ahead of every candidate, which gave it the rest:", "",
+              "| rank | group | mean validation | runs | candidate |", "|---:|---|---:|---:|---|"]
+    lines += [f"| {i + 1} | {label(r.group)} | {r['mean']:.3f} | {r.runs} | "
+              f"{'yes' if r.runs >= len(args.seeds) else 'no'} |" for i, r in ranking.iterrows()]
+    if "default" in choice:
+        lines += ["", f"Default chosen (best candidate): **{label(choice['default'])}**."]
     if "crop" in choice:
         lines += ["", f"Crop chosen (stage 2, SLICER): **{label('slicer_' + choice['crop'])}**."]
     diffs_all = {}
@@ -506,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=Path("studies/results/recorded"), help="results (commit it)")
     ap.add_argument("--steps", type=int, default=3000, help="steps of every run of stages 2 and 3 (default 3000)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="pretraining seeds (default 0 1 2)")
+    ap.add_argument("--method-seeds", type=int, default=2,
+                    help="pretraining seeds of each method of stage 3 (the first N of --seeds; default 2); a method "
+                         "ahead of every full candidate on validation gets the rest")
     ap.add_argument("--init-seeds", type=int, nargs="+", default=[0, 1, 2], help="random-init seeds (default 0 1 2)")
     ap.add_argument("--probe-seeds", type=int, nargs="+", default=[0, 1, 2], help="linear-probe seeds (default 0 1 2)")
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="of stages 2 and 3 (default bf16)")
@@ -520,10 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
-    for flag in ("steps", "parallel"):
+    for flag in ("steps", "parallel", "method_seeds"):
         v = getattr(args, flag)
         if v < 1:
-            raise UsageError(f"--{flag} {v}: must be a positive integer")
+            raise UsageError(f"--{flag.replace('_', '-')} {v}: must be a positive integer")
+    if args.method_seeds > len(args.seeds):
+        raise UsageError(f"--method-seeds {args.method_seeds}: at most the number of --seeds ({len(args.seeds)})")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads}: must be a positive integer")
     for flag in ("seeds", "init_seeds", "probe_seeds"):

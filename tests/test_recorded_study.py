@@ -79,9 +79,34 @@ def test_choose_averages_over_pretraining_seeds_not_the_best_seed():
     assert list(table.group) == ["B", "A"] and table["mean"].tolist() == pytest.approx([0.735, 0.70])
 
 
+def test_methods_train_at_their_own_seeds_and_crops_at_all():
+    stages = recorded.plan(Path("/r"), Path("/store"), Path("/demo/corpus"), 3000, [0, 1, 2], "bf16", "cpu",
+                           "time_only", {m: [0, 1] for m in recorded.METHOD_STAGE})
+    assert {r.seed for r in stages["methods"]} == {0, 1} and len(stages["methods"]) == 2 * len(recorded.METHOD_STAGE)
+    assert {r.seed for r in stages["crop"]} == {0, 1, 2}
+    assert [r.seed for r in stages["methods"]] == sorted(r.seed for r in stages["methods"])  # seed-major
+
+
+def _ranking(rows):
+    return pd.DataFrame(rows, columns=["group", "mean", "runs", "cells"])
+
+
+def test_a_method_ahead_of_every_full_candidate_is_promoted_and_only_full_groups_are_eligible():
+    ranking = _ranking([("cola", 0.71, 2, 2), ("slicer_time_only", 0.70, 3, 3), ("byol_a", 0.69, 2, 2),
+                        ("previous_default", 0.65, 3, 3)])
+    assert recorded.promoted(ranking, 3) == ["cola"]  # byol_a is behind the best full candidate
+    assert list(recorded.eligible(ranking, 3).group) == ["slicer_time_only", "previous_default"]
+    # a two-seed method level with the best candidate is not ahead of it
+    assert recorded.promoted(_ranking([("slicer_time_only", 0.7, 3, 3), ("cola", 0.7, 2, 2)]), 3) == []
+    # nothing to compare with yet: nobody is promoted
+    assert recorded.promoted(_ranking([("cola", 0.9, 2, 2)]), 3) == []
+
+
 @pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps"), (["--seeds", "0", "0"], "--seeds"),
                                           (["--suites", "study"], "--suites"), (["--parallel", "0"], "--parallel"),
-                                          (["--store", "/nope"], "--store"), (["--tasks", "nope"], "--tasks")])
+                                          (["--store", "/nope"], "--store"), (["--tasks", "nope"], "--tasks"),
+                                          (["--method-seeds", "4"], "--method-seeds"),
+                                          (["--method-seeds", "0"], "--method-seeds")])
 def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
     assert recorded.main(flags) == 2
     err = capsys.readouterr().err
@@ -113,7 +138,7 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "studies.recorded", "--store", str(tmp_path / "store"), "--demo-root",
            str(tmp_path / "demo"), "--tasks-root", str(tasks_root / "tasks"), "--suites", "recorded", "--tasks",
-           "game_effects", "sounds", "--seeds", "0", "--init-seeds", "0", "1", "--probe-seeds", "0",
+           "game_effects", "sounds", "--seeds", "0", "--method-seeds", "1", "--init-seeds", "0", "1", "--probe-seeds", "0",
            "--dry-run-steps", "2", "--runs", str(tmp_path / "runs"), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
