@@ -147,8 +147,55 @@ def test_labels_come_from_the_packages_structure(fs_root):
     by_file = {it.path.name: it.label for v in snd.values() for it in v}
     assert by_file["duck.ogg"] == "bird" and by_file["kettle.ogg"] == "household" and by_file["violin.ogg"] == "instrument"
     assert "apple.ogg" not in by_file  # not one of the sound classes
+    by_member = {(it.member or it.path.relative_to(fs_root).as_posix()): it.label for v in snd.values() for it in v}
+    assert by_member["sound/footsteps/grass1.ogg"] == by_member["sound/footsteps/dirt1.ogg"] == "footsteps"  # inside the .pk3
+    assert by_member[f"{tasks.MINETEST_SOUNDS.path}/default/sounds/default_grass_footstep.2.ogg"] == "footsteps"
+    assert by_member["sound/weapons/explosion-grenade.ogg"] == "explosion" and by_member["sound/weapons/bullet-rifle.ogg"] == "shot"
+    assert by_member[f"{tasks.SCORCHED3D_SOUNDS.path}/apoc/data/wav/explosions/tank.wav"] == "explosion"
+    assert by_member[f"{tasks.BTANKS_SOUNDS.path}/explosion.ogg"] == "explosion"
+    assert "sound/misc/popup.ogg" not in by_member  # no class
+    assert not {"door", "ambience"} & set(by_member.values())  # fewer than 3 recordings each: left out
+    fx = plan_task(TASKS["game_effects"], fs_root)
+    assert {it.label for v in fx.values() for it in v} == set(tasks.EFFECTS)
     music = plan_task(TASKS["music"], fs_root)
     assert {it.label for v in music.values() for it in v} == set(tasks.SOUNDTRACKS)
+
+
+@pytest.mark.parametrize("rel, takes, group", [
+    ("footsteps/grass3.ogg", True, "footsteps/grass"),
+    ("default/sounds/default_dig_cracky.2.ogg", True, "default/sounds/default_dig_cracky"),
+    ("civilians/civfemdeath01a.ogg", True, "civilians/civfemdeath"),
+    ("weapons/bullet-rifle-3x.ogg", True, "weapons/bullet-rifle-3x"),
+    ("sound003.wav", False, "sound003"),  # Colobot numbers different sounds, not takes
+])
+def test_takes_of_one_sound_are_one_group(rel, takes, group):
+    assert tasks._sound_group(rel, takes) == group
+
+
+def test_takes_share_a_split_and_a_sound_under_two_names_is_kept_once(fs_root):
+    for name in ("sounds", "game_effects"):
+        plan = plan_task(TASKS[name], fs_root)
+        split_of = {(it.member or it.path.name): s for s, v in plan.items() for it in v}
+        assert split_of["sound/footsteps/grass1.ogg"] == split_of["sound/footsteps/grass2.ogg"]
+        _no_group_in_two_splits(plan)
+    fx = [it for v in plan_task(TASKS["game_effects"], fs_root).values() for it in v]
+    warmux = sorted(it.path.name for it in fx if it.label == "warmux")
+    assert len(warmux) == 2 and "explosion1.ogg" in warmux  # newcomer.ogg and teleport_start.ogg: one sound, kept once
+
+
+def test_a_clip_inside_an_archive_is_read_like_a_file(fs_root, tmp_path):
+    import zipfile
+
+    it = next(it for v in plan_task(TASKS["game_effects"], fs_root).values() for it in v if it.member)
+    loose = tmp_path / "loose.ogg"
+    with zipfile.ZipFile(it.path) as z:
+        loose.write_bytes(z.read(it.member))
+    as_file = tasks.Item(loose, it.label, it.group)
+    for start in (None, 0.2):
+        a = tasks.read_clip(tasks.Item(it.path, it.label, it.group, start=start, member=it.member), 0.5)
+        b = tasks.read_clip(tasks.Item(loose, it.label, it.group, start=start), 0.5)
+        assert np.abs(a).max() > 0.01 and np.array_equal(a, b)
+    assert it.name != as_file.name
 
 
 def test_cap_takes_whole_groups_up_to_the_limit(fs_root):
@@ -174,7 +221,7 @@ def test_build_writes_valid_hear_tasks_and_keeps_them_on_a_rerun(fs_root, small_
     out = tmp_path / "rec"
     assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--no-progress"]) == 0
     for spec in TASKS.values():
-        task = validate_task(out / "tasks" / f"recorded_{spec.name}-v1-full")
+        task = validate_task(out / "tasks" / f"recorded_{spec.name}-{spec.version}-full")
         assert task.metadata.sample_duration == spec.seconds
         counts = {s: sum(task.label_counts(s).values()) for s in ("train", "valid", "test")}
         assert all(counts.values()), (spec.name, counts)
@@ -193,7 +240,7 @@ def test_build_writes_valid_hear_tasks_and_keeps_them_on_a_rerun(fs_root, small_
 def test_a_task_of_another_recipe_is_refused_and_left_as_it_is(fs_root, tmp_path, capsys):
     out = tmp_path / "rec"
     assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--tasks", "game_effects", "--no-progress"]) == 0
-    meta = out / "tasks" / "recorded_game_effects-v1-full" / "task_metadata.json"
+    meta = out / "tasks" / "recorded_game_effects-v2-full" / "task_metadata.json"
     data = json.loads(meta.read_text())
     data["notes"]["recipe_version"] = 0
     meta.write_text(json.dumps(data))
@@ -219,12 +266,14 @@ def test_an_interrupted_build_resumes(fs_root, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "read_clip", flaky)
     with pytest.raises(KeyboardInterrupt):
         build.build_suite(out, ["game_effects"], fs_root, progress=False)
-    assert not (out / "tasks" / "recorded_game_effects-v1-full" / "task_metadata.json").exists()
+    assert not (out / "tasks" / "recorded_game_effects-v2-full" / "task_metadata.json").exists()
     calls["n"] = -10 ** 6
     build.build_suite(out, ["game_effects"], fs_root, progress=False)
-    task = validate_task(out / "tasks" / "recorded_game_effects-v1-full")
-    assert sum(sum(task.label_counts(s).values()) for s in ("train", "valid", "test")) == 16
-    assert calls["n"] == -10 ** 6 + 12  # the 4 clips written before the interruption were not read again
+    task = validate_task(out / "tasks" / "recorded_game_effects-v2-full")
+    n = sum(len(v) for v in plan_task(TASKS["game_effects"], fs_root).values())
+    assert sum(sum(task.label_counts(s).values()) for s in ("train", "valid", "test")) == n
+    assert calls["n"] == -10 ** 6 + n - 4  # the 4 clips written before the interruption were not read again
+
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -244,4 +293,12 @@ def test_the_manifest_lists_every_task_of_the_suite():
 
     m = load_manifest(REPO / "eval_suites" / "manifests" / "recorded.yaml", tasks_root=REPO)
     assert [t.name for t in m.tasks] == list(TASKS)
-    assert [Path(t.path).name for t in m.tasks] == [f"recorded_{n}-v1-full" for n in TASKS]
+    assert [Path(t.path).name for t in m.tasks] == [f"recorded_{n}-{s.version}-full" for n, s in TASKS.items()]
+
+
+def test_a_changed_recipe_has_its_own_folder():
+    """sounds and game_effects were rebuilt from more packages (v2): their folders are new, never
+    the v1 folders a running study may still read."""
+    for name in ("sounds", "game_effects"):
+        md = tasks.metadata(TASKS[name], {})
+        assert md.folder_name == f"recorded_{name}-v2-full" and md.notes["recipe_version"] == 2

@@ -74,6 +74,19 @@ PACKAGES: dict[str, Package] = {p.name: p for p in [
             also=("usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2",)),
     Package("heroes-sound-effects", "Heroes' sound effects", "GPL-2+", "usr/share/games/heroes/sfx", 1),
     Package("pingus-data", "Pingus' sound effects", "no License: field; see its copyright file", "usr/share/games/pingus/data/sounds", 12),
+    Package("ufoai-sound", "UFO: Alien Invasion's sound effects in folders (footsteps, doors, weapons, impacts, "
+            "soldiers, ambience, ...), one zip archive", "CC-BY-3.0, CC-BY-SA-3.0, GPL-2, GPL-2+, public-domain",
+            "usr/share/games/ufoai/base/0snd.pk3", 19),
+    Package("warmux-data", "WarMUX's sound effects (weapons, voices, misc)", "no License: field; see its copyright file",
+            "usr/share/games/warmux/sound", 99),
+    Package("scorched3d-data", "Scorched 3D's sound effects (explosions, shots, ...)", "CC-BY-SA-3, Expat, GPL-2+, public-domain",
+            "usr/share/games/scorched3d/data/globalmods", 32),
+    Package("btanks-data", "Battle Tanks' sound effects", "Battle-Tanks-License, GPL-2+, LGPL-2.1+, LGPL-any, "
+            "Scriptics-Corporation-License, other, public-domain", "usr/share/games/btanks/data/sounds", 26),
+    Package("minetest-data", "Minetest Game's sound effects (footsteps on 11 materials, digging, doors, ...)",
+            "Apache-2.0, BSD-2-clause, BSL-1.0, CC-BY-3.0, CC-BY-SA-3.0, CC-BY-SA-4.0, CC0-1.0, Expat, GPL-2+, ISC, "
+            "LGPL-2.1+, MIT, OpenSSL-License, cryptsoft-License, public-domain, zlib",
+            "usr/share/games/minetest/games/minetest_game/mods", 4),
 ]}
 """Package -> what it holds, its licence, a path that shows it is installed, its download size."""
 

@@ -20,10 +20,15 @@ music               5 game soundtracks (Colobot, Drascula,      by track
                     HyperRogue, Planet Blupi, Singularity)
 drums               9 drum-kit pieces, two recorded kits        by kit: train on Black Pearl, validate
                     (avldrums.lv2-soundfont)                    and test on Red Zeppelin
-sounds              animals, household objects, instruments     by recording
-                    (tuxpaint-stamps-default)
-game_effects        which game an effect is from (Colobot,      by file
-                    Heroes, Pingus, Tux Paint)
+sounds              14 kinds of recorded sound: animals,        by recording (numbered takes of one
+                    household objects, instruments (Tux Paint   sound, ``grass1``..``grass4``, share
+                    stamps); footsteps, doors, weapons,         a split)
+                    impacts, breaking, human cries, ambience
+                    (UFO: AI, Minetest folders and names)
+game_effects        which of 9 games an effect is from          by file (numbered takes share a split;
+                    (Colobot, Heroes, Pingus, Tux Paint,        byte-identical files kept once)
+                    UFO: AI, WarMUX, Scorched 3D, Battle
+                    Tanks, Minetest)
 ==================  ==========================================  =====================================
 
 Splits by hash are deterministic (SHA-1 of the group's name), so a rebuild, on any machine,
@@ -32,7 +37,9 @@ gives the same clips in the same splits.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
+import zipfile
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -54,20 +61,29 @@ FRACTIONS = (0.5, 0.2, 0.3)
 
 @dataclass(frozen=True)
 class Item:
-    """One clip to write: ``seconds`` of ``path`` from ``start`` (None: where the sound starts),
-    or a drum note rendered from a SoundFont (``note``: (MIDI key, velocity))."""
+    """One clip to write: ``seconds`` of ``path`` (or of its zip ``member``: a game's ``.pk3``)
+    from ``start`` (None: where the sound starts), or a drum note rendered from a SoundFont
+    (``note``: (MIDI key, velocity))."""
     path: Path
     label: str
     group: str                       # clips of one group always share a split
     start: float | None = None
     split: str | None = None         # set by tasks that split by speaker or kit
     note: tuple[int, int] | None = None
+    member: str | None = None        # a file inside the zip archive `path`
 
     @property
     def name(self) -> str:
         """The clip's file name: a hash of where it comes from (unique, stable, no odd characters)."""
-        key = f"{self.path}|{self.start}|{self.note}"
+        key = f"{self.path}|{self.start}|{self.note}" + (f"|{self.member}" if self.member else "")
         return hashlib.sha1(key.encode()).hexdigest()[:16] + ".wav"
+
+    def open(self) -> str | io.BytesIO:
+        """What soundfile reads: the file's path, or the archive member's bytes."""
+        if self.member is None:
+            return str(self.path)
+        with zipfile.ZipFile(self.path) as z:
+            return io.BytesIO(z.read(self.member))
 
 
 @dataclass(frozen=True)
@@ -80,6 +96,7 @@ class TaskSpec:
     stratified: bool = True          # split each label's groups apart (False: one split of all groups)
     describes: str = ""
     notes: dict = field(default_factory=dict)
+    version: str = "v1"              # the task folder's version: a new recipe gets a new one (a new folder)
 
 
 def _hash01(text: str) -> float:
@@ -158,13 +175,15 @@ def active_start(x: np.ndarray, sr: int, threshold_db: float = -35.0, lead: floa
 def read_clip(item: Item, seconds: float, sample_rate: int = 16000) -> np.ndarray:
     """The item's audio: mono, `sample_rate`, `seconds` long (zero-padded)."""
     if item.start is None:  # short files: read whole, start where the sound starts
-        x, sr = sf.read(str(item.path), dtype="float32", always_2d=True)
+        x, sr = sf.read(item.open(), dtype="float32", always_2d=True)
         x = x.mean(axis=1)
         a = int(round(active_start(x, sr) * sr))
         x = x[a: a + int(math.ceil(seconds * sr))]
     else:  # an excerpt of a long file: read only it
-        sr = sf.info(str(item.path)).samplerate
-        x, sr = sf.read(str(item.path), start=int(round(item.start * sr)), frames=int(math.ceil(seconds * sr)),
+        source = item.open()
+        sr = sf.info(source).samplerate
+        source = source if isinstance(source, str) else io.BytesIO(source.getvalue())
+        x, sr = sf.read(source, start=int(round(item.start * sr)), frames=int(math.ceil(seconds * sr)),
                         dtype="float32", always_2d=True)
         x = x.mean(axis=1)
     y = synth.resample(x, sr, sample_rate)
@@ -304,46 +323,145 @@ def drums(root: Path) -> list[Item]:
     return out
 
 
-SOUND_CLASSES = {  # tuxpaint stamp folders -> class
+@dataclass(frozen=True)
+class Source:
+    """Where a package keeps its sound files: a folder, or a zip archive (a game's ``.pk3``) and
+    the folder inside it. ``takes``: the package numbers takes of one sound (``grass1.ogg``,
+    ``grass2.ogg``; ``dig.1.ogg``, ``dig.2.ogg``), and takes of one sound share a split."""
+    path: str
+    inside: str = ""
+    takes: bool = True
+
+
+def _sound_files(root: Path, src: Source) -> list[tuple[Path, str | None, str]]:
+    """(path, archive member or None, name relative to the source) of each WAV/Ogg file."""
+    where = root / src.path
+    if src.inside:
+        if not where.is_file():
+            return []
+        with zipfile.ZipFile(where) as z:
+            names = sorted(n for n in z.namelist() if n.startswith(src.inside) and not n.endswith("/")
+                           and n.rsplit(".", 1)[-1].lower() in ("wav", "ogg"))
+        return [(where, n, n[len(src.inside):]) for n in names]
+    return [(p, None, p.relative_to(where).as_posix()) for p in _files(where)]
+
+
+def _sound_group(rel: str, takes: bool) -> str:
+    """The split group of a sound file: its name, less the take number where the package numbers
+    takes (``footsteps/grass3.ogg`` -> ``footsteps/grass``, ``default_dig_cracky.2.ogg`` ->
+    ``default_dig_cracky``, ``civfemdeath01a.ogg`` -> ``civfemdeath``)."""
+    folder, _, name = rel.rpartition("/")
+    stem = name.split(".")[0] if takes else name.rsplit(".", 1)[0]
+    if takes:
+        stem = re.sub(r"[-_]?\d+a?$", "", stem) or stem
+    return f"{folder}/{stem}" if folder else stem
+
+
+def _duration(path: Path, member: str | None) -> float:
+    return sf.info(Item(path, "", "", member=member).open()).duration
+
+
+def _excerpts(path: Path, member: str | None, label: str, group: str, seconds: float, max_per_file: int) -> list[Item]:
+    """Up to `max_per_file` excerpts of `seconds`, evenly spaced over the file (one, from where
+    the sound starts, when it is shorter than two)."""
+    length = _duration(path, member)
+    k = max(1, min(max_per_file, int(length // seconds)))
+    starts = [None] if k == 1 else [round(i * (length - seconds) / (k - 1), 3) for i in range(k)]
+    return [Item(path, label, group=group, start=s, member=member) for s in starts]
+
+
+TUXPAINT_SOUND_CLASSES = {  # tuxpaint stamp folders -> class
     "animals/birds": "bird", "animals/mammals": "mammal", "animals/marsupials": "mammal",
     "animals/insects": "insect", "animals/amphibians": "amphibian_reptile", "animals/lizards": "amphibian_reptile",
     "household": "household", "hobbies/music": "instrument",
 }
+UFOAI_SOUNDS = Source("usr/share/games/ufoai/base/0snd.pk3", inside="sound/")
+MINETEST_SOUNDS = Source("usr/share/games/minetest/games/minetest_game/mods")
+SCORCHED3D_SOUNDS = Source("usr/share/games/scorched3d/data/globalmods")
+BTANKS_SOUNDS = Source("usr/share/games/btanks/data/sounds")
+WARMUX_SOUNDS = Source("usr/share/games/warmux/sound")
+SOUND_RULES: tuple[tuple[Source, str, str], ...] = (
+    # (source, pattern of the name inside it, class): the first rule that matches names the class
+    (UFOAI_SOUNDS, r"footsteps/", "footsteps"),
+    (UFOAI_SOUNDS, r"doors/", "door"),
+    (UFOAI_SOUNDS, r"weapons/explosion", "explosion"),
+    (UFOAI_SOUNDS, r"weapons/(bullet|laser|plasma|ptl|rocket|ugv-)", "shot"),
+    (UFOAI_SOUNDS, r"impact/", "impact"),
+    (UFOAI_SOUNDS, r"(soldiers|civilians)/", "human_cry"),
+    (UFOAI_SOUNDS, r"misc/break", "breaking"),
+    (UFOAI_SOUNDS, r"ambience/", "ambience"),
+    (MINETEST_SOUNDS, r"default/sounds/default_\w+_footstep", "footsteps"),
+    (MINETEST_SOUNDS, r"doors/sounds/", "door"),
+    (MINETEST_SOUNDS, r"default/sounds/default_(break_glass|tool_breaks)", "breaking"),
+    (MINETEST_SOUNDS, r"tnt/sounds/tnt_explode", "explosion"),
+    (SCORCHED3D_SOUNDS, r"\w+/data/wav/explosions/", "explosion"),
+    (SCORCHED3D_SOUNDS, r"\w+/data/wav/shoot/", "shot"),
+    (SCORCHED3D_SOUNDS, r"\w+/data/wav/movement/tankmove", "engine"),
+    (UFOAI_SOUNDS, r"ugv/", "engine"),
+    (BTANKS_SOUNDS, r"ambient/", "ambience"),
+    (BTANKS_SOUNDS, r"[\w-]*explosion", "explosion"),
+    (BTANKS_SOUNDS, r"(cannon|shot|machinegunner-bullet)", "shot"),
+    (BTANKS_SOUNDS, r"(engine-|tank-move|helicopter|train|submarine|vehicle-sound)", "engine"),
+    (BTANKS_SOUNDS, r"man-steps", "footsteps"),
+    (WARMUX_SOUNDS, r"default/weapons/(explosion|dynamite_exp|riot_bomb_exp)", "explosion"),
+    (WARMUX_SOUNDS, r"default/weapons/(gun|m16|shotgun)\.", "shot"),
+)
+"""Recorded effects of game packages, classed by the package's own folders and file names."""
 SOUND_SECONDS = 2.0
 
 
-def sounds(root: Path, max_per_file: int = 4) -> list[Item]:
-    """Tux Paint's recorded stamp sounds (not the spoken names), up to `max_per_file` 2-second
-    excerpts of each."""
-    base = root / TUXPAINT_STAMPS
+def sounds(root: Path, max_per_file: int = 4, min_groups: int = 3) -> list[Item]:
+    """Tux Paint's recorded stamp sounds (not the spoken names) by stamp folder, and the effects of
+    `SOUND_RULES` by folder and name: up to `max_per_file` 2-second excerpts of each file. A class
+    of fewer than `min_groups` recordings is left out (it could not be in every split)."""
     out = []
+    base = root / TUXPAINT_STAMPS
     for p in _files(base, ("ogg", "wav")):
         if "_desc" in p.name:
             continue
         rel = p.relative_to(base).as_posix()
-        cls = next((c for prefix, c in SOUND_CLASSES.items() if rel.startswith(prefix + "/")), None)
-        if cls is None:
-            continue
-        length = sf.info(str(p)).duration
-        k = max(1, min(max_per_file, int(length // SOUND_SECONDS)))
-        starts = [None] if k == 1 else [round(i * (length - SOUND_SECONDS) / (k - 1), 3) for i in range(k)]
-        out += [Item(p, cls, group=rel, start=s) for s in starts]
-    return out
+        cls = next((c for prefix, c in TUXPAINT_SOUND_CLASSES.items() if rel.startswith(prefix + "/")), None)
+        if cls is not None:
+            out += _excerpts(p, None, cls, f"tuxpaint/{rel}", SOUND_SECONDS, max_per_file)
+    for src in dict.fromkeys(s for s, _, _ in SOUND_RULES):
+        for path, member, rel in _sound_files(root, src):
+            cls = next((c for s, pattern, c in SOUND_RULES if s == src and re.match(pattern, rel)), None)
+            if cls is not None:
+                group = f"{src.path}/{_sound_group(rel, src.takes)}"
+                out += _excerpts(path, member, cls, group, SOUND_SECONDS, max_per_file)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for it in out:
+        groups[it.label].add(it.group)
+    return [it for it in out if len(groups[it.label]) >= min_groups]
 
 
-EFFECTS = {
-    "colobot": "usr/share/games/colobot/sounds",
-    "heroes": "usr/share/games/heroes/sfx",
-    "pingus": "usr/share/games/pingus/data/sounds",
-    "tuxpaint": "usr/share/tuxpaint/sounds",
+EFFECTS: dict[str, tuple[Source, ...]] = {
+    "colobot": (Source("usr/share/games/colobot/sounds", takes=False),),   # sound000.wav ... are different sounds
+    "heroes": (Source("usr/share/games/heroes/sfx"),),
+    "pingus": (Source("usr/share/games/pingus/data/sounds"),),
+    "tuxpaint": (Source("usr/share/tuxpaint/sounds"),),
+    "ufoai": (UFOAI_SOUNDS,),
+    "warmux": (WARMUX_SOUNDS,),
+    "scorched3d": (SCORCHED3D_SOUNDS,),
+    "btanks": (BTANKS_SOUNDS,),
+    "minetest": (MINETEST_SOUNDS,),
 }
+"""Game -> where its sound effects are (music and spoken-word folders are elsewhere)."""
 
 
 def game_effects(root: Path) -> list[Item]:
-    out = []
-    for game, folder in EFFECTS.items():
-        base = root / folder
-        out += [Item(p, game, group=f"{game}/{p.relative_to(base).as_posix()}") for p in _files(base)]
+    """One clip per sound file, from where the sound starts; numbered takes of one sound share a
+    split; a file whose bytes equal an earlier one's (one sound under two names) is left out."""
+    out, seen = [], set()
+    for game, srcs in EFFECTS.items():
+        for src in srcs:
+            for path, member, rel in _sound_files(root, src):
+                it = Item(path, game, group=f"{game}/{_sound_group(rel, src.takes)}", member=member)
+                source = it.open()
+                digest = hashlib.sha1(source.getvalue() if member else Path(source).read_bytes()).hexdigest()
+                if digest not in seen:
+                    seen.add(digest)
+                    out.append(it)
     return out
 
 
@@ -363,17 +481,22 @@ TASKS: dict[str, TaskSpec] = {s.name: s for s in [
              describes="which of 5 game soundtracks: 4 s excerpts, tracks split apart"),
     TaskSpec("drums", ("avldrums.lv2-soundfont",), 1.0, drums, max_per_label=1000,
              describes="which drum-kit piece: two recorded kits, trained on one, tested on the other"),
-    TaskSpec("sounds", ("tuxpaint-stamps-default",), SOUND_SECONDS, sounds,
-             describes="animal, household or instrument recordings, recordings split apart"),
-    TaskSpec("game_effects", ("colobot-common-sounds", "heroes-sound-effects", "pingus-data", "tuxpaint-data"), 2.0,
-             game_effects, describes="which of 4 games a sound effect is from, files split apart"),
+    TaskSpec("sounds", ("tuxpaint-stamps-default", "ufoai-sound", "minetest-data", "scorched3d-data", "btanks-data",
+                        "warmux-data"), SOUND_SECONDS, sounds, version="v2",
+             describes="which of 14 kinds of recorded sound (animals, household objects, instruments, footsteps, "
+                       "doors, shots, explosions, engines, impacts, breaking, human cries, ambience), recordings "
+                       "split apart"),
+    TaskSpec("game_effects", ("colobot-common-sounds", "heroes-sound-effects", "pingus-data", "tuxpaint-data",
+                              "ufoai-sound", "warmux-data", "scorched3d-data", "btanks-data", "minetest-data"), 2.0,
+             game_effects, version="v2",
+             describes="which of 9 games a sound effect is from, files (and takes of one sound) split apart"),
 ]}
 """The suite's tasks, in the manifest's order."""
 
 
 def metadata(spec: TaskSpec, versions: dict[str, str]) -> TaskMetadata:
     """The task's HEAR metadata; ``notes`` record the packages' versions and the split rule."""
-    return TaskMetadata.scene(f"recorded_{spec.name}", sample_duration=spec.seconds,
+    return TaskMetadata.scene(f"recorded_{spec.name}", version=spec.version, sample_duration=spec.seconds,
                               notes={"source": "python -m eval_suites.recorded", "describes": spec.describes,
                                      "packages": {p: versions.get(p, "?") for p in spec.packages},
-                                     "recipe_version": 1})
+                                     "recipe_version": int(spec.version.lstrip("v"))})
