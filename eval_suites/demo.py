@@ -26,6 +26,25 @@ from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.demo_references import DEMO_MANIFEST, REFERENCES, add_references
 from eval_suites.errors import run_command
 
+MEASURED = {"seconds": None, "build_seconds": None, "date": None}
+"""How long `make demo` took on this project's 2-core CPU machine, other jobs paused (README,
+"Set up and run"): the whole demo with the data cached, and the first run's data build."""
+
+
+def expected_duration(root: Path, preset: str) -> str:
+    """The demo's first line: how long it will take, from :data:`MEASURED` (the small preset on
+    2 CPU cores), with the data build when ``root`` holds no demo data yet."""
+    if preset != "small":
+        return f"hear-slicer demo ({preset} preset): no measured duration for this preset (only for 'small')"
+    if MEASURED["seconds"] is None:
+        return "hear-slicer demo (small preset): no measured duration yet (eval_suites/demo.py, MEASURED)"
+    minutes = MEASURED["seconds"] / 60
+    if (root / "recipe.json").is_file():
+        return (f"hear-slicer demo: about {minutes:.0f} min on 2 CPU cores (measured {MEASURED['date']}; "
+                f"the demo data in {root}/ is reused if current)")
+    build = MEASURED["build_seconds"] / 60
+    return (f"hear-slicer demo: about {minutes + build:.0f} min on 2 CPU cores (measured {MEASURED['date']}): "
+            f"{build:.0f} min to synthesise the demo data into {root}/ (first run only), {minutes:.0f} min the rest")
 
 
 def run_validator(checkpoint: str) -> bool:
@@ -61,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    print(expected_duration(args.root, args.preset), flush=True)
     t0 = time.time()
 
     import hear_slicer
