@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["RECORD_NAME", "ForeignFileError", "WrittenFiles", "file_hash"]
+__all__ = ["RECORD_NAME", "ForeignFileError", "WrittenFiles", "file_hash", "files_in"]
 
 RECORD_NAME = ".hear-slicer-written.jsonl"
 _CHUNK = 1 << 20
@@ -50,12 +50,21 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def files_in(path: str | Path) -> list[Path]:
+    """Every file under the folder `path`, links included (never followed); `[path]` when it is a file or a
+    link, `[]` when it is missing: what deleting it, or writing into it, would put at stake."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        return sorted(p for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+    return [path] if path.exists() or path.is_symlink() else []
+
+
 class WrittenFiles:
     """The record of the files written into `folder` (module docstring).
 
     `write` and `append` write a file and record it; `proves`, `foreign` and `check` say
-    whether files are ours; `remove` deletes files after checking all of them. `what` names
-    the tool in error messages ("the run", "the demo-data builder").
+    whether files are ours; `remove` deletes files, `remove_folders` folders, after checking all
+    of them. `what` names the tool in error messages ("the run", "the demo-data builder").
     """
 
     def __init__(self, folder: str | Path, what: str = "this tool"):
@@ -237,6 +246,18 @@ class WrittenFiles:
             p.unlink(missing_ok=True)
             self._appending.pop(self.name(p), None)
             removed.append(self.name(p))
+        return removed
+
+    def remove_folders(self, folders: Iterable[str | Path], doing: str) -> list[str]:
+        """Delete `folders` (inside the record's folder) and everything in them, after checking that every
+        file in all of them is ours (`files_in`: a link in place of a folder is never proven); the names of
+        the files deleted. One foreign file: ForeignFileError and nothing is deleted."""
+        folders = [self.folder / self.name(f) for f in folders]
+        removed = self.remove([p for f in folders for p in files_in(f)], doing)
+        for f in folders:
+            if f.is_dir():
+                for sub in sorted((p for p in f.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [f]:
+                    sub.rmdir()  # empty now, deepest first
         return removed
 
     def compact(self) -> None:

@@ -185,3 +185,102 @@ def test_the_record_proves_content_not_names(tmp_path):
     written.compact()
     assert WrittenFiles(tmp_path).recorded() == []
 
+
+# ----------------------------------------------------------------------------- the demo-data builder
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    """A demo root built with the tiny preset (every file through the builder's record)."""
+    from eval_suites.synthetic.demo_data import build_demo
+
+    root = tmp_path_factory.mktemp("foreign_demo") / "demo"
+    build_demo(root, "tiny", workers=2, progress=False)
+    return root
+
+
+def _demo_main(root: Path, *extra: str) -> int:
+    from eval_suites.synthetic.demo_data import main
+
+    return main(["--root", str(root), "--preset", "tiny", "--workers", "2", "--no-progress", *extra])
+
+
+def test_the_demo_builder_never_deletes_a_recording_a_user_put_into_corpus(tmp_path, capsys):
+    """Feeds the demo-data builder a root whose corpus/ holds a user's recording (no demo built there
+    yet); expects exit 2, one line naming the recording, the root untouched (corpus/ was deleted
+    whole before the corpus was written)."""
+    root = tmp_path / "demo"
+    (root / "corpus").mkdir(parents=True)
+    sf.write(root / "corpus" / "my_field_recording.wav", _tone(1), SR)
+    before = snapshot(root)
+    assert _demo_main(root) == 2
+    _one_line(capsys.readouterr().err, f"{root / 'corpus' / 'my_field_recording.wav'} was not written by the "
+                                       "demo-data builder", "nothing was touched")
+    assert snapshot(root) == before
+
+
+def test_the_demo_builder_never_deletes_a_labels_file_put_into_a_task_folder(demo_root, tmp_path):
+    """Feeds a rebuild with another recipe (seed 1) a built root into one of whose task folders a user put
+    a labels file; expects a usage error (DemoRootError, exit 2) naming it and every file untouched (the
+    task folder was deleted whole); without that file the rebuild goes through, deleting only the
+    builder's files."""
+    import dataclasses
+
+    from eval_suites.errors import UsageError
+    from eval_suites.synthetic.demo_data import PRESETS, build_demo
+
+    root = tmp_path / "demo"
+    shutil.copytree(demo_root, root)
+    labels = root / "tasks" / "demo_keywords-v1-full" / "my_relabelled_train.json"
+    labels.write_text('{"a.wav": ["yes"]}')
+    before = snapshot(root)
+    other = dataclasses.replace(PRESETS["tiny"], seed=1)
+    with pytest.raises(UsageError, match=f"{labels} was not written by the demo-data builder"):
+        build_demo(root, other, workers=2, progress=False)
+    assert snapshot(root) == before
+    labels.unlink()
+    build_demo(root, other, workers=2, progress=False)
+    assert snapshot(root) != before and not WrittenFiles(root).foreign(
+        p for p in root.rglob("*") if p.is_file() and p.name != RECORD_NAME)
+
+
+def test_a_planted_recipe_cannot_steer_the_demo_builder_to_another_folder(tmp_path, capsys):
+    """Feeds the demo-data builder a root holding a user's folder mydata/ and a recipe.json that says
+    the corpus part lives there (with another hash); expects exit 2, one line naming recipe.json and
+    the folder, nothing touched (mydata/ was deleted as the old corpus)."""
+    import json
+
+    root = tmp_path / "demo"
+    (root / "mydata").mkdir(parents=True)
+    (root / "mydata" / "thesis.wav").write_bytes(b"years of work")
+    (root / "recipe.json").write_text(json.dumps({"format": 1, "parts": {
+        "corpus": {"path": "mydata", "hash": "0" * 64, "complete": True, "params": {}}}}))
+    before = snapshot(root)
+    assert _demo_main(root) == 2
+    _one_line(capsys.readouterr().err, "puts demo part 'corpus' at 'mydata'", "nothing was touched")
+    assert snapshot(root) == before
+
+
+def test_a_task_writer_with_a_record_never_deletes_nor_resumes_into_a_folder_it_did_not_write(tmp_path):
+    """Feeds TaskWriter (with a builder's record) a task folder holding a task_metadata.json and a user's
+    notes, with overwrite=True, and a partial folder holding a user's clip; expects ForeignFileError naming
+    the user's file and both folders untouched (without a record, overwrite deletes a folder that merely
+    holds task_metadata.json)."""
+    from eval_suites.hear_format.task import TaskMetadata, TaskWriter
+
+    written = WrittenFiles(tmp_path, "the builder")
+    complete = tmp_path / "t-v1-full"
+    complete.mkdir()
+    (complete / "task_metadata.json").write_text("{}")
+    (complete / "my_notes.txt").write_text("mine")
+    partial = tmp_path / "p-v1-full"
+    (partial / "16000" / "train").mkdir(parents=True)
+    sf.write(partial / "16000" / "train" / "a.wav", _tone(0), SR)
+    before = snapshot(tmp_path)
+    with pytest.raises(ForeignFileError, match="my_notes.txt"):
+        TaskWriter(complete, TaskMetadata.scene("t"), overwrite=True, written=written)
+    with pytest.raises(ForeignFileError, match="a.wav was not written by the builder"):
+        TaskWriter(partial, TaskMetadata.scene("p"), written=written)
+    assert snapshot(tmp_path) == before
+    ours = TaskWriter(tmp_path / "o-v1-full", TaskMetadata.scene("o"), written=written)
+    ours.add_clip("train", "a.wav", _tone(0), SR, ["x"])
+    TaskWriter(tmp_path / "o-v1-full", TaskMetadata.scene("o"), overwrite=True, written=written)  # all ours
+    assert not (tmp_path / "o-v1-full" / "16000").exists()

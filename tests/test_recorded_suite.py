@@ -275,6 +275,40 @@ def test_an_interrupted_build_resumes(fs_root, tmp_path, monkeypatch):
     assert calls["n"] == -10 ** 6 + n - 4  # the 4 clips written before the interruption were not read again
 
 
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_users_file_at_a_clips_name_is_never_replaced(fs_root, tmp_path, capsys):
+    """Feeds the build a root whose task folder (no build there yet) holds a user's file at the name of a
+    clip the build writes; expects exit 2, one line naming it, nothing written (the build used to replace it)."""
+    out = tmp_path / "rec"
+    clip = plan_task(TASKS["game_effects"], fs_root)["train"][0].name
+    mine = out / "tasks" / tasks.metadata(TASKS["game_effects"], {}).folder_name / "16000" / "train" / clip
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own recording")
+    before = _snapshot(out)
+    assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--tasks", "game_effects", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{mine} was not written by the recorded-suite builder" in err, err
+    assert _snapshot(out) == before
+
+
+def test_a_users_sources_md_is_never_replaced(fs_root, tmp_path, capsys):
+    """Feeds the build a root holding a user's SOURCES.md; expects exit 2 naming it before anything is
+    written (the build used to overwrite it); once the build wrote it, a rerun replaces it."""
+    out = tmp_path / "rec"
+    out.mkdir()
+    (out / "SOURCES.md").write_text("my notes on the sources\n")
+    argv = ["--root", str(out), "--fs-root", str(fs_root), "--tasks", "game_effects", "--no-progress"]
+    assert build.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out / 'SOURCES.md'} was not written by the recorded-suite builder" in err
+    assert _snapshot(out) == {"SOURCES.md": b"my notes on the sources\n"}
+    (out / "SOURCES.md").unlink()
+    assert build.main(argv) == 0 and build.main(argv) == 0
+    assert "| game_effects |" in (out / "SOURCES.md").read_text()
+
 
 @pytest.mark.parametrize("argv, words", [
     (["--tasks", "nope"], ["--tasks", "nope", "speakers"]),

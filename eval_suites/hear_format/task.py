@@ -42,13 +42,16 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import soundfile as sf
 
 from eval_suites.errors import DataError, write_file
 from eval_suites.synthetic.synth import resample, write_wav
+
+if TYPE_CHECKING:  # the record a builder passes in; hear_slicer (torch) is not imported here at run time
+    from hear_slicer.written import WrittenFiles
 
 __all__ = [
     "EMBEDDING_TYPES",
@@ -363,11 +366,16 @@ class TaskWriter:
         metadata: the task's metadata.
         sample_rate: Hz of the written clips (folder ``<task_dir>/<sample_rate>``).
         overwrite: delete an existing task folder first (only a folder this class wrote,
-            i.e. holding task_metadata.json or progress files, or an empty one).
+            i.e. holding task_metadata.json or progress files, or an empty one; with
+            ``written``, only when the record proves every file in it written by it).
+        written: the record of the builder that owns the folder (`hear_slicer.written`, e.g.
+            the demo-data builder's): every file is written, replaced and deleted through it,
+            so a file the builder did not write is never replaced or deleted
+            (ForeignFileError, nothing touched); default: plain writes.
     """
 
     def __init__(self, task_dir: str | Path, metadata: TaskMetadata,
-                 sample_rate: int = 16000, overwrite: bool = False):
+                 sample_rate: int = 16000, overwrite: bool = False, written: WrittenFiles | None = None):
         if not isinstance(metadata, TaskMetadata):
             raise TypeError(f"expected TaskMetadata, got {type(metadata).__name__}")
         if not isinstance(sample_rate, int) or sample_rate <= 0:
@@ -375,6 +383,7 @@ class TaskWriter:
         self.task_dir = Path(task_dir)
         self.metadata = metadata
         self.sample_rate = sample_rate
+        self.written = written
         self._progress = self.task_dir / _PROGRESS_DIR
         if self.task_dir.exists() and overwrite:
             self._remove_existing()
@@ -383,6 +392,10 @@ class TaskWriter:
                 f"{self.task_dir} already holds a complete task ({METADATA_FILE} exists); "
                 f"load it with load_task(), or pass overwrite=True to rewrite it"
             )
+        if written is not None:  # a partial task is resumed only when the record proves all of it
+            from hear_slicer.written import files_in
+
+            written.check(files_in(self.task_dir), f"write the task into {self.task_dir}")
         self._clips: dict[str, dict[str, tuple[Labels, int]]] = {s: {} for s in metadata.splits}
         self._progress.mkdir(parents=True, exist_ok=True)
         self._check_or_write_state()
@@ -393,6 +406,9 @@ class TaskWriter:
 
     def _remove_existing(self) -> None:
         d = self.task_dir
+        if self.written is not None:
+            self.written.remove_folders([d], f"delete the task folder {d} (overwrite)")
+            return
         if not d.is_dir():
             raise FileExistsError(f"{d} exists and is not a folder; remove it yourself")
         if any(d.iterdir()) and not ((d / METADATA_FILE).exists() or (d / _PROGRESS_DIR).exists()):
@@ -415,7 +431,7 @@ class TaskWriter:
                     f"sample rate ({old}); pass overwrite=True to start again"
                 )
         else:
-            _atomic_write_text(state_file, json.dumps(self._state(), indent=1))
+            self._write_text(state_file, json.dumps(self._state(), indent=1))
 
     def _load_progress(self, split: str) -> None:
         path = self._progress / f"{split}.jsonl"
@@ -432,7 +448,7 @@ class TaskWriter:
                 self._clips[split][rec["name"]] = (rec["labels"], rec["n_samples"])
                 good.append(line)
         if len(good) != len(lines):
-            _atomic_write_text(path, "".join(g + "\n" for g in good))
+            self._write_text(path, "".join(g + "\n" for g in good))
 
     def _split_dir(self, split: str) -> Path:
         return self.task_dir / str(self.sample_rate) / split
@@ -488,13 +504,17 @@ class TaskWriter:
 
         out_dir = self._split_dir(split)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / f".{name}.tmp"
         wav = io.BytesIO()  # encoded in memory, then written plainly: a full disk names the file
         write_wav(wav, x, self.sample_rate, subtype="PCM_16")
-        write_file(tmp, lambda fh: fh.write(wav.getbuffer()))
-        os.replace(tmp, out_dir / name)
         rec = json.dumps({"name": name, "labels": labels, "n_samples": len(x)})
-        write_file(self._progress / f"{split}.jsonl", lambda fh: fh.write(rec + "\n"), mode="a")
+        if self.written is not None:
+            self.written.write(out_dir / name, wav.getvalue())
+            self.written.append(self._progress / f"{split}.jsonl", (rec + "\n").encode())
+        else:
+            tmp = out_dir / f".{name}.tmp"
+            write_file(tmp, lambda fh: fh.write(wav.getbuffer()))
+            os.replace(tmp, out_dir / name)
+            write_file(self._progress / f"{split}.jsonl", lambda fh: fh.write(rec + "\n"), mode="a")
         self._clips[split][name] = (labels, len(x))
 
     def finalize(self) -> Path:
@@ -507,7 +527,7 @@ class TaskWriter:
             data = {name: labels for name, (labels, _n) in sorted(clips.items())}
             for labels in data.values():
                 vocab.update(lbl if isinstance(lbl, str) else lbl["label"] for lbl in labels)
-            _atomic_write_text(self.task_dir / f"{split}.json", json.dumps(data, indent=1))
+            self._write_text(self.task_dir / f"{split}.json", json.dumps(data, indent=1))
         bad = sorted(v for v in vocab if not _pandas_label_ok(v))
         if bad:
             raise TaskFormatError(str(self.task_dir), [
@@ -517,16 +537,24 @@ class TaskWriter:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["idx", "label"])
         w.writerows(enumerate(sorted(vocab)))
-        _atomic_write_text(self.task_dir / VOCABULARY_FILE, buf.getvalue())
-        _atomic_write_text(self.task_dir / METADATA_FILE,
-                           json.dumps(self.metadata.to_dict(), indent=1))
+        self._write_text(self.task_dir / VOCABULARY_FILE, buf.getvalue())
+        self._write_text(self.task_dir / METADATA_FILE, json.dumps(self.metadata.to_dict(), indent=1))
         try:
             validate_task(self.task_dir)
         except TaskFormatError:
             (self.task_dir / METADATA_FILE).unlink()  # not complete after all
             raise
-        shutil.rmtree(self._progress)
+        if self.written is not None:
+            self.written.remove_folders([self._progress], "remove the task writer's progress files")
+        else:
+            shutil.rmtree(self._progress)
         return self.task_dir
+
+    def _write_text(self, path: Path, text: str) -> None:
+        if self.written is not None:
+            self.written.write(path, text.encode("utf-8"))
+        else:
+            _atomic_write_text(path, text)
 
     # -- helpers
 

@@ -9,6 +9,13 @@ notes: packages and their versions, recipe version) is kept as it is; one writte
 recipe or another package version is refused with its name, never overwritten (move it away).
 A partial folder (an interrupted build) is resumed clip by clip (``TaskWriter``).
 ``<root>/SOURCES.md`` lists each task's packages, versions, licences and clip counts.
+
+Nothing foreign is replaced or deleted: every file goes through the builder's record
+``<root>/.hear-slicer-written.jsonl`` (:mod:`hear_slicer.written`: names and content hashes). A
+partial folder is written into only when the record proves every file in it the builder's, and
+``SOURCES.md`` is replaced only when the record proves it; anything else in the way (a user's
+file in a task folder, at a clip's name or not, a ``SOURCES.md`` of one's own) is refused with
+one line naming it, exit 2, before anything is written.
 """
 from __future__ import annotations
 
@@ -20,13 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from eval_suites.errors import UsageError, run_command, write_file
+from eval_suites.errors import UsageError, run_command
 from eval_suites.hear_format.task import METADATA_FILE, TaskWriter, load_task
 from eval_suites.recorded.sources import (PACKAGES, RecordedSourceError, download_megabytes, install,
                                           install_command, missing_packages)
 from eval_suites.recorded.tasks import SPLITS, TASKS, Item, TaskSpec, metadata, plan_task, read_clip
 from eval_suites.synthetic import synth
 from hear_slicer.progress import Progress
+from hear_slicer.written import ForeignFileError, WrittenFiles
 
 __all__ = ["DEFAULT_ROOT", "build_suite", "build_task", "main"]
 
@@ -65,8 +73,10 @@ def _render_drums(items: list[Item], seconds: float) -> dict[str, np.ndarray]:
     return out
 
 
-def build_task(spec: TaskSpec, tasks_dir: Path, fs_root: Path = Path("/"), progress: bool = True) -> dict:
-    """Write one task folder (or keep a complete one of the same recipe); returns its clip counts."""
+def build_task(spec: TaskSpec, tasks_dir: Path, written: WrittenFiles, fs_root: Path = Path("/"),
+               progress: bool = True) -> dict:
+    """Write one task folder (or keep a complete one of the same recipe), every file through `written`
+    (the root's record); returns its clip counts."""
     md = metadata(spec, package_versions(list(spec.packages), fs_root))
     task_dir = tasks_dir / md.folder_name
     if (task_dir / METADATA_FILE).is_file():
@@ -81,7 +91,7 @@ def build_task(spec: TaskSpec, tasks_dir: Path, fs_root: Path = Path("/"), progr
     if empty:
         raise RecordedSourceError(f"task {spec.name}: no clips for split(s) {empty} under {fs_root} "
                                   f"(packages {', '.join(spec.packages)} installed?)")
-    writer = TaskWriter(task_dir, md, sample_rate=SAMPLE_RATE)
+    writer = TaskWriter(task_dir, md, sample_rate=SAMPLE_RATE, written=written)
     todo = [(s, it) for s in SPLITS for it in plan[s] if not writer.has_clip(s, it.name)]
     rendered = _render_drums([it for _, it in todo if it.note], spec.seconds) if any(it.note for _, it in todo) else {}
     skipped = 0
@@ -114,11 +124,24 @@ def sources_markdown(counts: dict[str, dict], versions: dict[str, str]) -> str:
 
 def build_suite(root: Path = DEFAULT_ROOT, tasks: list[str] | None = None, fs_root: Path = Path("/"),
                 do_install: bool = False, progress: bool = True) -> dict[str, dict]:
-    """Every task (or `tasks`) into ``<root>/tasks``; returns task -> split -> clips."""
+    """Every task (or `tasks`) into ``<root>/tasks``; returns task -> split -> clips. A file in the way that
+    the builder's record does not prove its own: UsageError naming it (exit 2)."""
+    try:
+        return _build_suite(root, tasks, fs_root, do_install, progress)
+    except ForeignFileError as e:
+        raise UsageError(str(e)) from e
+
+
+def _build_suite(root: Path, tasks: list[str] | None, fs_root: Path, do_install: bool, progress: bool
+                 ) -> dict[str, dict]:
     names = list(TASKS) if not tasks else tasks
     unknown = [t for t in names if t not in TASKS]
     if unknown:
         raise UsageError(f"--tasks: {unknown} are not tasks of the recorded suite; choose from {list(TASKS)}")
+    written = WrittenFiles(root, "the recorded-suite builder")
+    sources = root / "SOURCES.md"
+    if sources.exists() or sources.is_symlink():  # replaced at the end: checked before anything is done
+        written.check([sources], f"replace {sources}")
     needed = sorted({p for t in names for p in TASKS[t].packages})
     missing = missing_packages(needed, fs_root)
     if missing:
@@ -128,10 +151,8 @@ def build_suite(root: Path = DEFAULT_ROOT, tasks: list[str] | None = None, fs_ro
                 f"(about {download_megabytes(missing)} MB to download). Install them with: sudo "
                 f"{install_command(missing)}  (or run again with --install)")
         install(missing)
-    counts = {name: build_task(TASKS[name], root / "tasks", fs_root, progress) for name in names}
-    versions = package_versions(needed, fs_root)
-    text = sources_markdown(counts, versions)
-    write_file(root / "SOURCES.md", lambda fh: fh.write(text), mode="w")
+    counts = {name: build_task(TASKS[name], root / "tasks", written, fs_root, progress) for name in names}
+    written.write(sources, sources_markdown(counts, package_versions(needed, fs_root)).encode())
     return counts
 
 

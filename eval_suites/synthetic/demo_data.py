@@ -54,6 +54,16 @@ part's hash and whether it completed. A rebuild skips parts whose hash is unchan
 complete (a second build is a no-op), resumes a part interrupted with the same hash,
 and deletes and rebuilds a part whose hash changed.
 
+Nothing foreign is deleted or replaced: every file (clips, label files, the corpus,
+``recipe.json``) is written through the builder's record, ``<root>/.hear-slicer-written.jsonl``
+(:mod:`hear_slicer.written`: name and content hash, written before the file appears), and a
+part's folder is deleted, or an interrupted one resumed, only when the record proves every
+file in it the builder's; one other file (a recording put into ``corpus/``, a labels file put
+into a task folder, a ``recipe.json`` of one's own) refuses the build, exit 2, one line naming
+it, nothing touched. A part's folder is the one its name gives (``corpus``,
+``tasks/demo_<name>-v1-full``), whatever ``recipe.json`` says: a recipe naming another folder
+is refused the same way.
+
 Command line::
 
     python -m eval_suites.synthetic.demo_data --root demo_data --preset small
@@ -68,17 +78,18 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from eval_suites.errors import run_command
+from eval_suites.errors import UsageError, run_command
 from eval_suites.hear_format import task as hear_task
 from eval_suites.synthetic import demo_tasks, recordings, synth
 from eval_suites.synthetic.demo_tasks import (
@@ -89,6 +100,9 @@ from eval_suites.synthetic.demo_tasks import (
     split_voices,
 )
 from eval_suites.hear_format.task import task_is_complete
+
+if TYPE_CHECKING:  # imported where used: hear_slicer pulls in torch
+    from hear_slicer.written import WrittenFiles
 
 __all__ = [
     "SplitCounts",
@@ -108,6 +122,8 @@ __all__ = [
     "demo_parts",
     "code_version",
     "corpus_overlap",
+    "DemoRootError",
+    "part_folder",
     "split_sizes",
     "REAL_SOUND_CLASSES",
     "FREEPATS_FAMILIES",
@@ -475,6 +491,11 @@ valid clips per task, 3,200 corpus files of which a quarter are real recordings,
 more tasks of real recordings)."""
 
 
+class DemoRootError(UsageError):
+    """The demo root holds a file the builder did not write where it would delete or write, or a recipe.json
+    that puts a part elsewhere than its folder: exit 2, nothing touched."""
+
+
 # --------------------------------------------------------------------------- parts
 
 
@@ -486,7 +507,7 @@ class _Part:
     path: str                      # relative to the demo root
     params: dict[str, Any]         # everything the output depends on besides the code
     n_items: int                   # clips (or files) it writes, for the progress bar
-    build: Callable[[Path, int | None, Callable[[int], Any]], Path]  # (root, workers, progress)
+    build: Callable[[Path, int | None, Callable[[int], Any], "WrittenFiles"], Path]  # (root, workers, progress, record)
 
 
 def _split_programs_by_family(families: Sequence[str]) -> dict[str, dict[str, list[int]]]:
@@ -541,6 +562,11 @@ def _corpus_recordings() -> list[list]:
     return out
 
 
+def part_folder(name: str) -> str:
+    """The folder of a part, relative to the root: ``corpus``, or ``tasks/demo_<name>-v1-full``."""
+    return "corpus" if name == "corpus" else f"tasks/demo_{name}-v1-full"
+
+
 def demo_parts(preset: DemoPreset) -> list[_Part]:
     """The parts of a demo build, in build order, with their parameters."""
     seed = preset.seed
@@ -554,13 +580,11 @@ def demo_parts(preset: DemoPreset) -> list[_Part]:
     n_per = lambda c: c.train + c.valid + c.test  # noqa: E731
 
     def task(name: str, params: dict, n_items: int, fn: Callable[..., Path]) -> _Part:
-        folder = f"demo_{name}-v1-full"
-
-        def build(root: Path, workers: int | None, progress: Callable[[int], Any]) -> Path:
-            return fn(root / "tasks", name=f"demo_{name}", progress=progress, **(
+        def build(root: Path, workers: int | None, progress: Callable[[int], Any], written: WrittenFiles) -> Path:
+            return fn(root / "tasks", name=f"demo_{name}", progress=progress, written=written, **(
                 {"workers": workers} if name != "events" else {}), **params)
 
-        return _Part(name, f"tasks/{folder}", params, n_items, build)
+        return _Part(name, part_folder(name), params, n_items, build)
 
     corpus_params = dict(n_files=preset.corpus_files, seed=seed, texts=_corpus_texts(),
                          variants=list(CORPUS_VARIANTS), en_dialects=list(CORPUS_EN_DIALECTS),
@@ -610,9 +634,10 @@ def demo_parts(preset: DemoPreset) -> list[_Part]:
                             events_per_clip=tuple(preset.events_per_clip)),
              n_per(preset.events), demo_tasks.build_event_task),
         *real_parts,
-        _Part("corpus", "corpus", corpus_params, preset.corpus_files,
-              lambda root, workers, progress: _build_corpus(root / "corpus", workers=workers,
-                                                            progress=progress, **corpus_params)),
+        _Part("corpus", part_folder("corpus"), corpus_params, preset.corpus_files,
+              lambda root, workers, progress, written: _build_corpus(root / "corpus", workers=workers,
+                                                                     progress=progress, written=written,
+                                                                     **corpus_params)),
     ]
 
 
@@ -707,14 +732,21 @@ def _build_corpus(out_dir: Path, n_files: int, seed: int, texts: dict[str, list[
                   variants: list[str], en_dialects: list[str], programs: list[int],
                   pitch_ranges: dict[str, list[int]], workers: int | None = None,
                   progress: Callable[[int], Any] | None = None, real_every: int = 0,
-                  real_sources: Sequence[Sequence] = ()) -> Path:
-    """Write the unlabeled corpus (resumable: existing files are kept); index.csv last."""
+                  real_sources: Sequence[Sequence] = (), written: WrittenFiles | None = None) -> Path:
+    """Write the unlabeled corpus (resumable: the files already written are kept); index.csv last. Every
+    file goes through ``written`` (the builder's record; default: the root's, ``out_dir``'s parent); a
+    file in ``out_dir`` that the record does not prove the builder's is refused (ForeignFileError),
+    never taken for part of the corpus."""
+    from hear_slicer.written import WrittenFiles, files_in
+
+    written = written or WrittenFiles(out_dir.parent, "the demo-data builder")
     out_dir.mkdir(parents=True, exist_ok=True)
     if real_every and not real_sources:
         raise ValueError("real_every > 0 needs real_sources")
     items = [_corpus_item(i, seed, texts, variants, en_dialects, programs, pitch_ranges,
                           real_every, real_sources) for i in range(n_files)]
-    todo = [it for it in items if not (out_dir / it["name"]).is_file()]
+    written.check(files_in(out_dir), f"write the corpus into {out_dir}")  # resumed only when all of it is ours
+    todo = [it for it in items if not (out_dir / it["name"]).exists()]
     if progress is not None:
         progress(len(items) - len(todo))
 
@@ -740,9 +772,9 @@ def _build_corpus(out_dir: Path, n_files: int, seed: int, texts: dict[str, list[
     batches += [[it] for it in todo if it["kind"] == "real"]
     for batch, audio in zip(batches, demo_tasks._map(render, batches, workers)):
         for it, x in zip(batch, audio):
-            tmp = out_dir / f".{it['name']}.tmp"
-            synth.write_wav(tmp, x, SR)
-            os.replace(tmp, out_dir / it["name"])
+            wav = io.BytesIO()
+            synth.write_wav(wav, x, SR)
+            written.write(out_dir / it["name"], wav.getvalue())
             if progress is not None:
                 progress(1)
     buf = io.StringIO()
@@ -753,9 +785,7 @@ def _build_corpus(out_dir: Path, n_files: int, seed: int, texts: dict[str, list[
         w.writerow([it["name"], it["kind"], f"{it['seconds']:.2f}", it["voice"], it["language"],
                     it["text"], " ".join(map(str, it["programs"])),
                     *([it["recording"]] if extra else [])])
-    tmp = out_dir / f".{CORPUS_INDEX}.tmp"
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, out_dir / CORPUS_INDEX)
+    written.write(out_dir / CORPUS_INDEX, buf.getvalue().encode("utf-8"))
     return out_dir
 
 
@@ -871,28 +901,27 @@ def _read_recipe(root: Path) -> dict[str, Any]:
     return recipe if isinstance(recipe.get("parts"), dict) else {"parts": {}}
 
 
-def _write_recipe(root: Path, recipe: dict[str, Any]) -> None:
+def _write_recipe(root: Path, recipe: dict[str, Any], written: WrittenFiles) -> None:
     """Write ``root/recipe.json`` atomically, leaving it untouched when nothing changed."""
     text = json.dumps(recipe, indent=1, sort_keys=True, default=list)
     path = root / RECIPE_FILE
     if path.is_file() and path.read_text() == text:
         return
-    tmp = root / f".{RECIPE_FILE}.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    written.write(path, text.encode("utf-8"))
 
 
 def _is_complete(part: _Part, path: Path) -> bool:
     return (path / CORPUS_INDEX).is_file() if part.name == "corpus" else task_is_complete(path)
 
 
-def _remove(root: Path, rel: str) -> None:
-    """Delete a part's folder, refusing anything outside ``root``."""
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root.resolve()) or path == root.resolve():
-        raise ValueError(f"refusing to delete {path}: not inside the demo root {root}")
-    if path.exists():
-        shutil.rmtree(path)
+def _check_recipe_paths(root: Path, recipe: dict[str, Any]) -> None:
+    """DemoRootError when ``recipe.json`` puts a part anywhere but the folder its name gives."""
+    for name, entry in recipe["parts"].items():
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not re.fullmatch(r"\w+", name) or path != part_folder(name):
+            raise DemoRootError(f"{root / RECIPE_FILE} puts demo part {name!r} at {path!r}, a folder this builder "
+                                f"never writes (it would be {part_folder(name)!r}); nothing was touched. Remove "
+                                "or fix that recipe.json, or choose another --root")
 
 
 def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: int | None = None,
@@ -905,49 +934,81 @@ def build_demo(root: str | Path, preset: str | DemoPreset = "small", workers: in
     recipe hash matches ``root/recipe.json`` and that are complete are left untouched;
     the others are rebuilt (or resumed, if interrupted with the same recipe). Parts a
     previous recipe had and this one has not are deleted. ``workers``: engine processes
-    run at once (default: the number of CPUs).
+    run at once (default: the number of CPUs). Only files the builder's record proves it
+    wrote are ever deleted or replaced: any other file in a folder it would delete, or a
+    recipe.json putting a part elsewhere, is a :class:`DemoRootError` (exit 2) naming it,
+    raised before anything is touched.
     """
-    from hear_slicer.progress import Progress
+    from hear_slicer.written import RECORD_NAME, ForeignFileError
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build_demo(root, preset, workers, progress)
+    except ForeignFileError as e:
+        legacy = (root / RECIPE_FILE).is_file() and not (root / RECORD_NAME).is_file()
+        hint = " (this root has no such record: built before the builder kept one, or not by it)" if legacy else ""
+        raise DemoRootError(f"{e}{hint}") from e
+
+
+def _build_demo(root: Path, preset: str | DemoPreset, workers: int | None, progress: bool) -> dict[str, Path]:
+    from hear_slicer.progress import Progress
+    from hear_slicer.written import WrittenFiles
+
     preset = _resolve_preset(preset)
     workers = workers or os.cpu_count() or 1
     parts = demo_parts(preset)
+    written = WrittenFiles(root, "the demo-data builder")
     old = _read_recipe(root)
+    _check_recipe_paths(root, old)
+    root.mkdir(parents=True, exist_ok=True)
     recipe = {"format": 1, "preset": dataclasses.asdict(preset), "code_version": code_version(),
               "parts": dict(old["parts"])}
     recipe["recipe_hash"] = hashlib.sha256(
         json.dumps([_part_hash(p) for p in parts]).encode()).hexdigest()
-    for name in [n for n in recipe["parts"] if n not in {p.name for p in parts}]:
-        _remove(root, recipe["parts"].pop(name)["path"])
+    gone = [n for n in recipe["parts"] if n not in {p.name for p in parts}]
+    stale = {p.name for p in parts if not _part_is_current(p, recipe, root)}
+    if (gone or stale) and (root / RECIPE_FILE).exists():  # it will be rewritten: checked before anything else
+        written.check([root / RECIPE_FILE], f"rewrite {root / RECIPE_FILE}")
+    # the parts dropped from the recipe and those built anew: deleted only when every file in them is ours
+    doomed = [recipe["parts"][n]["path"] for n in gone]
+    doomed += [p.path for p in parts if p.name in stale and not _part_resumes(p, recipe)]
+    written.remove_folders([root / rel for rel in doomed], f"delete the demo parts that are rebuilt in {root}")
+    for name in gone:
+        del recipe["parts"][name]
 
     out: dict[str, Path] = {}
     for part in parts:
         h, path = _part_hash(part), root / part.path
-        entry = recipe["parts"].get(part.name)
         out[part.name] = path
-        if entry and entry.get("hash") == h and entry.get("complete") and _is_complete(part, path):
+        if part.name not in stale:
             if progress:
                 print(f"demo {part.name}: up to date ({path})", file=sys.stderr)
             continue
-        resume = bool(entry and entry.get("hash") == h and entry.get("path") == part.path)
-        if not resume:
-            if entry:
-                _remove(root, entry["path"])
-            _remove(root, part.path)
         recipe["parts"][part.name] = {"path": part.path, "hash": h, "complete": False,
                                       "params": part.params}
-        _write_recipe(root, recipe)
+        _write_recipe(root, recipe, written)
         bar = Progress(part.n_items, f"demo {part.name}", unit="clip", enabled=progress)
-        built = part.build(root, workers, bar.update)
+        built = part.build(root, workers, bar.update, written)
         bar.close(f"{part.n_items} clips in {path}")
         if Path(built).resolve() != path.resolve():
             raise RuntimeError(f"demo part {part.name} was written to {built}, expected {path}")
         recipe["parts"][part.name]["complete"] = True
-        _write_recipe(root, recipe)
-    _write_recipe(root, recipe)  # e.g. another preset whose parts all match: record it
+        _write_recipe(root, recipe, written)
+    _write_recipe(root, recipe, written)  # e.g. another preset whose parts all match: record it
     return out
+
+
+def _part_is_current(part: _Part, recipe: dict[str, Any], root: Path) -> bool:
+    """Built with this recipe, complete, in place: nothing to do."""
+    entry = recipe["parts"].get(part.name)
+    return bool(entry and entry.get("hash") == _part_hash(part) and entry.get("complete")
+                and _is_complete(part, root / part.path))
+
+
+def _part_resumes(part: _Part, recipe: dict[str, Any]) -> bool:
+    """Interrupted with this recipe: the build goes on where it stopped (nothing deleted)."""
+    entry = recipe["parts"].get(part.name)
+    return bool(entry and entry.get("hash") == _part_hash(part) and entry.get("path") == part.path)
 
 
 # --------------------------------------------------------------------------- command line

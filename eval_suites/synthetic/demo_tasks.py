@@ -35,7 +35,8 @@ each clip is written (e.g. ``tqdm.update``).
 A builder returns the task folder ``<out_dir>/<name>-v1-full``. Calling it again with
 the same arguments on a complete folder returns it untouched; an interrupted build
 resumes where it stopped; other arguments on an existing folder raise unless
-``overwrite=True``.
+``overwrite=True``. ``written`` (optional): the caller's record of the files it wrote
+(:mod:`hear_slicer.written`), through which every file of the task is written.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from eval_suites.hear_format.task import (
     load_task,
     task_is_complete,
 )
+
+if TYPE_CHECKING:  # the record a caller passes in (hear_slicer.written); not imported at run time
+    from hear_slicer.written import WrittenFiles
 
 __all__ = [
     "DEFAULT_WORDS",
@@ -264,9 +268,10 @@ def _render_notes(note_lists: list[list[synth.Note]], duration: float, workers: 
         yield from audio
 
 
-def _open_writer(out_dir: str | Path, metadata: TaskMetadata, overwrite: bool
+def _open_writer(out_dir: str | Path, metadata: TaskMetadata, overwrite: bool, written: WrittenFiles | None = None
                  ) -> tuple[Path, TaskWriter | None]:
-    """(task folder, writer) — writer None when the same task is already complete."""
+    """(task folder, writer) — writer None when the same task is already complete. ``written``:
+    the builder's record of its files (:class:`TaskWriter`'s ``written``)."""
     task_dir = Path(out_dir) / metadata.folder_name
     if task_is_complete(task_dir) and not overwrite:
         existing = load_task(task_dir).metadata
@@ -276,7 +281,7 @@ def _open_writer(out_dir: str | Path, metadata: TaskMetadata, overwrite: bool
             f"{task_dir} holds a task built with other arguments "
             f"({existing.notes.get('build_args')}); pass overwrite=True to rebuild it"
         )
-    return task_dir, TaskWriter(task_dir, metadata, sample_rate=SR, overwrite=overwrite)
+    return task_dir, TaskWriter(task_dir, metadata, sample_rate=SR, overwrite=overwrite, written=written)
 
 
 @dataclass(frozen=True)
@@ -317,6 +322,7 @@ def build_keyword_task(
     snr_db: tuple[float, float] = (5.0, 25.0),
     workers: int | None = None,
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     progress: Progress = None,
 ) -> Path:
     """Keyword spotting, like Speech Commands: one spoken word per clip.
@@ -344,7 +350,7 @@ def build_keyword_task(
                "speakers_disjoint": len(voices) >= 3,
                "source": "espeak-ng / flite speech in synthetic noise"},
     )
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     clips = []
@@ -375,6 +381,7 @@ def build_instrument_task(
     name: str = "demo-instruments",
     snr_db: tuple[float, float] = (20.0, 40.0),
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     family_programs: Mapping[str, Sequence[int]] | None = None,
     pitch_ranges: Mapping[str, tuple[int, int]] | None = None,
     disjoint_programs: bool = False,
@@ -416,7 +423,7 @@ def build_instrument_task(
         notes_meta["programs_by_split"] = {s: {f: programs[f][s] for f in families} for s in SPLITS}
     metadata = TaskMetadata.scene(name, sample_duration=sample_duration,
                                   evaluation=["top1_acc", "mAP"], notes=notes_meta)
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     clips, notes = [], []
@@ -489,6 +496,7 @@ def build_speaker_task(
     snr_db: tuple[float, float] = (10.0, 30.0),
     workers: int | None = None,
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     progress: Progress = None,
 ) -> Path:
     """Speaker identification, like LibriSpeech/VoxCeleb: one class per voice.
@@ -516,7 +524,7 @@ def build_speaker_task(
                "source": "espeak-ng / flite speech in synthetic noise",
                "sentences_disjoint": True},
     )
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     clips = [_Clip(split, f"{split}-spk{vi:02d}-{k:03d}.wav", [voice], (seed, si, vi, k))
@@ -548,6 +556,7 @@ def build_language_task(
     snr_db: tuple[float, float] = (10.0, 30.0),
     workers: int | None = None,
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     progress: Progress = None,
 ) -> Path:
     """Spoken language identification, like VoxForge: one class per espeak-ng language.
@@ -587,7 +596,7 @@ def build_language_task(
                "source": "espeak-ng speech in synthetic noise",
                "speakers_disjoint": True, "sentences_disjoint": True},
     )
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     clips = [_Clip(split, f"{split}-{lang}-{k:03d}.wav", [lang], (seed, si, li, k))
@@ -620,6 +629,7 @@ def build_pitch_task(
     snr_db: tuple[float, float] = (20.0, 40.0),
     workers: int | None = None,
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     progress: Progress = None,
 ) -> Path:
     """Pitch estimation, like HEAR's nsynth_pitch: the MIDI pitch of one note.
@@ -649,7 +659,7 @@ def build_pitch_task(
         notes={"builder": "eval_suites.synthetic.demo_tasks.build_pitch_task", "build_args": args,
                "source": "fluidsynth + FluidR3_GM.sf2 General MIDI instruments"},
     )
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     clips, notes = [], []
@@ -700,6 +710,7 @@ def build_event_task(
     events_per_clip: tuple[int, int] = (2, 3),
     snr_db: tuple[float, float] = (10.0, 25.0),
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     progress: Progress = None,
 ) -> Path:
     """Sound event detection, like DCASE 2016 task 2: events with onsets and offsets.
@@ -725,7 +736,7 @@ def build_event_task(
         notes={"builder": "eval_suites.synthetic.demo_tasks.build_event_task", "build_args": args,
                "source": "espeak-ng words, fluidsynth piano/trumpet/drums, synthetic noise"},
     )
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     n_variants = max(4, *per_split.values())
@@ -873,6 +884,7 @@ def build_recording_task(
     snr_db: tuple[float, float] = (10.0, 30.0),
     workers: int | None = None,
     overwrite: bool = False,
+    written: WrittenFiles | None = None,
     progress: Progress = None,
 ) -> Path:
     """Classify real recordings: one label per class of source recordings.
@@ -910,7 +922,7 @@ def build_recording_task(
                "n_recordings_by_split": {s: len(groups[s]) for s in SPLITS},
                "recordings_disjoint": True},
     )
-    task_dir, writer = _open_writer(out_dir, metadata, overwrite)
+    task_dir, writer = _open_writer(out_dir, metadata, overwrite, written)
     if writer is None:
         return task_dir
     clips = [_Clip(split, f"{split}-{label}-{k:03d}.wav", [label], (seed, si, li, k))
