@@ -67,7 +67,15 @@ def test_the_choice_is_the_best_mean_validation_over_suites_with_random_init_bes
                                          (["a=CKPT", "--suite", "demo:huge:d"], "NAME:PRESET:ROOT"),
                                          (["a=CKPT", "--suite", "d:tiny:x", "d:tiny:y"], "--suite names"),
                                          (["a=CKPT", "a=CKPT"], "must differ")])
-def test_bad_arguments_are_usage_errors_naming_what_is_wrong(args, named, tmp_path):
+def test_bad_arguments_are_usage_errors_naming_what_is_wrong(args, named, tmp_path, capsys, monkeypatch):
+    """In-process (argparse's exit 2 and message), before anything is built or scored."""
+    from studies import choose_default
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # main() sets it; restored after the test
+    monkeypatch.chdir(tmp_path)  # the default suites' roots are relative: nothing may appear here
     ckpt = _checkpoint(tmp_path / "a.pt", 1)
-    proc = _run(*[s.replace("CKPT", str(ckpt)) for s in args])
-    assert proc.returncode == 2 and named in proc.stderr, proc.stderr
+    with pytest.raises(SystemExit) as e:
+        choose_default.main([s.replace("CKPT", str(ckpt)) for s in args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and named in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]

@@ -151,6 +151,7 @@ def test_bad_settings_name_the_setting(bad, fragment):
         KnnConfig(**bad)
 
 
+@pytest.mark.slow  # a subprocess end to end (make test-fast skips it)
 def test_cli_run_offers_knn_with_the_same_cache_and_tables(tmp_path):
     from eval_suites.synthetic.demo_tasks import build_instrument_task
 

@@ -180,6 +180,7 @@ def _comparable(out: Path) -> pd.DataFrame:
     return pd.read_csv(out / "results.csv").drop(columns="seconds")
 
 
+@pytest.mark.slow  # a subprocess end to end (make test-fast skips it)
 def test_two_concurrent_shards_give_the_results_of_one_run(tasks_root, tmp_path, counting_module):
     """Shard 1/2 (from --shard) and shard 2/2 (from SLURM's array variables) run at the same
     time into one folder. The cells sorted by name are (count, alto, knn) | (count, alto,

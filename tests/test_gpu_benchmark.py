@@ -14,6 +14,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -28,6 +29,7 @@ def _load_gpu_module():
     return mod
 
 
+@pytest.mark.slow  # a subprocess end to end (make test-fast skips it)
 def test_cpu_dry_run_writes_every_section(tmp_path):
     out = tmp_path / "gpu.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -180,6 +180,7 @@ def _tiny_voxceleb(root: Path) -> None:
     (root / "iden_split.txt").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow  # a subprocess end to end (make test-fast skips it)
 def test_cli_single_task_and_layout_error_exit_code(tmp_path):
     src = tmp_path / "VoxCeleb1"
     _tiny_voxceleb(src)

@@ -220,6 +220,7 @@ def _assert_checkpoints_complete(out: Path) -> None:
     assert latest_checkpoint(out) == found[-1]
 
 
+@pytest.mark.slow  # a subprocess end to end (make test-fast skips it)
 @pytest.mark.timeout(900)
 def test_sigkill_then_resume_equals_uninterrupted(audio, tmp_path):
     """N steps, SIGKILL, --resume to 2N == 2N uninterrupted (weights, teacher, queue, memories,
@@ -284,6 +285,7 @@ for i in range(1, 10_000):
 """
 
 
+@pytest.mark.slow  # a subprocess end to end (make test-fast skips it)
 def test_a_kill_mid_write_never_leaves_a_partial_checkpoint_as_latest(tmp_path):
     """SIGKILL a process that writes checkpoints back to back: whatever the moment, every
     `step_*.pt` is complete and `latest_checkpoint` is the newest complete one."""
