@@ -14,7 +14,7 @@ test: setup  ## the whole test suite (what CI runs)
 	$(PY) -m pytest -q
 
 test-fast: setup  ## unit tests only, skipping the end-to-end runs of external tools
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 bench: setup
 	$(PY) benchmarks/embed.py

@@ -90,6 +90,7 @@ def test_test_speakers_and_sentences_unseen_in_training(built):
         assert not set(fam["train"][family]) & set(fam["test"][family])
 
 
+@pytest.mark.slow  # make test-fast: over 10 s
 def test_deterministic_bytes(built, tmp_path):
     root, _ = built
     build_demo(tmp_path, "tiny", workers=1, progress=False)

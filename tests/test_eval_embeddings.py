@@ -102,6 +102,7 @@ def test_event_labels_match_interval_tree():
     assert any(len(x) > 1 for x in expected)  # overlaps were exercised
 
 
+@pytest.mark.slow  # make test-fast: over 10 s
 def test_fold_rotation_matches_heareval():
     from heareval.predictions.task_predictions import get_splits_from_metadata
 

@@ -34,6 +34,8 @@ from eval_suites.core.protocols.heareval import HearevalConfig, run_heareval
 from eval_suites.core.protocols.linear import LinearConfig, run_linear
 from eval_suites.synthetic.synth import Note, espeak, fluidsynth_render, noise, resample
 
+pytestmark = pytest.mark.slow  # make test-fast: every test shares a 30 s conversion of all tasks; test_lape_layouts.py stays fast
+
 Truth = dict[str, tuple[str, str]]  # clip name -> (split, label)
 
 

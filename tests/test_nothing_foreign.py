@@ -217,6 +217,7 @@ def test_the_demo_builder_never_deletes_a_recording_a_user_put_into_corpus(tmp_p
     assert snapshot(root) == before
 
 
+@pytest.mark.slow  # make test-fast: over 10 s
 def test_the_demo_builder_never_deletes_a_labels_file_put_into_a_task_folder(demo_root, tmp_path):
     """Feeds a rebuild with another recipe (seed 1) a built root into one of whose task folders a user put
     a labels file; expects a usage error (DemoRootError, exit 2) naming it and every file untouched (the
