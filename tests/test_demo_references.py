@@ -90,8 +90,9 @@ def test_stored_references_are_added_only_while_they_describe_the_run(tmp_path, 
 
 def test_the_committed_references_match_the_shipped_demo_manifest():
     """Every stored cell of the small preset is a reference of a task and protocol of
-    eval_suites/manifests/demo.yaml, computed with its current protocol settings (a changed
-    manifest needs `python -m eval_suites.demo_references`)."""
+    eval_suites/manifests/demo.yaml, computed with its current protocol settings and, for
+    random_init, the shipped default checkpoint (a changed manifest or checkpoint needs
+    `python -m eval_suites.demo_references`)."""
     from eval_suites.demo import DEMO_MANIFEST
 
     stored = refs.REFERENCE_ROOT / "small"
@@ -104,3 +105,6 @@ def test_the_committed_references_match_the_shipped_demo_manifest():
         task = next(t for t in manifest.tasks if t.name == r.task)
         assert r.details["fingerprint"]["protocol"] == refs._protocol_settings(manifest, r.protocol, task), (
             f"{r.model}/{r.task}/{r.protocol}: stored with other settings; run python -m eval_suites.demo_references")
+    source = json.loads((stored / refs.SOURCE_FILE).read_text())
+    assert source["default_checkpoint_sha256"] == refs._default_checkpoint_sha256(), (
+        "random_init was stored with another default checkpoint; run python -m eval_suites.demo_references")
