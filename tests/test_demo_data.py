@@ -153,6 +153,7 @@ def test_second_build_is_a_noop(built):
     assert mtimes(root) == before
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_changed_recipe_rebuilds_only_what_changed(built, tmp_path):
     root, _ = built
     shutil.copytree(root, tmp_path / "demo")  # copy2 keeps modification times

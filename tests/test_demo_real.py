@@ -196,6 +196,7 @@ def test_study_sizes_meet_the_brief():
         assert split_sizes(name)["corpus"]["real"] == 0
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_study_tiny_builds_what_split_sizes_says(study_tiny):
     root, paths = study_tiny
     sizes = split_sizes(STUDY_TINY)

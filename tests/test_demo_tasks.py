@@ -156,6 +156,7 @@ def test_heareval_reads_the_tasks(built):
 # --------------------------------------------------------------------------- NSynth families, pitch, speakers, languages
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_nsynth_programs_sound_at_both_ends_of_their_range():
     """Every program of every NSynth family is audible at the lowest and highest pitch
     of its family's range in FluidR3_GM (the whole grid was checked when choosing them)."""

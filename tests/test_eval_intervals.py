@@ -114,6 +114,7 @@ def test_cell_interval_equals_a_loop_bootstrap_with_heareval_scores(metric):
     assert got.level == 0.9 and got.n_boot == 200 and got.runs == 1
 
 
+@pytest.mark.slow  # make test-fast: over 1.5 s
 def test_event_f_measure_from_per_file_counts_equals_heareval_on_resampled_files():
     rng = np.random.default_rng(2)
     predicted, target = random_events(25, rng, jitter_ms=120.0)

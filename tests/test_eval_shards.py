@@ -128,6 +128,7 @@ def counting_module(tmp_path, monkeypatch) -> Path:
 # --------------------------------------------------------------------------- embedding cache lock
 
 
+@pytest.mark.slow  # make test-fast: over 1.5 s
 def test_concurrent_callers_compute_an_embedding_entry_once(tasks_root, tmp_path, counting_module):
     """Two threads ask for the same missing entry; the first holds the lock while it loads
     the model (slowly), the second must wait and read the first's entry, never compute it

@@ -194,6 +194,7 @@ def test_audio_overflowing_the_log_mel_is_an_error_naming_its_peak(model, kind):
         fn(audio, model)
 
 
+@pytest.mark.slow  # make test-fast: over 1.5 s
 def test_chunked_equals_unchunked(audio):
     long = audio.repeat(1, 4)  # 12 s
     whole = load_model(chunk_seconds=1000.0)

@@ -320,6 +320,7 @@ def _event_task(d, rng):
     _planted_event_task(d, rng, _event_splits(rng))
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_event_task_recovers_planted_events(tmp_path):
     d = tmp_path / "ev"
     d.mkdir()

@@ -21,6 +21,8 @@ from hear_slicer.checkpoint import load_checkpoint
 from pretrain.__main__ import main
 from test_pretrain_corpus import make_corpus
 
+from fast_subset import first_fast
+
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +56,7 @@ def _objective_state(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).training_state["objective"]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", first_fast(NAMES))
 def test_config_trains_exports_and_resumes_exactly(name, audio, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(_argv(name, audio, straight, steps=4)) == 0

@@ -100,6 +100,7 @@ def ranks(tmp_path_factory):
     return [torch.load(d / f"rank{r}.pt") for r in range(P)]
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_one_process_context_makes_every_helper_the_identity(monkeypatch, ranks):
     """Also the start and stop of the 2-process job: `ranks` ran init/shutdown_distributed."""
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
@@ -114,6 +115,7 @@ def test_one_process_context_makes_every_helper_the_identity(monkeypatch, ranks)
     shutdown_distributed(ctx)  # a no-op without a process group
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_all_gather_is_in_rank_order_and_all_reduce_is_the_mean(ranks):
     # (in-process calls too, so that mutmut maps this test to both helpers)
     assert all_gather_nograd(_clips(0), DistContext()).shape == torch.Size([B, N + 1])
@@ -125,6 +127,7 @@ def test_all_gather_is_in_rank_order_and_all_reduce_is_the_mean(ranks):
 
 
 @pytest.mark.parametrize("call", ["keys", "keys_again"])
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_shuffled_forward_keys_belong_to_their_clips(ranks, call):
     assert shuffled_forward(_teacher, _clips(1), DistContext()).shape == (B, 2 * N + 2)  # (mutmut maps this test)
     x_all = torch.cat([_clips(r) for r in range(P)])  # (N, N + 1)
@@ -141,6 +144,7 @@ def test_shuffled_forward_keys_belong_to_their_clips(ranks, call):
         assert keys[c][c] > 0.5 and keys[c][N] == pytest.approx(x_all[c, N] - x_all[group, N].mean().item())
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_slicer_enqueues_every_rank_s_keys_in_rank_order(ranks):
     from hear_slicer.encoder import EncoderConfig
     from pretrain.objectives.slicer import Slicer, SlicerConfig
@@ -186,6 +190,7 @@ def _centre(x):
     return x - x.mean(0, keepdim=True)
 
 
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_delores_m_enqueues_every_rank_s_keys_in_rank_order(ranks):
     from hear_slicer.encoder import EncoderConfig
     from pretrain.objectives.delores_m import DeLoResM, DeLoResMConfig

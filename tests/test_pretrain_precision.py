@@ -23,6 +23,8 @@ from pretrain.losses.instance import info_nce
 from pretrain.objectives.slicer import Slicer, SlicerConfig
 from pretrain.precision import PrecisionError, autocast, autocast_dtype, float32_loss
 
+from fast_subset import first_fast
+
 torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +148,7 @@ def test_fp16_on_cpu_is_refused_before_any_work(audio, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- end to end, bf16 on CPU
-@pytest.mark.parametrize("name", sorted(TINY))
+@pytest.mark.parametrize("name", first_fast(sorted(TINY)))
 def test_every_objective_trains_in_bf16_on_cpu_and_resumes_exactly(name, audio, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert main(_argv(name, audio, straight, 3, "run.device=cpu", "run.precision=bf16")) == 0

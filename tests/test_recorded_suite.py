@@ -217,6 +217,7 @@ def test_active_start_skips_the_silent_lead_in():
 
 
 # ------------------------------------------------------------------ the build
+@pytest.mark.slow  # make test-fast: over 3 s (with its fixture)
 def test_build_writes_valid_hear_tasks_and_keeps_them_on_a_rerun(fs_root, small_drums, tmp_path, capsys):
     out = tmp_path / "rec"
     assert build.main(["--root", str(out), "--fs-root", str(fs_root), "--no-progress"]) == 0

@@ -184,6 +184,7 @@ def test_fluidsynth_drums_on_channel_9():
     assert centroid(hat) > 4 * centroid(kick)
 
 
+@pytest.mark.slow  # make test-fast: over 1.5 s
 def test_fluidsynth_render_many_matches_separate_renders():
     clips = [[synth.Note(0, 60, 100, 0.1, 0.4)], [synth.Note(56, 67, 90, 0.0, 0.5)],
              [synth.Note(0, 38, 110, 0.2, 0.1, channel=9)]]

@@ -75,6 +75,7 @@ def test_a_run_writes_every_logged_scalar_as_a_curve(corpus, tmp_path):
     assert_curves_are_log_csv(out)
 
 
+@pytest.mark.slow  # make test-fast: over 1.5 s
 def test_a_resumed_run_continues_the_curves_without_duplicate_steps(corpus, tmp_path):
     out = tmp_path / "run"
     train(config(corpus, out, "run.steps=6", "run.checkpoint_every=3"))
@@ -197,6 +198,7 @@ def test_run_tensorboard_is_a_checked_resumable_key():
     assert "run.tensorboard" in RESUMABLE_KEYS  # how a run is watched does not touch its state
 
 
+@pytest.mark.slow  # make test-fast: over 1.5 s
 def test_how_a_study_run_is_watched_is_not_part_of_its_identity():
     """run.tensorboard (like run.progress, and run.keep_steps: which checkpoints are kept) is not a
     run's recipe: the study's identities (what a recorded result must match) leave it out, so the
