@@ -1,6 +1,6 @@
 """The recorded development suite: HEAR tasks made only from recordings of real sound.
 
-    python -m eval_suites.recorded --install     # install the packages (root; ~620 MB), build recorded_data/tasks
+    python -m eval_suites.recorded --install     # install the packages (root; about 800 MB), build recorded_data/tasks
     python -m eval_suites run eval_suites/manifests/recorded.yaml
 
 Eight scene tasks (voices: speakers, languages, letter languages, syllables; music; drums;
