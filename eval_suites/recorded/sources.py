@@ -3,9 +3,8 @@
 Every package here holds recordings of real sound (people speaking, recorded instruments and
 drum kits, recorded music and effects). None is a source of any pretraining corpus of this
 project (``pretrain.debian_corpus.PACKAGES``, the study corpus's ``freepats`` and
-``sonic-pi-samples``, the FluidR3 soundfont), and none is reserved for the independent
-evaluation (``festival``/``festvox-*``, ``hydrogen-drumkits``, ``timgm6mb-soundfont``,
-``musescore-general-soundfont*``): ``tests/test_recorded_suite.py`` checks both.
+``sonic-pi-samples``, the FluidR3 soundfont; ``tests/test_recorded_suite.py`` checks it), and
+none is a package the team keeps for an independent evaluation (not named in this project).
 
 Nothing is installed unless asked: :func:`missing_packages` names what a build needs, and
 ``python -m eval_suites.recorded --install`` runs ``apt-get install`` (root) after saying what
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from eval_suites.errors import UsageError
 
-__all__ = ["Package", "PACKAGES", "RESERVED", "RecordedSourceError", "missing_packages", "install_command",
+__all__ = ["Package", "PACKAGES", "RecordedSourceError", "missing_packages", "install_command",
            "download_megabytes", "install", "corpus_overlap"]
 
 
@@ -89,9 +88,6 @@ PACKAGES: dict[str, Package] = {p.name: p for p in [
             "usr/share/games/minetest/games/minetest_game/mods", 4),
 ]}
 """Package -> what it holds, its licence, a path that shows it is installed, its download size."""
-
-RESERVED = ("festival", "festvox-", "hydrogen-drumkits", "timgm6mb-soundfont", "musescore-general-soundfont")
-"""Packages (or name prefixes) kept for an independent evaluation: never a source here or in a corpus."""
 
 
 def missing_packages(names: list[str], root: Path = Path("/")) -> list[str]:
