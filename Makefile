@@ -10,8 +10,8 @@ setup:
 demo: setup  ## the main job: the offline demo on the default model
 	$(PY) -m eval_suites.demo
 
-test: setup  ## the whole test suite (what CI runs)
-	$(PY) -m pytest -q
+test: setup  ## the whole test suite (what CI runs): one worker per core, one test file per worker at a time
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=20
 
 test-fast: setup  ## unit tests only, skipping the end-to-end runs of external tools
 	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
