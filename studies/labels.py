@@ -24,6 +24,7 @@ LABELS: dict[str, str] = {
     "slicer_time_only": "SLICER, time-only crop",
     "slicer_mild_freq": "SLICER, mild frequency zoom",
     "previous_default": "previous default's recipe (600 steps, demo corpus)",
+    "shipped_before": "default shipped before the study (SLICER, time-only, 6,000 steps, 1 run)",
     # SLICER's ablations (studies.mini_lape.ABLATIONS)
     "slicer_no_kmix": "SLICER without k-mix",
     "slicer_no_cluster": "SLICER without the cluster loss",

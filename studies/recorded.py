@@ -23,8 +23,8 @@ rule of the learning curves (``studies.mini_lape.budget_overrides``, the same fo
 Every finished run is exported (student encoder) and scored as it lands, on the recorded suite
 (linear probe at each probe seed: its validation score at the epoch it selects, and its test
 score) and on the synthesised study suite beside it (reported, never used to choose); so are the
-references: random init at ``--init-seeds`` (the normalisation of the first crop run at seed 0)
-and log-mel statistics. Choices use validation only: the crop (stage 2's groups), and the default
+references: random init at ``--init-seeds`` (the normalisation of the first crop run at seed 0),
+log-mel statistics, and the default shipped before this study (:data:`SHIPPED_BEFORE`). Choices use validation only: the crop (stage 2's groups), and the default
 (among the candidates: every group with all ``--seeds`` runs scored, :func:`eligible`), by the mean over pretraining seeds x probe seeds of the
 mean over tasks (every task weighs the same). Test numbers are reported with 95 % intervals of
 the hierarchical bootstrap (pretraining runs, then test clips; probe seeds averaged).
@@ -70,7 +70,13 @@ PREVIOUS_DEFAULT = "previous_default"
 SUITES = {"recorded": MANIFESTS / "recorded.yaml", "study": MANIFESTS / "study.yaml"}
 """Suite -> manifest. Choices are made on ``recorded`` only; ``study`` (mostly synthesised) is reported beside."""
 CHOICE_SUITE = "recorded"
-REFERENCES = ("random_init", "logmel_stats")
+SHIPPED_BEFORE = "shipped_before"
+SHIPPED_BEFORE_SHA256 = "59755a7f2cd691641c4f43bd9cc4b2af8b028e56bcacbc733870835698d37dd7"
+"""The default shipped when this study began (``hear_slicer/assets/default.pt`` at 208985a..f8a7444:
+SLICER, time-only crops, 6,000 steps on the learning curves' corpus, one run; docs/plugin.md),
+scored as a reference, what users had. Copied into ``--runs`` once, while the bundled default is
+still that file (by this SHA-256), so its row means the same model after a new default ships."""
+REFERENCES = ("random_init", "logmel_stats", SHIPPED_BEFORE)
 RUNS_JSON = "runs.json"
 CHOICE_JSON = "choice.json"
 
@@ -235,7 +241,26 @@ def reference_specs(runs_root: Path, init_seeds: list[int]) -> dict[str, tuple[s
            for s in init_seeds}
     out["logmel_stats"] = ("logmel_stats", ModelSpec(name="logmel_stats", module="eval_suites.references.logmel_stats",
                                                      checkpoint=None, options={}))
+    out[SHIPPED_BEFORE] = (SHIPPED_BEFORE, ModelSpec(name=SHIPPED_BEFORE, module="hear_slicer",
+                                                     checkpoint=runs_root / f"{SHIPPED_BEFORE}.pt", options={}))
     return out
+
+
+def copy_shipped_before(dest: Path, bundled: Path = REPO / "hear_slicer" / "assets" / "default.pt") -> bool:
+    """Copy the bundled default to `dest` if it is still the one shipped before the study (by
+    :data:`SHIPPED_BEFORE_SHA256`); True when `dest` holds it (copied now or before)."""
+    import hashlib
+    import shutil
+
+    if dest.is_file():
+        return True
+    if not bundled.is_file() or hashlib.sha256(bundled.read_bytes()).hexdigest() != SHIPPED_BEFORE_SHA256:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(bundled, tmp)
+    os.replace(tmp, dest)
+    return True
 
 
 def _run_identity(run: PretrainRun) -> dict:
@@ -268,7 +293,12 @@ def _score_references(args, roots, tasks_of, cache: Path, first_crop_run: Pretra
     for name, (group, spec) in reference_specs(args.runs, args.init_seeds).items():
         if scored(args.out, name, tasks_of, args.probe_seeds):
             continue
-        if spec.checkpoint is not None:
+        if group == SHIPPED_BEFORE:
+            if not copy_shipped_before(spec.checkpoint):
+                print(f"  {name}: not scored, the bundled default is no longer the one shipped before the study "
+                      f"(SHA-256 {SHIPPED_BEFORE_SHA256[:12]}...) and {spec.checkpoint} holds no copy", flush=True)
+                continue
+        elif spec.checkpoint is not None:
             if not found:
                 continue  # random init waits for a checkpoint of the first crop run (its normalisation)
             _slim(found[0], spec.checkpoint)
@@ -397,7 +427,8 @@ def _runs_per_group(args) -> dict[str, int]:
     n = {f"slicer_{c}": len(args.seeds) for c in CROPS}
     up = set(_load_json(args.out / CHOICE_JSON).get("promoted", []))
     n.update({m: len(args.seeds) if m in up else len(_method_seeds(args)) for m in METHOD_STAGE})
-    n.update({PREVIOUS_DEFAULT: len(args.seeds), "random_init": len(args.init_seeds), "logmel_stats": 1})
+    n.update({PREVIOUS_DEFAULT: len(args.seeds), "random_init": len(args.init_seeds), "logmel_stats": 1,
+              SHIPPED_BEFORE: 1})
     return n
 
 

@@ -148,10 +148,11 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     models = json.loads((out / "runs.json").read_text())
     groups = {r["group"] for r in models.values()}
     assert groups == {"previous_default", *(f"slicer_{c}" for c in recorded.CROPS), *recorded.METHOD_STAGE,
-                      "random_init", "logmel_stats"}
+                      "random_init", "logmel_stats", "shipped_before"}
     assert {m for m, r in models.items() if r["group"] == "random_init"} == {"random_init_s0", "random_init_s1"}
     assert models["random_init_s1"]["options"] == {"random_init": True, "random_init_seed": 1}
-    assert choice["default"] in groups - {"random_init", "logmel_stats"}
+    assert choice["default"] in groups - {"random_init", "logmel_stats", "shipped_before"}
+    assert models["shipped_before"]["group"] == "shipped_before"
     test = pd.read_csv(out / "test_recorded.csv")
     assert set(test.model) == groups and test["mean"].between(0, 1).all()
     report = (out / "report.md").read_text()
@@ -166,3 +167,26 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
     assert ": training" not in again.stdout and "scoring" not in again.stdout
+
+
+def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tmp_path):
+    """The reference 'the default shipped before the study' is the bundled file while its SHA-256
+    is the pinned one; a bundled default that is another file is not copied (nothing scored under
+    that name), and a copy made earlier keeps the row meaning the same model."""
+    import hashlib
+
+    bundled = recorded.REPO / "hear_slicer" / "assets" / "default.pt"
+    dest = tmp_path / "runs" / "shipped_before.pt"
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"another default")
+    assert not recorded.copy_shipped_before(dest, bundled=other) and not dest.exists()
+    if hashlib.sha256(bundled.read_bytes()).hexdigest() == recorded.SHIPPED_BEFORE_SHA256:
+        assert recorded.copy_shipped_before(dest, bundled=bundled)
+        assert dest.read_bytes() == bundled.read_bytes()
+    else:  # a new default has shipped: only an earlier copy can stand for the old one
+        assert not recorded.copy_shipped_before(dest, bundled=bundled)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"the copy made before")
+    assert recorded.copy_shipped_before(dest, bundled=other) and dest.read_bytes() == b"the copy made before"
+    specs = recorded.reference_specs(tmp_path / "runs", [0])
+    assert specs["shipped_before"][0] in recorded.REFERENCES and specs["shipped_before"][1].checkpoint == dest
