@@ -169,6 +169,7 @@ def test_bad_yaml_config_and_override_name_the_file_or_override(tmp_path, capsys
 
 
 # ----------------------------------------------------------------------------- bad files
+@pytest.mark.slow  # make test-fast: over 4 s with its fixture
 def test_bad_files_are_skipped_listed_and_never_stop_a_run(audio, run_dir):
     """Feeds a corpus with a float WAV of samples ~1e20, a readable file and an unreadable
     file whose names are not UTF-8; expects the run to finish (exit 0), the huge and the

@@ -345,6 +345,7 @@ def _grid():
     return [dict(zip(keys, v)) for v in itertools.product(*(EVENT_POSTPROCESSING_GRID[k] for k in keys))]
 
 
+@pytest.mark.slow  # make test-fast: over 8 s
 def test_event_predictions_shifted_in_time_miss(tmp_path, monkeypatch):
     """The same planted task with the test frames' timestamps moved 600 ms: the onsets miss."""
     d = tmp_path / "ev"
