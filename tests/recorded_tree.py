@@ -60,6 +60,9 @@ def write_tree(root: Path) -> Path:
             _tone(kl / lang / "alpha" / f"{letter}.ogg", 250 + 60 * i + 4 * j)
         for j, syl in enumerate(["ba", "be", "bi", "bo"] if lang != "fr" else ["ad-0", "ad-1"]):
             _tone(kl / lang / "syllab" / f"{syl}.ogg", 700 + 100 * j + 7 * i)
+    for lang, syls in (("ml", ["baa", "be", "bhi", "cho", "du", "bam", "cchooo"]), ("en", ["me", "no"])):
+        for j, syl in enumerate(syls):  # vowels: Malayalam's long vowels count, English is left out
+            _tone(kl / lang / "syllab" / f"{syl}.ogg", 760 + 90 * j)
     for i, (game, folder) in enumerate(tasks.SOUNDTRACKS.items()):
         for j in range(3):
             _tone(root / folder / f"track{j}.ogg", 150 + 90 * i + 10 * j, seconds=12.0, noise=0.02, seed=j)

@@ -92,7 +92,7 @@ def _no_group_in_two_splits(plan):
             assert seen.setdefault(it.group, split) == split, f"{it.group} in {seen[it.group]} and {split}"
 
 
-@pytest.mark.parametrize("name", [n for n in TASKS if n not in ("drums", "syllables")])
+@pytest.mark.parametrize("name", [n for n in TASKS if n not in ("drums", "vowels")])
 def test_hash_split_tasks_keep_each_group_in_one_split(fs_root, name):
     plan = plan_task(TASKS[name], fs_root)
     assert all(plan[s] for s in plan), {s: len(v) for s, v in plan.items()}
@@ -109,14 +109,14 @@ def test_speakers_split_by_prompt_across_voices(fs_root):
     assert labels == {"allison", "june", "carlo", "ivrvoice_ru", "menardi"}  # en and es Allison: one speaker
 
 
-def test_syllables_test_speaker_never_says_that_syllable_in_train(fs_root):
-    plan = plan_task(TASKS["syllables"], fs_root)
-    assert {it.label for it in plan["test"]} == {"syl_ba", "syl_be", "syl_bi", "syl_bo"}  # ad-0: no text, left out
-    train = {(it.label, it.path.parts[-3]) for it in plan["train"]}
-    for split in ("valid", "test"):
-        for it in plan[split]:
-            assert (it.label, it.path.parts[-3]) not in train
-    assert len(plan["test"]) == len(plan["valid"]) == 4 and len(plan["train"]) == 4
+def test_vowels_hear_each_speaker_in_one_split_and_label_what_is_said(fs_root):
+    plan = plan_task(TASKS["vowels"], fs_root)
+    speakers = {split: {it.path.parts[-3] for it in items} for split, items in plan.items()}
+    assert speakers == {"train": {"es", "pt_BR"}, "valid": {"it"}, "test": {"ml"}}  # fr, en: not in VOWEL_SPLITS
+    assert {it.path.stem: it.label for it in plan["test"]} == {
+        "baa": "vowel_a", "be": "vowel_e", "bhi": "vowel_i", "cho": "vowel_o", "du": "vowel_u"}  # bam, cchooo: not CV
+    assert {it.label for it in plan["train"]} == {"vowel_a", "vowel_e", "vowel_i", "vowel_o"}
+    assert len(plan["train"]) == 8 and len(plan["valid"]) == 4
 
 
 @pytest.mark.skipif(not all((Path("/") / rel).is_file() for rel in tasks.DRUM_KITS.values()),
