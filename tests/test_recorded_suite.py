@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -109,14 +110,19 @@ def test_speakers_split_by_prompt_across_voices(fs_root):
     assert labels == {"allison", "june", "carlo", "ivrvoice_ru", "menardi"}  # en and es Allison: one speaker
 
 
-def test_vowels_hear_each_speaker_in_one_split_and_label_what_is_said(fs_root):
+def test_vowels_label_what_is_said_and_split_by_consonant(fs_root):
     plan = plan_task(TASKS["vowels"], fs_root)
-    speakers = {split: {it.path.parts[-3] for it in items} for split, items in plan.items()}
-    assert speakers == {"train": {"es", "pt_BR"}, "valid": {"it"}, "test": {"ml"}}  # fr, en: not in VOWEL_SPLITS
-    assert {it.path.stem: it.label for it in plan["test"]} == {
-        "baa": "vowel_a", "be": "vowel_e", "bhi": "vowel_i", "cho": "vowel_o", "du": "vowel_u"}  # bam, cchooo: not CV
-    assert {it.label for it in plan["train"]} == {"vowel_a", "vowel_e", "vowel_i", "vowel_o"}
-    assert len(plan["train"]) == 8 and len(plan["valid"]) == 4
+    said = {(it.path.parts[-3], it.path.stem): it.label for items in plan.values() for it in items}
+    expected = {(lang, syl): f"vowel_{syl[1]}" for lang in ("es", "it", "pt_BR") for syl in ("ba", "be", "bi", "bo")}
+    expected.update({("ml", "baa"): "vowel_a", ("ml", "be"): "vowel_e", ("ml", "bhi"): "vowel_i",
+                     ("ml", "cho"): "vowel_o", ("ml", "du"): "vowel_u"})
+    assert said == expected  # fr, en: not in VOWEL_LANGUAGES; bam, cchooo: not consonant-vowel
+    split_of_onset = {}
+    for split, items in plan.items():
+        for it in items:
+            onset = re.match(r"[^aeiou]+", it.path.stem)[0]
+            assert split_of_onset.setdefault(onset, split) == split, f"onset {onset} in two splits"
+    assert sorted(split_of_onset) == ["b", "bh", "ch", "d"] and all(plan[s] for s in plan)
 
 
 @pytest.mark.skipif(not all((Path("/") / rel).is_file() for rel in tasks.DRUM_KITS.values()),
