@@ -315,6 +315,17 @@ def test_a_users_sources_md_is_never_replaced(fs_root, tmp_path, capsys):
     assert "| game_effects |" in (out / "SOURCES.md").read_text()
 
 
+def test_sources_md_lists_every_task_built_not_only_the_last_tasks_flag(fs_root, tmp_path):
+    """Builds game_effects, then vowels alone; expects SOURCES.md to list both with their packages
+    (it used to list only the tasks of the last --tasks)."""
+    out = tmp_path / "rec"
+    base = ["--root", str(out), "--fs-root", str(fs_root), "--no-progress", "--tasks"]
+    assert build.main(base + ["game_effects"]) == 0 and build.main(base + ["vowels"]) == 0
+    text = (out / "SOURCES.md").read_text()
+    assert "| game_effects |" in text and "| vowels |" in text and "| klettres-data |" in text
+    assert "| pingus-data |" in text and "| speakers |" not in text
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--tasks", "nope"], ["--tasks", "nope", "speakers"]),
     (["--fs-root", "/does/not/exist"], ["--fs-root", "/does/not/exist"]),

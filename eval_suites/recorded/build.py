@@ -8,7 +8,8 @@ A task folder that is complete and was written by the same recipe (its ``task_me
 notes: packages and their versions, recipe version) is kept as it is; one written by another
 recipe or another package version is refused with its name, never overwritten (move it away).
 A partial folder (an interrupted build) is resumed clip by clip (``TaskWriter``).
-``<root>/SOURCES.md`` lists each task's packages, versions, licences and clip counts.
+``<root>/SOURCES.md`` lists every task built under the root (by this run or an earlier one) with its
+packages, versions, licences and clip counts.
 
 Nothing foreign is replaced or deleted: every file goes through the builder's record
 ``<root>/.hear-slicer-written.jsonl`` (:mod:`hear_slicer.written`: names and content hashes). A
@@ -73,19 +74,44 @@ def _render_drums(items: list[Item], seconds: float) -> dict[str, np.ndarray]:
     return out
 
 
+def built_counts(spec: TaskSpec, tasks_dir: Path, fs_root: Path = Path("/")) -> dict | None:
+    """The clip counts of the task's complete folder under `tasks_dir` (None: not built, or partial);
+    RecipeMismatch if it was written by another recipe or package version."""
+    md = metadata(spec, package_versions(list(spec.packages), fs_root))
+    task_dir = tasks_dir / md.folder_name
+    if not (task_dir / METADATA_FILE).is_file():
+        return None
+    have = json.loads((task_dir / METADATA_FILE).read_text()).get("notes")
+    if have != json.loads(json.dumps(md.notes)):
+        raise RecipeMismatch(f"{task_dir} holds task {spec.name} written by another recipe or package version "
+                             f"({have}); move it away or choose another --root (nothing was changed)")
+    task = load_task(task_dir)
+    return {s: sum(task.label_counts(s).values()) for s in SPLITS}
+
+
+def _listed(tasks_dir: Path, fs_root: Path) -> dict[str, dict]:
+    """Every task of the suite with a complete folder of this recipe under `tasks_dir`, for SOURCES.md
+    (a ``--tasks`` build lists the tasks built before it too; one of another recipe is not listed)."""
+    out = {}
+    for name, spec in TASKS.items():
+        try:
+            counts = built_counts(spec, tasks_dir, fs_root)
+        except RecipeMismatch:
+            continue
+        if counts is not None:
+            out[name] = counts
+    return out
+
+
 def build_task(spec: TaskSpec, tasks_dir: Path, written: WrittenFiles, fs_root: Path = Path("/"),
                progress: bool = True) -> dict:
     """Write one task folder (or keep a complete one of the same recipe), every file through `written`
     (the root's record); returns its clip counts."""
     md = metadata(spec, package_versions(list(spec.packages), fs_root))
     task_dir = tasks_dir / md.folder_name
-    if (task_dir / METADATA_FILE).is_file():
-        have = json.loads((task_dir / METADATA_FILE).read_text()).get("notes")
-        if have != json.loads(json.dumps(md.notes)):
-            raise RecipeMismatch(f"{task_dir} holds task {spec.name} written by another recipe or package version "
-                                 f"({have}); move it away or choose another --root (nothing was changed)")
-        task = load_task(task_dir)
-        return {s: sum(task.label_counts(s).values()) for s in SPLITS}
+    built = built_counts(spec, tasks_dir, fs_root)
+    if built is not None:
+        return built
     plan = plan_task(spec, fs_root)
     empty = [s for s in SPLITS if not plan[s]]
     if empty:
@@ -152,7 +178,9 @@ def _build_suite(root: Path, tasks: list[str] | None, fs_root: Path, do_install:
                 f"{install_command(missing)}  (or run again with --install)")
         install(missing)
     counts = {name: build_task(TASKS[name], root / "tasks", written, fs_root, progress) for name in names}
-    written.write(sources, sources_markdown(counts, package_versions(needed, fs_root)).encode())
+    listed = _listed(root / "tasks", fs_root)
+    packages = sorted({p for t in listed for p in TASKS[t].packages})
+    written.write(sources, sources_markdown(listed, package_versions(packages, fs_root)).encode())
     return counts
 
 
