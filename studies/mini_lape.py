@@ -259,9 +259,10 @@ def pretrain_all(runs: list[PretrainRun], steps: int | Callable[[PretrainRun], i
                  on_finished: Callable[[PretrainRun], None] | None = None) -> list[str]:
     """Train every run not yet done, `parallel` processes at a time; returns the names of the
     runs that failed (or, with ``train=False``, that are not finished). `steps`: every run's
-    length, or a function of the run giving it. ``on_finished(run)`` is
-    called as each run trained here finishes (the others go on training meanwhile), and for
-    each run found finished already, once the first new ones have started."""
+    length, or a function of the run giving it. ``on_finished(run)`` is called as each run
+    trained here finishes, after the next run has taken its place (the others, and that one, go
+    on training while it scores), and for each run found finished already, once the first new
+    ones have started."""
     todo, ready = [], []
     for run in runs:
         state, ckpt = run_state(run, steps(run) if callable(steps) else steps)
@@ -282,11 +283,13 @@ def pretrain_all(runs: list[PretrainRun], steps: int | Callable[[PretrainRun], i
     if on_finished is None:
         ready = []
     while todo or active or ready:
-        while todo and len(active) < parallel:
+        while todo and len(active) < parallel:  # a freed slot is filled before anything is scored
             run, ckpt = todo.pop(0)
             active.append((run, launch_run(run, ckpt, env), time.time()))
-        while ready:  # trained before this call: scored while the new ones train
+        while ready:  # trained before this call, or just finished: scored while the others train
             on_finished(ready.pop(0))
+        if not active:
+            break
         time.sleep(2)
         for item in list(active):
             run, proc, t0 = item
@@ -297,7 +300,7 @@ def pretrain_all(runs: list[PretrainRun], steps: int | Callable[[PretrainRun], i
             if proc.returncode == 0:
                 print(f"  {run.name}: finished in {took:.1f} min", flush=True)
                 if on_finished is not None:
-                    on_finished(run)
+                    ready.append(run)
             else:
                 print(f"  {run.name}: FAILED (exit {proc.returncode}); see {run.out.parent / (run.name + '.out')}",
                       flush=True)

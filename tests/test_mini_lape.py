@@ -342,3 +342,26 @@ def test_mini_lape_end_to_end_tiny(tmp_path):
                          "data.batch_size": "16"}, runs / "slicer")
     with pytest.raises(ValueError, match="data.batch_size"):
         run_state(other, 2)
+
+
+def test_a_freed_slot_trains_the_next_run_while_the_finished_one_is_scored(monkeypatch, tmp_path):
+    """Three runs, one at a time, each finishing at its first poll: expects each next run launched
+    before the finished one is scored, and every run scored once (the queue used to score first,
+    leaving the slot idle for the 10-30 min a model takes to score), and a run found done scored
+    once the new ones have started."""
+    events = []
+
+    class Finished:
+        returncode = 0
+
+        def poll(self):
+            return 0
+
+    runs = [PretrainRun(n, Path("c.yaml"), {}, tmp_path / n, "g", 0) for n in ("done", "a", "b", "c")]
+    monkeypatch.setattr(mini_lape, "run_state",
+                        lambda run, steps: ("done", tmp_path / "step_9.pt") if run.name == "done" else ("new", None))
+    monkeypatch.setattr(mini_lape, "launch_run", lambda run, ckpt, env: events.append(f"launch {run.name}") or Finished())
+    monkeypatch.setattr(mini_lape.time, "sleep", lambda seconds: None)
+    failed = mini_lape.pretrain_all(runs, 10, 1, None, on_finished=lambda run: events.append(f"score {run.name}"))
+    assert failed == []
+    assert events == ["launch a", "score done", "launch b", "score a", "launch c", "score b", "score c"]
