@@ -238,6 +238,32 @@ def eligible(ranking: pd.DataFrame, full_runs: int) -> pd.DataFrame:
     return ranking[ranking.runs >= full_runs].reset_index(drop=True)
 
 
+def choice_is_final(ranking: pd.DataFrame, choice: dict, full_runs: int) -> bool:
+    """True once the default can be chosen: the crop is chosen, every group the study plans
+    (the previous default's recipe, SLICER at each crop, each method of stage 3) is complete in
+    `ranking`, and no method is owed the rest of its seeds (:func:`promoted`)."""
+    planned = {PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE}
+    return "crop" in choice and planned <= set(ranking.group) and not promoted(ranking, full_runs)
+
+
+def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[list[str], dict]:
+    """The report's sentence on the default, and `choice` updated: ``default`` only once
+    :func:`choice_is_final`; before that the best complete candidate is ``leading``, said to
+    be so far, with how many of the planned groups are complete."""
+    full = eligible(ranking, full_runs)
+    choice = {k: v for k, v in choice.items() if k not in ("default", "leading", "default_table")}
+    if full.empty:
+        return [], choice
+    best, table = full.group.iloc[0], full.to_dict("records")
+    if choice_is_final(ranking, choice, full_runs):
+        return ([f"Default chosen (best candidate; every planned group complete): **{label(best)}**."],
+                {**choice, "default": best, "default_table": table})
+    n_planned = 1 + len(CROPS) + len(METHOD_STAGE)
+    done = len({PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE} & set(ranking.group))
+    return ([f"Leading so far (not a choice: {done} of the {n_planned} planned groups are complete): "
+             f"**{label(best)}**."], {**choice, "leading": best, "default_table": table})
+
+
 # ----------------------------------------------------------------------------- the queue
 def reference_specs(runs_root: Path, init_seeds: list[int]) -> dict[str, tuple[str, ModelSpec]]:
     """name -> (group, spec) of the references. Random init takes its frontend and normalisation
@@ -479,10 +505,7 @@ def write_report(args) -> None:
     valid = validation_table(out, groups, suites[CHOICE_SUITE], args.probe_seeds)
     candidates = [g for g in dict.fromkeys(groups.values()) if g not in REFERENCES]
     ranking = choose(valid, candidates, suites[CHOICE_SUITE], n_runs)
-    choice = _load_json(out / CHOICE_JSON)
-    full = eligible(ranking, len(args.seeds))
-    if len(full):
-        choice.update(default=full.group.iloc[0], default_table=full.to_dict("records"))
+    sentence, choice = choice_lines(ranking, _load_json(out / CHOICE_JSON), len(args.seeds))
     _save_json(out / CHOICE_JSON, choice)
     order = list(ranking.group) + [g for g in candidates if g not in set(ranking.group)]
     order += [g for g in REFERENCES if g in set(groups.values())]
@@ -496,8 +519,8 @@ def write_report(args) -> None:
               "| rank | group | mean validation | runs | candidate |", "|---:|---|---:|---:|---|"]
     lines += [f"| {i + 1} | {label(r.group)} | {r['mean']:.3f} | {r.runs} | "
               f"{'yes' if r.runs >= len(args.seeds) else 'no'} |" for i, r in ranking.iterrows()]
-    if "default" in choice:
-        lines += ["", f"Default chosen (best candidate): **{label(choice['default'])}**."]
+    if sentence:
+        lines += ["", *sentence]
     if "crop" in choice:
         lines += ["", f"Crop chosen (stage 2, SLICER): **{label('slicer_' + choice['crop'])}**."]
     diffs_all = {}

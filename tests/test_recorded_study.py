@@ -102,6 +102,29 @@ def test_a_method_ahead_of_every_full_candidate_is_promoted_and_only_full_groups
     assert recorded.promoted(_ranking([("cola", 0.9, 2, 2)]), 3) == []
 
 
+def test_the_default_is_chosen_only_once_every_planned_group_is_complete():
+    """While a crop or a method is still training, the best complete candidate is 'leading so
+    far', not chosen; choice.json holds no 'default' (a stale one is dropped)."""
+    crops = [(f"slicer_{c}", 0.70 - i / 100, 3, 9) for i, c in enumerate(recorded.CROPS)]
+    partial = _ranking([("previous_default", 0.76, 3, 9), *crops[:1]])
+    lines, choice = recorded.choice_lines(partial, {"default": "stale", "crop": "time_only"}, 3)
+    assert "default" not in choice and choice["leading"] == "previous_default" and choice["crop"] == "time_only"
+    assert lines[0].startswith("Leading so far") and "2 of the 8 planned groups" in lines[0]
+    # every crop complete but no method yet (the crop not chosen either): still not a choice
+    lines, choice = recorded.choice_lines(_ranking([("previous_default", 0.76, 3, 9), *crops]), {}, 3)
+    assert "default" not in choice and lines[0].startswith("Leading so far")
+    methods = [(m, 0.60, 2, 6) for m in recorded.METHOD_STAGE]
+    whole = _ranking([("previous_default", 0.76, 3, 9), *crops, *methods])
+    lines, choice = recorded.choice_lines(whole, {"crop": "time_only"}, 3)
+    assert choice["default"] == "previous_default" and "leading" not in choice
+    assert lines[0].startswith("Default chosen")
+    # a method ahead of every full candidate at two seeds is owed its third: not final yet
+    ahead = _ranking([("cola", 0.80, 2, 6), ("previous_default", 0.76, 3, 9), *crops, *methods[:-1]])
+    lines, choice = recorded.choice_lines(ahead, {"crop": "time_only"}, 3)
+    assert "default" not in choice and lines[0].startswith("Leading so far")
+    assert recorded.choice_lines(_ranking([("cola", 0.8, 2, 6)]), {}, 3) == ([], {})
+
+
 @pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps"), (["--seeds", "0", "0"], "--seeds"),
                                           (["--suites", "study"], "--suites"), (["--parallel", "0"], "--parallel"),
                                           (["--store", "/nope"], "--store"), (["--tasks", "nope"], "--tasks"),
@@ -157,6 +180,7 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     assert set(test.model) == groups and test["mean"].between(0, 1).all()
     report = (out / "report.md").read_text()
     assert "Choice on the recorded suite's validation" in report and "minus random init" in report
+    assert "Default chosen" in report and "Leading so far" not in report
     assert (out / "recorded_study.png").stat().st_size > 10_000
     # the methods used the chosen crop
     from pretrain.train import config_of_checkpoint
