@@ -74,10 +74,11 @@ def _render_drums(items: list[Item], seconds: float) -> dict[str, np.ndarray]:
     return out
 
 
-def built_counts(spec: TaskSpec, tasks_dir: Path, fs_root: Path = Path("/")) -> dict | None:
+def built_counts(spec: TaskSpec, tasks_dir: Path, versions: dict[str, str]) -> dict | None:
     """The clip counts of the task's complete folder under `tasks_dir` (None: not built, or partial);
-    RecipeMismatch if it was written by another recipe or package version."""
-    md = metadata(spec, package_versions(list(spec.packages), fs_root))
+    RecipeMismatch if it was written by another recipe or package version (`versions`: package ->
+    version, from :func:`package_versions`)."""
+    md = metadata(spec, {n: versions[n] for n in spec.packages})
     task_dir = tasks_dir / md.folder_name
     if not (task_dir / METADATA_FILE).is_file():
         return None
@@ -89,13 +90,14 @@ def built_counts(spec: TaskSpec, tasks_dir: Path, fs_root: Path = Path("/")) -> 
     return {s: sum(task.label_counts(s).values()) for s in SPLITS}
 
 
-def _listed(tasks_dir: Path, fs_root: Path) -> dict[str, dict]:
+def _listed(tasks_dir: Path, versions: dict[str, str], known: dict[str, dict]) -> dict[str, dict]:
     """Every task of the suite with a complete folder of this recipe under `tasks_dir`, for SOURCES.md
-    (a ``--tasks`` build lists the tasks built before it too; one of another recipe is not listed)."""
+    (a ``--tasks`` build lists the tasks built before it too; one of another recipe is not listed);
+    `known`: the counts of the tasks this build wrote or kept, not read again."""
     out = {}
     for name, spec in TASKS.items():
         try:
-            counts = built_counts(spec, tasks_dir, fs_root)
+            counts = known[name] if name in known else built_counts(spec, tasks_dir, versions)
         except RecipeMismatch:
             continue
         if counts is not None:
@@ -103,13 +105,13 @@ def _listed(tasks_dir: Path, fs_root: Path) -> dict[str, dict]:
     return out
 
 
-def build_task(spec: TaskSpec, tasks_dir: Path, written: WrittenFiles, fs_root: Path = Path("/"),
-               progress: bool = True) -> dict:
+def build_task(spec: TaskSpec, tasks_dir: Path, written: WrittenFiles, versions: dict[str, str],
+               fs_root: Path = Path("/"), progress: bool = True) -> dict:
     """Write one task folder (or keep a complete one of the same recipe), every file through `written`
     (the root's record); returns its clip counts."""
-    md = metadata(spec, package_versions(list(spec.packages), fs_root))
+    md = metadata(spec, {n: versions[n] for n in spec.packages})
     task_dir = tasks_dir / md.folder_name
-    built = built_counts(spec, tasks_dir, fs_root)
+    built = built_counts(spec, tasks_dir, versions)
     if built is not None:
         return built
     plan = plan_task(spec, fs_root)
@@ -177,10 +179,9 @@ def _build_suite(root: Path, tasks: list[str] | None, fs_root: Path, do_install:
                 f"(about {download_megabytes(missing)} MB to download). Install them with: sudo "
                 f"{install_command(missing)}  (or run again with --install)")
         install(missing)
-    counts = {name: build_task(TASKS[name], root / "tasks", written, fs_root, progress) for name in names}
-    listed = _listed(root / "tasks", fs_root)
-    packages = sorted({p for t in listed for p in TASKS[t].packages})
-    written.write(sources, sources_markdown(listed, package_versions(packages, fs_root)).encode())
+    versions = package_versions(sorted({p for t in TASKS.values() for p in t.packages}), fs_root)
+    counts = {name: build_task(TASKS[name], root / "tasks", written, versions, fs_root, progress) for name in names}
+    written.write(sources, sources_markdown(_listed(root / "tasks", versions, counts), versions).encode())
     return counts
 
 
