@@ -2,6 +2,7 @@
 
     python -m studies.recorded --store STORE            # the queue: train what is missing, score what landed
     python -m studies.recorded --report                 # tables and figure from what is recorded
+    python -m studies.recorded --ship                   # once the default is chosen: bundle it
     python -m studies.recorded --store STORE --device cuda   # the same queue on one GPU
 
 STORE is the learning-curve study's prepared corpus (``python -m studies.learning_curves
@@ -28,6 +29,11 @@ log-mel statistics, and the default shipped before this study (:data:`SHIPPED_BE
 (among the candidates: every group with all ``--seeds`` runs scored, :func:`eligible`), by the mean over pretraining seeds x probe seeds of the
 mean over tasks (every task weighs the same). Test numbers are reported with 95 % intervals of
 the hierarchical bootstrap (pretraining runs, then test clips; probe seeds averaged).
+
+``--ship`` (once every planned group is scored and the default chosen): the chosen group's run
+with the best validation mean (:func:`best_run`) becomes ``hear_slicer/assets/default.pt``
+(``--ship-to``), and ``choice.json`` records which run, its SHA-256, and the group's test margins
+over the previous default and random init on the recorded suite (:func:`margins`).
 
 Results (committed): ``--out`` holds ``cells/<suite>/seed<p>/...`` (per cell, with per-clip test
 outputs), ``runs.json`` (what each scored model was), ``choice.json`` and the report. A rerun
@@ -262,6 +268,66 @@ def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[l
     done = len({PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE} & set(ranking.group))
     return ([f"Leading so far (not a choice: {done} of the {n_planned} planned groups are complete): "
              f"**{label(best)}**."], {**choice, "leading": best, "default_table": table})
+
+
+def best_run(valid: pd.DataFrame, group: str) -> str:
+    """The run of `group` to ship: the best validation score (per probe seed, the mean over tasks;
+    then the mean over probe seeds); a tie goes to the first run by name."""
+    sub = valid[valid.group == group]
+    if sub.empty:
+        raise StudyError(f"no validation cell of group {group!r} is scored")
+    per = sub.groupby(["model", "seed"]).valid.mean().groupby("model").mean()
+    return sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+def margins(diffs: pd.DataFrame, group: str) -> dict[str, dict]:
+    """`group`'s mean test difference over each reference of `diffs` (a ``differences_<suite>.csv``):
+    reference -> diff, ci_low, ci_high and a verdict: ``ahead`` (the interval is above 0),
+    ``behind`` (below 0) or ``not separated``."""
+    out = {}
+    for r in diffs[(diffs.model == group) & (diffs.task == "mean")].itertuples():
+        verdict = "ahead" if r.ci_low > 0 else "behind" if r.ci_high < 0 else "not separated"
+        out[r.reference] = dict(diff=float(r.diff), ci_low=float(r.ci_low), ci_high=float(r.ci_high), verdict=verdict)
+    return out
+
+
+def ship(args) -> dict:
+    """Bundle the chosen default (see the module's docstring); the record added to ``choice.json``."""
+    import hashlib
+
+    from hear_slicer.api import DEFAULT_CHECKPOINT
+
+    write_report(args)
+    choice = _load_json(args.out / CHOICE_JSON)
+    if "default" not in choice:
+        lead = f"; {label(choice['leading'])} leads so far" if "leading" in choice else ""
+        raise UsageError(f"--ship: the default is not chosen yet{lead} (report.md says how many groups are "
+                         "complete); run the queue until every planned group is scored")
+    group = choice["default"]
+    tasks = _task_names(CHOICE_SUITE, args.tasks_root)
+    run = best_run(validation_table(args.out, _groups(args), tasks, args.probe_seeds), group)
+    src = args.runs / run / f"{run}.pt"
+    if not src.is_file():
+        raise UsageError(f"--ship: {src} not found: the slim checkpoint of run {run} (written when it was scored; "
+                         "--runs must be the queue's)")
+    dest = args.ship_to
+    if (dest.exists() or dest.is_symlink()) and dest.resolve() != DEFAULT_CHECKPOINT.resolve():
+        raise UsageError(f"--ship-to {dest}: a file is there and it is not the bundled default; "
+                         "choose a new path (nothing was changed)")
+    data = src.read_bytes()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+    diffs = args.out / f"differences_{CHOICE_SUITE}.csv"
+    record = {"group": group, "run": run, "sha256": hashlib.sha256(data).hexdigest(), "to": str(dest),
+              "test_margins": margins(pd.read_csv(diffs), group) if diffs.is_file() else {}}
+    _save_json(args.out / CHOICE_JSON, {**choice, "shipped": record})
+    print(f"shipped {run} (group {label(group)}, the best of its runs on validation) to {dest}", flush=True)
+    for ref, m in record["test_margins"].items():
+        print(f"  recorded test, minus {label(ref)}: {m['diff']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] "
+              f"({m['verdict']})", flush=True)
+    return record
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -628,6 +694,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=None, help="torch threads per process (default cores / parallel)")
     ap.add_argument("--no-train", action="store_true", help="score what is finished; train nothing")
     ap.add_argument("--report", action="store_true", help="train and score nothing; the report only")
+    ap.add_argument("--ship", action="store_true",
+                    help="train and score nothing: the report, then bundle the chosen default (refused until "
+                         "every planned group is scored)")
+    ap.add_argument("--ship-to", type=Path, default=None,
+                    help="where --ship writes the default (default hear_slicer/assets/default.pt; any other "
+                         "path must not exist yet)")
     ap.add_argument("--dry-run-steps", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return ap
@@ -655,7 +727,11 @@ def _check_args(args) -> None:
             raise UsageError(f"--tasks {unknown}: no such task in the suites {args.suites}; choose from {sorted(known)}")
     if CHOICE_SUITE not in args.suites:
         raise UsageError(f"--suites {args.suites}: must include {CHOICE_SUITE!r}, the suite choices are made on")
-    if not args.report and not (args.store / "store.json").is_file():
+    if args.ship_to is not None and not args.ship:
+        raise UsageError(f"--ship-to {args.ship_to}: only with --ship")
+    if args.ship and args.report:
+        raise UsageError("--ship and --report: choose one (--ship writes the report first)")
+    if not (args.report or args.ship) and not (args.store / "store.json").is_file():
         raise UsageError(f"--store {args.store}: no prepared corpus there; build it with "
                          "python -m studies.learning_curves --prepare-only")
 
@@ -669,6 +745,12 @@ def main(argv: list[str] | None = None) -> int:
         TASKS["names"] = args.tasks
         if args.report:
             write_report(args)
+            return 0
+        if args.ship:
+            from hear_slicer.api import DEFAULT_CHECKPOINT
+
+            args.ship_to = args.ship_to or DEFAULT_CHECKPOINT
+            ship(args)
             return 0
         return run_queue(args)
 

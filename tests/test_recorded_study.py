@@ -125,11 +125,40 @@ def test_the_default_is_chosen_only_once_every_planned_group_is_complete():
     assert recorded.choice_lines(_ranking([("cola", 0.8, 2, 6)]), {}, 3) == ([], {})
 
 
+def test_the_run_shipped_is_the_chosen_groups_best_on_validation_and_margins_say_which_side():
+    rows = [("A", "a0", 0, "t1", 0.70), ("A", "a0", 0, "t2", 0.70), ("A", "a0", 1, "t1", 0.70), ("A", "a0", 1, "t2", 0.70),
+            ("A", "a1", 0, "t1", 0.90), ("A", "a1", 0, "t2", 0.60), ("A", "a1", 1, "t1", 0.80), ("A", "a1", 1, "t2", 0.72),
+            ("B", "b0", 0, "t1", 0.99), ("B", "b0", 0, "t2", 0.99)]
+    assert recorded.best_run(_valid(rows), "A") == "a1"  # 0.755 against 0.70; B's better run is another group's
+    tie = [("A", "a1", 0, "t", 0.5), ("A", "a0", 0, "t", 0.5)]
+    assert recorded.best_run(_valid(tie), "A") == "a0"
+    with pytest.raises(recorded.StudyError):
+        recorded.best_run(_valid(tie), "C")
+    diffs = pd.DataFrame([("A", "mean", 0.02, 0.005, 0.04, "random_init"), ("A", "t1", -0.5, -0.6, -0.4, "random_init"),
+                          ("A", "mean", -0.01, -0.03, 0.01, "previous_default"),
+                          ("B", "mean", -0.05, -0.07, -0.02, "random_init")],
+                         columns=["model", "task", "diff", "ci_low", "ci_high", "reference"])
+    m = recorded.margins(diffs, "A")
+    assert m["random_init"]["verdict"] == "ahead" and m["random_init"]["diff"] == pytest.approx(0.02)
+    assert m["previous_default"]["verdict"] == "not separated"
+    assert recorded.margins(diffs, "B")["random_init"]["verdict"] == "behind"
+
+
+def test_ship_is_refused_until_the_default_is_chosen(tmp_path, capsys):
+    dest = tmp_path / "default.pt"
+    assert recorded.main(["--ship", "--ship-to", str(dest), "--out", str(tmp_path / "out"), "--runs",
+                          str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "--ship: the default is not chosen yet" in err and not dest.exists()
+
+
 @pytest.mark.parametrize("flags, named", [(["--steps", "0"], "--steps"), (["--seeds", "0", "0"], "--seeds"),
                                           (["--suites", "study"], "--suites"), (["--parallel", "0"], "--parallel"),
                                           (["--store", "/nope"], "--store"), (["--tasks", "nope"], "--tasks"),
                                           (["--method-seeds", "4"], "--method-seeds"),
-                                          (["--method-seeds", "0"], "--method-seeds")])
+                                          (["--method-seeds", "0"], "--method-seeds"),
+                                          (["--ship-to", "/tmp/x.pt"], "--ship-to"),
+                                          (["--ship", "--report"], "--ship")])
 def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
     assert recorded.main(flags) == 2
     err = capsys.readouterr().err
@@ -191,6 +220,22 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
     assert ": training" not in again.stdout and "scoring" not in again.stdout
+    # the chosen default ships: its group's best run on validation, byte for byte, with its margins
+    dest = tmp_path / "shipped" / "default.pt"
+    ship_cmd = [sys.executable, "-m", "studies.recorded", "--ship", "--ship-to", str(dest), *cmd[3:]]
+    shipped = subprocess.run(ship_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert shipped.returncode == 0, shipped.stderr[-3000:]
+    record = json.loads((out / "choice.json").read_text())["shipped"]
+    groups_of = {m: r["group"] for m, r in models.items()}
+    valid = recorded.validation_table(out, groups_of, ["game_effects", "sounds"], [0])
+    assert record["group"] == choice["default"] and record["run"] == recorded.best_run(valid, choice["default"])
+    assert dest.read_bytes() == (tmp_path / "runs" / record["run"] / f"{record['run']}.pt").read_bytes()
+    assert set(record["test_margins"]) <= {"random_init", "previous_default"} and "random_init" in record["test_margins"]
+    from hear_slicer import load_model
+
+    load_model(str(dest))
+    again = subprocess.run(ship_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "--ship-to" in again.stderr  # a file there that is not the bundled default
 
 
 def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tmp_path):
