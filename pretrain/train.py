@@ -58,7 +58,7 @@ from .errors import Diverged, UsageError
 from .objectives import objective_class
 from .optim import build_optimizer, lr_at
 from .rank_state import load_rank_state, prune_rank_states, rank_state_path, save_rank_state
-from .precision import PrecisionError, autocast, autocast_dtype, make_grad_scaler
+from .precision import PrecisionError, autocast, autocast_dtype, cpu_bf16_note, make_grad_scaler
 from .rng import capture_rng, restore_rng, seed_everything
 from .runlog import RunLog, git_revision, plot_loss_curve
 from .store import StoreCrops, is_store
@@ -407,6 +407,9 @@ def _train(cfg: TrainConfig, resume: str | Path | None, ctx: DistContext, overwr
     log.text(f"precision: {cfg.run.precision} -> " + (f"autocast {str(amp_dtype).removeprefix('torch.')} on "
              f"{device.type}" if amp_dtype is not None else "float32") + ("; GradScaler" if scaler.is_enabled() else "")
              + "; losses and queue in float32")
+    slow_bf16 = cpu_bf16_note(device, amp_dtype)
+    if slow_bf16:
+        log.text(f"warning: {slow_bf16}")
 
     step = 0
     if state:

@@ -21,7 +21,8 @@ from pretrain.__main__ import main
 from pretrain.config import ConfigError, config_from_dict, load_config
 from pretrain.losses.instance import info_nce
 from pretrain.objectives.slicer import Slicer, SlicerConfig
-from pretrain.precision import PrecisionError, autocast, autocast_dtype, float32_loss
+from pretrain import precision as precision_mod
+from pretrain.precision import PrecisionError, autocast, autocast_dtype, cpu_bf16_note, float32_loss
 
 from fast_subset import first_fast
 
@@ -145,6 +146,27 @@ def test_fp16_on_cpu_is_refused_before_any_work(audio, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "run.precision=fp16 needs a CUDA device" in err and "run.precision=bf16" in err
     assert not out.exists()  # nothing written: no statistics, no log, no checkpoint
+
+
+def test_bf16_on_a_cpu_without_it_in_hardware_is_warned_and_nowhere_else():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    note = cpu_bf16_note(cpu, torch.bfloat16, {"avx2", "fma"})
+    assert note and "run.precision=fp32" in note and "23x" in note
+    assert cpu_bf16_note(cpu, torch.bfloat16, {"avx2", "avx512_bf16"}) is None
+    assert cpu_bf16_note(cpu, torch.bfloat16, {"amx_bf16"}) is None
+    assert cpu_bf16_note(cpu, None, {"avx2"}) is None  # fp32
+    assert cpu_bf16_note(cuda, torch.bfloat16, {"avx2"}) is None  # the GPU does the matmuls
+
+
+def test_a_bf16_run_logs_the_warning_where_the_cpu_lacks_bf16(audio, tmp_path, monkeypatch):
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: {"avx2"})
+    out = tmp_path / "run"
+    assert main(_argv("slicer", audio, out, 1, "run.device=cpu", "run.precision=bf16")) == 0
+    assert "warning: run.precision=bf16 on a CPU without bfloat16 in hardware" in (out / "run.log").read_text()
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: {"avx2", "amx_bf16"})
+    again = tmp_path / "again"
+    assert main(_argv("slicer", audio, again, 1, "run.device=cpu", "run.precision=bf16")) == 0
+    assert "without bfloat16" not in (again / "run.log").read_text()
 
 
 # ----------------------------------------------------------------------------- end to end, bf16 on CPU
