@@ -91,3 +91,12 @@ def test_study_chance_levels_come_from_the_stored_outputs(tmp_path):
     assert markdown_table(table, ["m"], ["a", "b"], {}, levels).splitlines()[-1].startswith(
         "| | *chance* | 0.625 | 0.750 | 0.688 |")
     assert plot_table(table, [("all", ["m"])], ["a", "b"], tmp_path / "p.png", levels).stat().st_size > 5000
+
+
+def test_a_reference_says_what_it_is_in_the_plot_legend():
+    from eval_suites.core.report import legend_label
+
+    refs = {"random_init": "no training: the default architecture at random init", "plain": "a baseline"}
+    assert legend_label("random_init", refs) == "random_init (reference: no training)"
+    assert legend_label("plain", refs) == "plain (reference)"
+    assert legend_label("slicer", refs) == "slicer"

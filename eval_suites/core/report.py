@@ -120,6 +120,29 @@ def _references(results: list[CellResult]) -> dict[str, str]:
     return {r.model: str(r.details[REFERENCE_KEY]) for r in results if r.details.get(REFERENCE_KEY)}
 
 
+def _wrap_name(name: str, width: int = 14) -> str:
+    """`name` broken after underscores into lines of at most about `width` characters (a tick label
+    such as ``event_onset_200ms_fms`` would run into its neighbours)."""
+    lines = [""]
+    for part in name.split("_"):
+        piece = part if not lines[-1] else "_" + part
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines[-1] += "_"
+            lines.append(part)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
+def legend_label(model: str, references: dict[str, str]) -> str:
+    """The plot's legend entry of `model`: a reference says what it is in a few words (the part of
+    its description before a colon), e.g. ``random_init (reference: no training)``."""
+    if model not in references:
+        return model
+    what = references[model]
+    return f"{model} (reference: {what.split(':')[0].strip()})" if ":" in what else f"{model} (reference)"
+
+
 def _layout(results: list[CellResult]):
     """(protocols, models (reference models last), tasks sorted by suite, {task: suite},
     {(m, t, p): result})."""
@@ -274,7 +297,7 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
     chance_row = [chance.get(t, math.nan) for t in tasks] + [  # a mean only over the same tasks as the bars'
         chance_means[s][0] if s in chance_means and chance_means[s][1] else math.nan for s in suite_names]
     metric_of = {r.task: r.primary.metric for r in results if r.primary is not None}
-    labels = [f"{t}\n{metric_of.get(t, '')}" for t in tasks] + columns[len(tasks):]
+    labels = [f"{t}\n{_wrap_name(metric_of.get(t, ''))}" for t in tasks] + columns[len(tasks):]
     width = max(7.0, 0.55 * len(columns) * max(1, len(models)) ** 0.5 + 3.5)  # + room for the legend
     crowded = len(columns) > 8  # tick labels turned, and room made for them
     fig = Figure(figsize=(width, (1.6 if crowded else 0.8) + 3.2 * max(1, len(protocols))), layout="constrained")
@@ -297,7 +320,7 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
             bounds += [means[s][2] if s in means else None for s in suite_names]
             pos = x - 0.4 + bar * (i + 0.5)
             ref = model in references
-            ax.bar(pos, np.nan_to_num(values, nan=0.0), bar, label=f"{model} (reference)" if ref else model,
+            ax.bar(pos, np.nan_to_num(values, nan=0.0), bar, label=legend_label(model, references),
                    color=f"C{i}", hatch="//" if ref else None, edgecolor="white" if ref else None, linewidth=0)
             has = [j for j, b in enumerate(bounds) if b is not None and not math.isnan(values[j])]
             if has:
@@ -324,7 +347,7 @@ def plot_results(results: list[CellResult], path: str | Path, intervals: Interva
             legend.setdefault(label, handle)
     fig.legend(legend.values(), legend.keys(), loc="outside right upper", fontsize=8, frameon=False)
     fig.suptitle(f"Primary metric per task (error bars: {intervals.cfg.level:.0%} bootstrap interval over "
-                 "test clips)", fontsize=10)
+                 "test clips)", fontsize=10, x=0.01, ha="left")  # left: clear of the legend at the upper right
     return write_atomically(path, lambda fh: fig.savefig(fh, format="png", dpi=110), mode="wb")
 
 
