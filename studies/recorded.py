@@ -266,7 +266,7 @@ def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[l
                 {**choice, "default": best, "default_table": table})
     n_planned = 1 + len(CROPS) + len(METHOD_STAGE)
     done = len({PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE} & set(ranking.group))
-    return ([f"Leading so far (not a choice: {done} of the {n_planned} planned groups are complete): "
+    return ([f"Leading so far (not a choice yet: {done} of {n_planned} planned groups complete): "
              f"**{label(best)}**."], {**choice, "leading": best, "default_table": table})
 
 
@@ -280,14 +280,90 @@ def best_run(valid: pd.DataFrame, group: str) -> str:
     return sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
 
 
-def margins(diffs: pd.DataFrame, group: str) -> dict[str, dict]:
-    """`group`'s mean test difference over each reference of `diffs` (a ``differences_<suite>.csv``):
+def margins(diffs: pd.DataFrame, group: str, references: tuple[str, ...] = ("random_init", PREVIOUS_DEFAULT)
+            ) -> dict[str, dict]:
+    """`group`'s mean test difference over each of `references` in `diffs` (a ``differences_<suite>.csv``):
     reference -> diff, ci_low, ci_high and a verdict: ``ahead`` (the interval is above 0),
     ``behind`` (below 0) or ``not separated``."""
     out = {}
-    for r in diffs[(diffs.model == group) & (diffs.task == "mean")].itertuples():
-        verdict = "ahead" if r.ci_low > 0 else "behind" if r.ci_high < 0 else "not separated"
-        out[r.reference] = dict(diff=float(r.diff), ci_low=float(r.ci_low), ci_high=float(r.ci_high), verdict=verdict)
+    for r in diffs[(diffs.model == group) & (diffs.task == "mean") & diffs.reference.isin(references)].itertuples():
+        out[r.reference] = dict(diff=float(r.diff), ci_low=float(r.ci_low), ci_high=float(r.ci_high),
+                                verdict=verdict(r.ci_low, r.ci_high))
+    return out
+
+
+def verdict(low: float, high: float) -> str:
+    """``ahead`` (a 95 % interval above 0), ``behind`` (below 0), ``not separated``, or ``no interval``."""
+    if math.isnan(low) or math.isnan(high):
+        return "no interval"
+    return "ahead" if low > 0 else "behind" if high < 0 else "not separated"
+
+
+def _mean_row(diffs: pd.DataFrame | None, group: str, reference: str):
+    if diffs is None:
+        return None
+    rows = diffs[(diffs.model == group) & (diffs.task == "mean") & (diffs.reference == reference)]
+    return rows.iloc[0] if len(rows) else None
+
+
+def _cell(row) -> str:
+    if row is None:
+        return "–"
+    return f"{row['diff']:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}] {verdict(row.ci_low, row.ci_high)}"
+
+
+def answer_lines(diffs: dict[str, pd.DataFrame], ranking: pd.DataFrame, runs: dict[str, int],
+                 choice: dict, final: bool) -> list[str]:
+    """The report's answers to issue 28's questions, from the test differences (`diffs`: suite ->
+    model, task, diff, ci_low, ci_high, reference; each model minus its reference), the validation
+    `ranking` (:func:`choose`), the runs scored per group, and `choice` (the crop, once chosen).
+    Each answer says whether it stands on every planned run (`final`) or on what is scored so far."""
+    rec, study = diffs.get(CHOICE_SUITE), diffs.get("study")
+    status = ("every planned group is scored" if final else
+              "so far: not every planned group is scored, so these answers can still change")
+    lines = ["## Answers", "", f"Recorded suite's test first, the study suite's beside ({status}). Each cell: mean "
+             "over tasks, the model minus the reference, [95 % interval over pretraining runs and test clips]; "
+             "`ahead` / `behind`: the interval excludes 0; `not separated`: it does not.", ""]
+    groups = [g for g in dict.fromkeys([*ranking.group, *(rec.model if rec is not None else [])])
+              if g not in ("random_init", "logmel_stats")]
+    lines += ["**Does each model pass random init on recorded audio?**", "",
+              "| model | runs | recorded, minus random init | study suite, minus random init |", "|---|---:|---|---|"]
+    lines += [f"| {label(g)} | {runs.get(g, 0)} | {_cell(_mean_row(rec, g, 'random_init'))} | "
+              f"{_cell(_mean_row(study, g, 'random_init'))} |" for g in groups]
+    crop = choice.get("crop")
+    lines += ["", "**Is SLICER first?**", ""]
+    slicer = f"slicer_{crop}" if crop else None
+    methods = [m for m in METHOD_STAGE if m in set(ranking.group)]
+    if not crop or not methods:
+        lines += ["Not answered yet: the methods train with the chosen crop once every crop is scored."]
+    else:
+        order = [g for g in ranking.group if g in {slicer, *methods}]
+        place = order.index(slicer) + 1 if slicer in order else None
+        lines += [f"On the recorded suite's validation, among SLICER and the {len(methods)} method(s) scored with "
+                  f"its crop: SLICER is {'not ranked (incomplete)' if place is None else f'{place} of {len(order)}'} "
+                  f"({', '.join(label(g) for g in order)}). On test, SLICER minus each method:", "",
+                  "| method | runs | recorded | study suite |", "|---|---:|---|---|"]
+        for m in methods:
+            r, st = _mean_row(rec, m, slicer), _mean_row(study, m, slicer)
+            lines.append(f"| {label(m)} | {runs.get(m, 0)} | {_cell(_negate(r))} | {_cell(_negate(st))} |")
+    lines += ["", "**Which crop generalises?**", "",
+              "| crop (SLICER) | validation rank | recorded, minus random init | study suite, minus random init |",
+              "|---|---:|---|---|"]
+    ranked = [g for g in ranking.group if g.removeprefix("slicer_") in CROPS]
+    for c in CROPS:
+        g = f"slicer_{c}"
+        rank = f"{ranked.index(g) + 1} of {len(ranked)} scored" if g in ranked else "– (incomplete)"
+        lines.append(f"| {label(g)} | {rank} | {_cell(_mean_row(rec, g, 'random_init'))} | "
+                     f"{_cell(_mean_row(study, g, 'random_init'))} |")
+    return lines
+
+
+def _negate(row):
+    """A difference row of `method - SLICER` as `SLICER - method`."""
+    if row is None:
+        return None
+    out = row.copy()
+    out["diff"], out["ci_low"], out["ci_high"] = -row["diff"], -row["ci_high"], -row["ci_low"]
     return out
 
 
@@ -603,10 +679,15 @@ def write_report(args) -> None:
                   "(pretraining runs, then test clips; probe seeds averaged).", "",
                   markdown_table(table, [g for g in order if g in set(long.group)], tasks, {})]
         frames = []
-        for ref in ("random_init", PREVIOUS_DEFAULT):
+        refs = ("random_init", PREVIOUS_DEFAULT, *([f"slicer_{choice['crop']}"] if "crop" in choice else []))
+        for ref in refs:
             if ref not in set(long.group):
                 continue
-            d = differences(long, ref, [g for g in order if g != ref])
+            others = [g for g in order if g != ref] if not ref.startswith("slicer_") else \
+                [g for g in METHOD_STAGE if g in set(long.group)]
+            if not others:
+                continue
+            d = differences(long, ref, others)
             d = d.assign(diff=-d["diff"], ci_low=-d["ci_high"], ci_high=-d["ci_low"], reference=ref)
             frames.append(d)
             lines += ["", f"Each group minus {label(ref)} on the {suite} suite's test clips (paired; intervals "
@@ -615,6 +696,11 @@ def write_report(args) -> None:
         if frames:
             diffs_all[suite] = pd.concat(frames, ignore_index=True)
             diffs_all[suite].to_csv(out / f"differences_{suite}.csv", index=False)
+    final = choice_is_final(ranking, choice, len(args.seeds))
+    runs_scored = {g: sum(1 for v in groups.values() if v == g) for g in set(groups.values())}
+    answers = answer_lines(diffs_all, ranking, runs_scored, choice, final)
+    cut = lines.index(f"## Test, {CHOICE_SUITE} suite") if f"## Test, {CHOICE_SUITE} suite" in lines else len(lines)
+    lines = lines[:cut] + answers + [""] + lines[cut:]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if "random_init" in {g for d in diffs_all.values() for g in d.reference}:
         plot_differences(diffs_all, out / "recorded_study.png")

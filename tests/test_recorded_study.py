@@ -109,7 +109,7 @@ def test_the_default_is_chosen_only_once_every_planned_group_is_complete():
     partial = _ranking([("previous_default", 0.76, 3, 9), *crops[:1]])
     lines, choice = recorded.choice_lines(partial, {"default": "stale", "crop": "time_only"}, 3)
     assert "default" not in choice and choice["leading"] == "previous_default" and choice["crop"] == "time_only"
-    assert lines[0].startswith("Leading so far") and "2 of the 8 planned groups" in lines[0]
+    assert lines[0].startswith("Leading so far") and "2 of 8 planned groups complete" in lines[0]
     # every crop complete but no method yet (the crop not chosen either): still not a choice
     lines, choice = recorded.choice_lines(_ranking([("previous_default", 0.76, 3, 9), *crops]), {}, 3)
     assert "default" not in choice and lines[0].startswith("Leading so far")
@@ -136,12 +136,44 @@ def test_the_run_shipped_is_the_chosen_groups_best_on_validation_and_margins_say
         recorded.best_run(_valid(tie), "C")
     diffs = pd.DataFrame([("A", "mean", 0.02, 0.005, 0.04, "random_init"), ("A", "t1", -0.5, -0.6, -0.4, "random_init"),
                           ("A", "mean", -0.01, -0.03, 0.01, "previous_default"),
-                          ("B", "mean", -0.05, -0.07, -0.02, "random_init")],
+                          ("B", "mean", -0.05, -0.07, -0.02, "random_init"),
+                          ("A", "mean", 0.1, 0.05, 0.15, "slicer_time_only")],
                          columns=["model", "task", "diff", "ci_low", "ci_high", "reference"])
     m = recorded.margins(diffs, "A")
     assert m["random_init"]["verdict"] == "ahead" and m["random_init"]["diff"] == pytest.approx(0.02)
-    assert m["previous_default"]["verdict"] == "not separated"
+    assert m["previous_default"]["verdict"] == "not separated" and set(m) == {"random_init", "previous_default"}
     assert recorded.margins(diffs, "B")["random_init"]["verdict"] == "behind"
+
+
+def _diff_rows(rows):
+    return pd.DataFrame([(m, "mean", d, lo, hi, lo > 0 or hi < 0, ref) for m, ref, d, lo, hi in rows],
+                        columns=["model", "task", "diff", "ci_low", "ci_high", "excludes_zero", "reference"])
+
+
+def test_the_answers_say_each_models_margin_slicers_place_and_the_crops_and_whether_they_are_final():
+    rec = _diff_rows([("slicer_time_only", "random_init", 0.02, 0.01, 0.03),
+                      ("slicer_byol_a_crop", "random_init", -0.01, -0.03, 0.01),
+                      ("cola", "random_init", -0.05, -0.07, -0.03),
+                      ("cola", "slicer_time_only", -0.07, -0.09, -0.05)])
+    study = _diff_rows([("slicer_time_only", "random_init", 0.04, 0.02, 0.06)])
+    ranking = _ranking([("cola", 0.74, 2, 6), ("slicer_time_only", 0.72, 3, 9), ("slicer_byol_a_crop", 0.70, 3, 9)])
+    lines = recorded.answer_lines({"recorded": rec, "study": study}, ranking,
+                                  {"slicer_time_only": 3, "slicer_byol_a_crop": 3, "cola": 2}, {"crop": "time_only"},
+                                  final=False)
+    text = "\n".join(lines)
+    assert "so far: not every planned group is scored" in text
+    row = next(line for line in lines if line.startswith("| SLICER, time-only crop | 3 |"))
+    assert "+0.020 [+0.010, +0.030] ahead" in row and "+0.040 [+0.020, +0.060] ahead" in row
+    assert "-0.050 [-0.070, -0.030] behind" in next(line for line in lines if line.startswith("| COLA | 2 |"))
+    assert "not separated" in next(line for line in lines if line.startswith("| SLICER, BYOL-A's crop | 3 |"))
+    # SLICER second of two on validation; on test SLICER minus COLA, the sign turned: ahead
+    assert "SLICER is 2 of 2" in text
+    assert "+0.070 [+0.050, +0.090] ahead" in next(line for line in lines if line.startswith("| COLA | 2 | +0.070"))
+    crops = [line for line in lines if line.startswith("| SLICER, ") and "of 2 scored" in line]
+    assert crops[0].startswith("| SLICER, BYOL-A's crop | 2 of 2") and crops[1].startswith("| SLICER, time-only crop | 1 of 2")
+    assert "| SLICER, mild frequency zoom | – (incomplete) |" in text
+    done = "\n".join(recorded.answer_lines({"recorded": rec}, ranking, {}, {}, final=True))
+    assert "so far" not in done and "(every planned group is scored)" in done and "Not answered yet" in done
 
 
 def test_ship_is_refused_until_the_default_is_chosen(tmp_path, capsys):
@@ -210,6 +242,7 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "Choice on the recorded suite's validation" in report and "minus random init" in report
     assert "Default chosen" in report and "Leading so far" not in report
+    assert "## Answers" in report and "On test, SLICER minus each method" in report and "so far" not in report
     assert (out / "recorded_study.png").stat().st_size > 10_000
     # the methods used the chosen crop
     from pretrain.train import config_of_checkpoint
