@@ -52,6 +52,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval_suites.core.atomic_files import write_atomically
 from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 from eval_suites.errors import UsageError, run_command
@@ -166,9 +167,7 @@ def score(spec: ModelSpec, out: Path, roots: dict[str, Path | None], probe_seeds
     records = load_records(out / RUNS_JSON, "model records", "score every model again")
     records[spec.name] = identity
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (RUNS_JSON + ".tmp")
-    tmp.write_text(json.dumps(records, indent=1, sort_keys=True))
-    os.replace(tmp, out / RUNS_JSON)
+    write_atomically(out / RUNS_JSON, lambda fh: fh.write(json.dumps(records, indent=1, sort_keys=True)))
 
 
 def _cells(out: Path, suite: str, model: str, tasks: list[str], probe_seeds: list[int]):
@@ -392,9 +391,7 @@ def ship(args) -> dict:
                          "choose a new path (nothing was changed)")
     data = src.read_bytes()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, dest)
+    write_atomically(dest, lambda fh: fh.write(data), mode="wb")
     diffs = args.out / f"differences_{CHOICE_SUITE}.csv"
     record = {"group": group, "run": run, "sha256": hashlib.sha256(data).hexdigest(), "to": str(dest),
               "test_margins": margins(pd.read_csv(diffs), group) if diffs.is_file() else {}}
@@ -424,18 +421,22 @@ def reference_specs(runs_root: Path, init_seeds: list[int]) -> dict[str, tuple[s
 
 def copy_shipped_before(dest: Path, bundled: Path = REPO / "hear_slicer" / "assets" / "default.pt") -> bool:
     """Copy the bundled default to `dest` if it is still the one shipped before the study (by
-    :data:`SHIPPED_BEFORE_SHA256`); True when `dest` holds it (copied now or before)."""
+    :data:`SHIPPED_BEFORE_SHA256`); True when `dest` holds it (copied now or before, checked by
+    the same hash). A `dest` with other bytes: StudyError, nothing touched."""
     import hashlib
-    import shutil
 
-    if dest.is_file():
-        return True
-    if not bundled.is_file() or hashlib.sha256(bundled.read_bytes()).hexdigest() != SHIPPED_BEFORE_SHA256:
+    if dest.exists() or dest.is_symlink():
+        if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == SHIPPED_BEFORE_SHA256:
+            return True
+        raise StudyError(f"{dest} is not the default shipped before the study (its SHA-256 is not "
+                         f"{SHIPPED_BEFORE_SHA256[:12]}...); move it away (nothing was changed)")
+    if not bundled.is_file():
+        return False
+    data = bundled.read_bytes()
+    if hashlib.sha256(data).hexdigest() != SHIPPED_BEFORE_SHA256:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    shutil.copyfile(bundled, tmp)
-    os.replace(tmp, dest)
+    write_atomically(dest, lambda fh: fh.write(data), mode="wb")
     return True
 
 
@@ -581,9 +582,7 @@ def _load_json(path: Path) -> dict:
 
 def _save_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_atomically(path, lambda fh: fh.write(json.dumps(data, indent=1, sort_keys=True, default=str)))
 
 
 def _groups(args) -> dict[str, str]:

@@ -274,7 +274,8 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
 def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tmp_path):
     """The reference 'the default shipped before the study' is the bundled file while its SHA-256
     is the pinned one; a bundled default that is another file is not copied (nothing scored under
-    that name), and a copy made earlier keeps the row meaning the same model."""
+    that name); a copy made earlier, checked by the same hash, keeps the row meaning the same
+    model; a file of other bytes where the copy goes is refused and left as it was."""
     import hashlib
 
     bundled = recorded.REPO / "hear_slicer" / "assets" / "default.pt"
@@ -285,10 +286,15 @@ def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tm
     if hashlib.sha256(bundled.read_bytes()).hexdigest() == recorded.SHIPPED_BEFORE_SHA256:
         assert recorded.copy_shipped_before(dest, bundled=bundled)
         assert dest.read_bytes() == bundled.read_bytes()
+        assert recorded.copy_shipped_before(dest, bundled=other)  # the earlier copy stands for it
+        assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temporary file left
     else:  # a new default has shipped: only an earlier copy can stand for the old one
         assert not recorded.copy_shipped_before(dest, bundled=bundled)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_bytes(b"the copy made before")
-    assert recorded.copy_shipped_before(dest, bundled=other) and dest.read_bytes() == b"the copy made before"
+    wrong = tmp_path / "wrong" / "shipped_before.pt"
+    wrong.parent.mkdir()
+    wrong.write_bytes(b"a file someone put there")
+    with pytest.raises(recorded.StudyError, match="not the default shipped before"):
+        recorded.copy_shipped_before(wrong, bundled=bundled)
+    assert wrong.read_bytes() == b"a file someone put there"
     specs = recorded.reference_specs(tmp_path / "runs", [0])
     assert specs["shipped_before"][0] in recorded.REFERENCES and specs["shipped_before"][1].checkpoint == dest
