@@ -39,6 +39,7 @@ import csv
 import io
 import math
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -192,7 +193,7 @@ def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
             write(cache, data)
         else:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.tmp")
+            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:12]}.tmp")
             tmp.write_bytes(data)
             tmp.replace(cache)
     good = [p for p, (_, problem) in zip(files, results) if not problem]

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ class PrepareError(UsageError):
 
 def _written(path: Path, write) -> None:
     """Run `write(tmp)` on a temporary file next to `path`, then rename it into place; an OSError names `path`."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)

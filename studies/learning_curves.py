@@ -49,6 +49,7 @@ from pathlib import Path
 import pandas as pd
 
 from eval_suites import quiet_heareval_imports
+from eval_suites.core.atomic_files import write_atomically
 from eval_suites.core.manifest import ModelSpec, load_manifest
 from eval_suites.core.results import cell_dir, load_cell
 from eval_suites.errors import DataError, UsageError, run_command
@@ -188,9 +189,7 @@ def save_point(out: Path, name: str, identity: dict) -> None:
     points = load_points(out)  # read afresh: keep what another invocation recorded meanwhile
     points[name] = identity
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (POINTS + ".tmp")
-    tmp.write_text(json.dumps(points, indent=1, sort_keys=True))
-    os.replace(tmp, out / POINTS)
+    write_atomically(out / POINTS, lambda fh: fh.write(json.dumps(points, indent=1, sort_keys=True)))
 
 
 def _cells_ok(out: Path, model: str, tasks: list[str], protocols: tuple[str, ...]) -> bool:

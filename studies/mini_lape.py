@@ -48,6 +48,7 @@ from functools import lru_cache
 import pandas as pd
 
 from eval_suites import quiet_heareval_imports
+from eval_suites.core.atomic_files import write_atomically
 from eval_suites.core.clip_outputs import load_outputs
 from eval_suites.synthetic.demo_data import PRESETS, build_demo
 from eval_suites.core.intervals import BootstrapConfig, CellOutputs, difference_intervals, model_intervals, supports
@@ -164,18 +165,18 @@ def plan_runs(runs_root: Path, corpus: Path, steps: int, methods: list[str], abl
     suffix = f"_{tag}" if tag else ""
     plan = [(m, {}) for m in methods] + [(a, ABLATIONS[a]) for a in ablations]
     runs = []
-    for label, extra in plan:
-        config = METHODS[label] if label in METHODS else METHODS["slicer"]
+    for kind, extra in plan:
+        config = METHODS[kind] if kind in METHODS else METHODS["slicer"]
         common = {**budget_overrides(CONFIGS / config, steps), "data.path": str(corpus)}
-        for s in (seeds if label in METHODS else seeds[:1]):
-            group = label + suffix
+        for s in (seeds if kind in METHODS else seeds[:1]):
+            group = kind + suffix
             name = group if s == 0 else f"{group}_seed{s}"
             seed = {} if s == 0 else {"run.seed": str(s)}
             runs.append(PretrainRun(name, CONFIGS / config, {**common, **extra, **(overrides or {}), **seed},
                                     runs_root / name, group=group, seed=s))
     # every method at the first seed, then at the next seeds, then the ablations: an interrupted
     # study has the whole comparison at one seed first
-    is_ablation = {label + suffix for label in ablations}
+    is_ablation = {a + suffix for a in ablations}
     return sorted(runs, key=lambda r: (r.group in is_ablation, list(seeds).index(r.seed)))
 
 
@@ -401,9 +402,7 @@ def load_registry(out: Path) -> dict[str, dict]:
 
 def save_registry(out: Path, registry: dict[str, dict]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (REGISTRY + ".tmp")
-    tmp.write_text(json.dumps(registry, indent=1, sort_keys=True))
-    os.replace(tmp, out / REGISTRY)
+    write_atomically(out / REGISTRY, lambda fh: fh.write(json.dumps(registry, indent=1, sort_keys=True)))
 
 
 def record(out: Path, identities: dict[str, dict], tasks: list[str], seeds: list[int]) -> None:

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd

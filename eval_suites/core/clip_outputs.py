@@ -15,7 +15,6 @@ Legend: M test clips (event tasks: files), C labels.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -23,7 +22,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from eval_suites.core.intervals import CellOutputs, FoldOutputs
-from eval_suites.errors import write_file
+from eval_suites.core.atomic_files import write_atomically
 
 __all__ = ["OUTPUTS_FILE", "EVENTS_FILE", "save_outputs", "load_outputs", "clear_outputs",
            "scene_clip_ids", "event_counts", "event_fold_outputs"]
@@ -55,15 +54,9 @@ def save_outputs(cell_dir: str | Path, folds: Mapping[str, FoldOutputs],
         for metric, c in f.counts.items():
             arrays[f"counts_{i}__{metric}"] = np.asarray(c, dtype=np.int64)
     if events is not None:
-        tmp = d / (EVENTS_FILE + ".tmp")
         text = json.dumps(events)
-        write_file(tmp, lambda fh: fh.write(text), mode="w")
-        os.replace(tmp, d / EVENTS_FILE)
-    path = d / OUTPUTS_FILE
-    tmp = d / "test_predictions.tmp.npz"
-    write_file(tmp, lambda fh: np.savez_compressed(fh, **arrays))
-    os.replace(tmp, path)
-    return path
+        write_atomically(d / EVENTS_FILE, lambda fh: fh.write(text))
+    return write_atomically(d / OUTPUTS_FILE, lambda fh: np.savez_compressed(fh, **arrays), mode="wb")
 
 
 def load_outputs(cell_dir: str | Path) -> CellOutputs | None:

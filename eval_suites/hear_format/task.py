@@ -48,6 +48,7 @@ import numpy as np
 import soundfile as sf
 
 from eval_suites.errors import DataError, write_file
+from eval_suites.core.atomic_files import write_atomically
 from eval_suites.synthetic.synth import resample, write_wav
 
 if TYPE_CHECKING:  # the record a builder passes in; hear_slicer (torch) is not imported here at run time
@@ -343,9 +344,7 @@ def _json_no_duplicates(path: Path) -> Any:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write_file(tmp, lambda fh: fh.write(text), mode="w")
-    os.replace(tmp, path)
+    write_atomically(path, lambda fh: fh.write(text))
 
 
 # --------------------------------------------------------------------------- writer
@@ -511,9 +510,7 @@ class TaskWriter:
             self.written.write(out_dir / name, wav.getvalue())
             self.written.append(self._progress / f"{split}.jsonl", (rec + "\n").encode())
         else:
-            tmp = out_dir / f".{name}.tmp"
-            write_file(tmp, lambda fh: fh.write(wav.getbuffer()))
-            os.replace(tmp, out_dir / name)
+            write_atomically(out_dir / name, lambda fh: fh.write(wav.getbuffer()), mode="wb")
             write_file(self._progress / f"{split}.jsonl", lambda fh: fh.write(rec + "\n"), mode="a")
         self._clips[split][name] = (labels, len(x))
 
