@@ -482,15 +482,39 @@ def _score_references(args, roots, tasks_of, cache: Path, first_crop_run: Pretra
         score(spec, args.out, roots, args.probe_seeds, cache, {"group": group, "options": spec.options})
 
 
+def still_to_train(runs: list[PretrainRun], out: Path, suites: dict[str, list[str]], probe_seeds: list[int]
+                   ) -> list[PretrainRun]:
+    """`runs` less those scored already under the same recipe (every cell ok, and ``runs.json``
+    records the run's identity): their results are committed, so a new machine without their
+    checkpoints does not train them again. A run whose cells are there but whose recorded
+    recipe is another: StudyError, before anything is trained."""
+    records = load_records(out / RUNS_JSON, "model records", "score every model again")
+    todo = []
+    for run in runs:
+        if not scored(out, run.name, suites, probe_seeds):
+            todo.append(run)
+            continue
+        want = json.loads(json.dumps(_run_identity(run)))
+        if records.get(run.name) != want:
+            raise StudyError(f"{run.name}: its cells in {out} were scored for another recipe than the one planned "
+                             f"now ({out / RUNS_JSON}); move {out} away to score again (nothing was changed)")
+        if not (run.out / "checkpoints").is_dir():
+            print(f"  {run.name}: scored already ({RUNS_JSON}); its checkpoints are not in {run.out.parent}, "
+                  "not trained again", flush=True)
+    return todo
+
+
 def _stage(runs: list[PretrainRun], args, roots, tasks_of, cache: Path, threads: int,
            first_crop_run: PretrainRun) -> list[str]:
     """Train `runs` (each to its own run.steps) and score each as it finishes; the references as
-    soon as they can be (random init once the first crop run has a checkpoint)."""
+    soon as they can be (random init once the first crop run has a checkpoint). Runs scored
+    already are left out (:func:`still_to_train`)."""
     def on_finished(run: PretrainRun) -> None:
         _score_run(run, args, roots, tasks_of, cache)
         _score_references(args, roots, tasks_of, cache, first_crop_run)
 
-    return pretrain_all(runs, lambda r: int(r.overrides["run.steps"]), args.parallel, threads,
+    return pretrain_all(still_to_train(runs, args.out, tasks_of, args.probe_seeds),
+                        lambda r: int(r.overrides["run.steps"]), args.parallel, threads,
                         train=not args.no_train, on_finished=on_finished)
 
 

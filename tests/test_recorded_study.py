@@ -176,6 +176,27 @@ def test_the_answers_say_each_models_margin_slicers_place_and_the_crops_and_whet
     assert "so far" not in done and "(every planned group is scored)" in done and "Not answered yet" in done
 
 
+def test_a_run_scored_under_its_recipe_is_not_trained_again_and_one_of_another_recipe_is_refused(
+        tmp_path, monkeypatch, capsys):
+    """A new machine has the committed results but none of the checkpoints: the runs scored
+    there are left out of the queue; a scored run whose recorded recipe differs stops it."""
+    stages = recorded.plan(tmp_path / "runs", Path("/store"), Path("/demo/corpus"), 1500, [0, 1], "fp32", "cpu", None)
+    runs = stages["previous_default"] + stages["crop"]
+    done = {runs[0].name, runs[2].name}
+    monkeypatch.setattr(recorded, "scored", lambda out, name, suites, seeds: name in done)
+    out = tmp_path / "out"
+    out.mkdir()
+    records = {r.name: json.loads(json.dumps(recorded._run_identity(r))) for r in runs if r.name in done}
+    (out / "runs.json").write_text(json.dumps(records))
+    todo = recorded.still_to_train(runs, out, {"recorded": ["t"]}, [0])
+    assert [r.name for r in todo] == [r.name for r in runs if r.name not in done]
+    assert f"{runs[0].name}: scored already" in capsys.readouterr().out
+    records[runs[2].name]["config"]["optim"]["lr"] = 1.0  # scored for another recipe
+    (out / "runs.json").write_text(json.dumps(records))
+    with pytest.raises(recorded.StudyError, match=runs[2].name):
+        recorded.still_to_train(runs, out, {"recorded": ["t"]}, [0])
+
+
 def test_ship_is_refused_until_the_default_is_chosen(tmp_path, capsys):
     dest = tmp_path / "default.pt"
     assert recorded.main(["--ship", "--ship-to", str(dest), "--out", str(tmp_path / "out"), "--runs",
