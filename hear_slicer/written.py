@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
-__all__ = ["RECORD_NAME", "ForeignFileError", "WrittenFiles", "file_hash", "files_in"]
+__all__ = ["RECORD_NAME", "ForeignFileError", "WrittenFiles", "file_hash", "files_in", "temporary_path"]
 
 RECORD_NAME = ".hear-slicer-written.jsonl"
 _CHUNK = 1 << 20
@@ -39,6 +39,12 @@ class ForeignFileError(ValueError):
     """A file in the way of a write or a deletion was not written by this tool (or was changed since).
 
     Commands report it as a usage error (exit 2): the user chooses another output or moves the file."""
+
+
+def temporary_path(path: Path) -> Path:
+    """A temporary name next to `path` for writing it, unique to this writer (hidden, ``.tmp``): a
+    rename then puts the file in place; never the name of a file someone else has there."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
 def file_hash(path: str | Path) -> str:
@@ -183,7 +189,7 @@ class WrittenFiles:
         name = self.name(path)
         path = self.folder / name
         self._check_replaceable(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        tmp = temporary_path(path)
         tmp_name = self.name(tmp)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +279,7 @@ class WrittenFiles:
             lines.append({"path": name, "temporary": True} if name in temporary
                          else {"path": name, "blake2b": file_hash(self.folder / name)})
         text = "".join(json.dumps(e, ensure_ascii=True) + "\n" for e in lines).encode()
-        tmp = self.folder / f".{RECORD_NAME}.{uuid.uuid4().hex[:12]}.tmp"
+        tmp = temporary_path(self.path)
         try:
             with open(tmp, "xb") as f:
                 f.write(text)

@@ -39,7 +39,6 @@ import csv
 import io
 import math
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -51,6 +50,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hear_slicer.progress import Progress
+from hear_slicer.written import temporary_path
 
 from .errors import DataError, UsageError
 
@@ -193,7 +193,7 @@ def scan_files(files: list[Path], workers: int = 1, cache: Path | None = None,
             write(cache, data)
         else:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:12]}.tmp")
+            tmp = temporary_path(cache)
             tmp.write_bytes(data)
             tmp.replace(cache)
     good = [p for p, (_, problem) in zip(files, results) if not problem]

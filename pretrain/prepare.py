@@ -34,10 +34,11 @@ import json
 import math
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from hear_slicer.written import temporary_path
 
 from .data import decode_audio, find_audio_files, progress_bar
 from .errors import UsageError, run_command
@@ -56,7 +57,7 @@ class PrepareError(UsageError):
 
 def _written(path: Path, write) -> None:
     """Run `write(tmp)` on a temporary file next to `path`, then rename it into place; an OSError names `path`."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             write(f)

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import math
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from hear_slicer.frontend import FrontendConfig, LogMelFrontend
+from hear_slicer.written import temporary_path
 
 from torch.utils.data import Dataset
 
@@ -122,7 +122,7 @@ def load_or_compute_stats(cache: Path, files: list[Path], frontend_cfg: Frontend
         write(cache, buf.getvalue())
     else:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{uuid.uuid4().hex[:12]}.tmp")  # never a name of someone's
+        tmp = temporary_path(cache)
         tmp.write_bytes(buf.getvalue())
         tmp.replace(cache)
     return stats, False
