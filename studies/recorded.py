@@ -73,6 +73,8 @@ along frequency as along time); time_only: frequency left whole (the shipped def
 a frequency zoom of at most 15 % (this project's variant, not from a paper)."""
 METHOD_STAGE = ("delores_m", "byol_a", "delores_s", "cola")
 PREVIOUS_DEFAULT = "previous_default"
+PLANNED = (PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE)
+"""Every group the default is chosen among, once all are scored."""
 SUITES = {"recorded": MANIFESTS / "recorded.yaml", "study": MANIFESTS / "study.yaml"}
 """Suite -> manifest. Choices are made on ``recorded`` only; ``study`` (mostly synthesised) is reported beside."""
 CHOICE_SUITE = "recorded"
@@ -165,8 +167,7 @@ def score(spec: ModelSpec, out: Path, roots: dict[str, Path | None], probe_seeds
                          progress=False)
     records = load_records(out / RUNS_JSON, "model records", "score every model again")
     records[spec.name] = identity
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / RUNS_JSON, lambda fh: fh.write(json.dumps(records, indent=1, sort_keys=True)))
+    _save_json(out / RUNS_JSON, records)
 
 
 def _cells(out: Path, suite: str, model: str, tasks: list[str], probe_seeds: list[int]):
@@ -246,8 +247,7 @@ def choice_is_final(ranking: pd.DataFrame, choice: dict, full_runs: int) -> bool
     """True once the default can be chosen: the crop is chosen, every group the study plans
     (the previous default's recipe, SLICER at each crop, each method of stage 3) is complete in
     `ranking`, and no method is owed the rest of its seeds (:func:`promoted`)."""
-    planned = {PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE}
-    return "crop" in choice and planned <= set(ranking.group) and not promoted(ranking, full_runs)
+    return "crop" in choice and set(PLANNED) <= set(ranking.group) and not promoted(ranking, full_runs)
 
 
 def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[list[str], dict]:
@@ -262,9 +262,8 @@ def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[l
     if choice_is_final(ranking, choice, full_runs):
         return ([f"Default chosen (best candidate; every planned group complete): **{label(best)}**."],
                 {**choice, "default": best, "default_table": table})
-    n_planned = 1 + len(CROPS) + len(METHOD_STAGE)
-    done = len({PREVIOUS_DEFAULT, *(f"slicer_{c}" for c in CROPS), *METHOD_STAGE} & set(ranking.group))
-    return ([f"Leading so far (not a choice yet: {done} of {n_planned} planned groups complete): "
+    done = len(set(PLANNED) & set(ranking.group))
+    return ([f"Leading so far (not a choice yet: {done} of {len(PLANNED)} planned groups complete): "
              f"**{label(best)}**."], {**choice, "leading": best, "default_table": table})
 
 
@@ -283,11 +282,9 @@ def margins(diffs: pd.DataFrame, group: str, references: tuple[str, ...] = ("ran
     """`group`'s mean test difference over each of `references` in `diffs` (a ``differences_<suite>.csv``):
     reference -> diff, ci_low, ci_high and a verdict: ``ahead`` (the interval is above 0),
     ``behind`` (below 0) or ``not separated``."""
-    out = {}
-    for r in diffs[(diffs.model == group) & (diffs.task == "mean") & diffs.reference.isin(references)].itertuples():
-        out[r.reference] = dict(diff=float(r.diff), ci_low=float(r.ci_low), ci_high=float(r.ci_high),
-                                verdict=verdict(r.ci_low, r.ci_high))
-    return out
+    rows = {ref: _mean_row(diffs, group, ref) for ref in references}
+    return {ref: dict(diff=float(r["diff"]), ci_low=float(r.ci_low), ci_high=float(r.ci_high),
+                      verdict=verdict(r.ci_low, r.ci_high)) for ref, r in rows.items() if r is not None}
 
 
 def verdict(low: float, high: float) -> str:
@@ -356,12 +353,12 @@ def answer_lines(diffs: dict[str, pd.DataFrame], ranking: pd.DataFrame, runs: di
     return lines
 
 
-def _negate(row):
-    """A difference row of `method - SLICER` as `SLICER - method`."""
-    if row is None:
+def _negate(diffs):
+    """Differences (a row or a table) of `a - b` as `b - a`: the sign and the interval's ends swapped."""
+    if diffs is None:
         return None
-    out = row.copy()
-    out["diff"], out["ci_low"], out["ci_high"] = -row["diff"], -row["ci_high"], -row["ci_low"]
+    out = diffs.copy()
+    out["diff"], out["ci_low"], out["ci_high"] = -diffs["diff"], -diffs["ci_high"], -diffs["ci_low"]
     return out
 
 
@@ -710,7 +707,7 @@ def write_report(args) -> None:
             if not others:
                 continue
             d = differences(long, ref, others)
-            d = d.assign(diff=-d["diff"], ci_low=-d["ci_high"], ci_high=-d["ci_low"], reference=ref)
+            d = _negate(d).assign(reference=ref)
             frames.append(d)
             lines += ["", f"Each group minus {label(ref)} on the {suite} suite's test clips (paired; intervals "
                       "resample pretraining runs of both sides and test clips; > 0: ahead; **bold**: excludes 0):", "",
