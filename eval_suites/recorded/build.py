@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from eval_suites.errors import UsageError, run_command
-from eval_suites.hear_format.task import METADATA_FILE, TaskWriter, load_task
+from eval_suites.hear_format.task import METADATA_FILE, TaskMetadata, TaskWriter, load_task
 from eval_suites.recorded.sources import (PACKAGES, RecordedSourceError, download_megabytes, install,
                                           install_command, missing_packages)
 from eval_suites.recorded.tasks import SPLITS, TASKS, Item, TaskSpec, metadata, plan_task, read_clip
@@ -74,17 +74,16 @@ def _render_drums(items: list[Item], seconds: float) -> dict[str, np.ndarray]:
     return out
 
 
-def built_counts(spec: TaskSpec, tasks_dir: Path, versions: dict[str, str]) -> dict | None:
-    """The clip counts of the task's complete folder under `tasks_dir` (None: not built, or partial);
-    RecipeMismatch if it was written by another recipe or package version (`versions`: package ->
-    version, from :func:`package_versions`)."""
-    md = metadata(spec, {n: versions[n] for n in spec.packages})
+def built_counts(name: str, md: TaskMetadata, tasks_dir: Path) -> dict | None:
+    """The clip counts of task `name`'s complete folder under `tasks_dir` (None: not built, or partial);
+    RecipeMismatch if it was written by another recipe or package version than `md` says
+    (:func:`metadata` of the task with the versions of :func:`package_versions`)."""
     task_dir = tasks_dir / md.folder_name
     if not (task_dir / METADATA_FILE).is_file():
         return None
     have = json.loads((task_dir / METADATA_FILE).read_text()).get("notes")
     if have != json.loads(json.dumps(md.notes)):
-        raise RecipeMismatch(f"{task_dir} holds task {spec.name} written by another recipe or package version "
+        raise RecipeMismatch(f"{task_dir} holds task {name} written by another recipe or package version "
                              f"({have}); move it away or choose another --root (nothing was changed)")
     task = load_task(task_dir)
     return {s: sum(task.label_counts(s).values()) for s in SPLITS}
@@ -97,7 +96,7 @@ def _listed(tasks_dir: Path, versions: dict[str, str], known: dict[str, dict]) -
     out = {}
     for name, spec in TASKS.items():
         try:
-            counts = known[name] if name in known else built_counts(spec, tasks_dir, versions)
+            counts = known[name] if name in known else built_counts(name, metadata(spec, versions), tasks_dir)
         except RecipeMismatch:
             continue
         if counts is not None:
@@ -109,9 +108,9 @@ def build_task(spec: TaskSpec, tasks_dir: Path, written: WrittenFiles, versions:
                fs_root: Path = Path("/"), progress: bool = True) -> dict:
     """Write one task folder (or keep a complete one of the same recipe), every file through `written`
     (the root's record); returns its clip counts."""
-    md = metadata(spec, {n: versions[n] for n in spec.packages})
+    md = metadata(spec, versions)
     task_dir = tasks_dir / md.folder_name
-    built = built_counts(spec, tasks_dir, versions)
+    built = built_counts(spec.name, md, tasks_dir)
     if built is not None:
         return built
     plan = plan_task(spec, fs_root)
