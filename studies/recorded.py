@@ -213,7 +213,8 @@ def test_table(out: Path, groups: dict[str, str], tasks: list[str], probe_seeds:
 def choose(valid: pd.DataFrame, candidates: list[str], tasks: list[str], runs_per_group: dict[str, int]) -> pd.DataFrame:
     """Rank `candidates` by validation: per (run, probe seed) the mean over `tasks` (each task
     weighs the same), then the mean over those. A group counts only when each of its runs has
-    every task at every probe seed present; returns group, mean, runs (complete), ranked."""
+    every task at every probe seed present; returns group, mean, runs (complete), cells and
+    spread (the best run's mean over probe seeds minus the worst's; NaN for one run), ranked."""
     rows = []
     for g in candidates:
         sub = valid[valid.group == g]
@@ -221,9 +222,30 @@ def choose(valid: pd.DataFrame, candidates: list[str], tasks: list[str], runs_pe
         means = [v.valid.mean() for _, v in per if set(v.task) == set(tasks)]
         complete = sub.model.nunique() == runs_per_group.get(g, 0) and len(means) == len(per) and len(means) > 0
         if complete:
-            rows.append(dict(group=g, mean=sum(means) / len(means), runs=sub.model.nunique(), cells=len(means)))
-    table = pd.DataFrame(rows, columns=["group", "mean", "runs", "cells"])
+            per_run = per.valid.mean().groupby("model").mean()
+            rows.append(dict(group=g, mean=sum(means) / len(means), runs=sub.model.nunique(), cells=len(means),
+                             spread=float(per_run.max() - per_run.min()) if len(per_run) > 1 else math.nan))
+    table = pd.DataFrame(rows, columns=["group", "mean", "runs", "cells", "spread"])
     return table.sort_values("mean", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def lead_line(table: pd.DataFrame, kind: str) -> str:
+    """How far the first of a ranked `table` (:func:`choose`) leads the second on validation,
+    set against the largest seed spread of one `kind` in it: a lead smaller than what a change of
+    pretraining seed moves one group is said to rest on little. Empty for fewer than two rows."""
+    if len(table) < 2:
+        return ""
+    lead = float(table["mean"].iloc[0] - table["mean"].iloc[1])
+    head = f"Its lead over {label(table.group.iloc[1])} on validation: {lead:.3f}"
+    spreads = table["spread"].dropna() if "spread" in table else pd.Series(dtype=float)
+    if spreads.empty:
+        return head + " (no group here has two pretraining seeds to compare it with)."
+    widest = float(spreads.max())
+    if lead < widest:
+        return (head + f", smaller than the largest spread between the pretraining seeds of one {kind} here "
+                f"({widest:.3f}, best run minus worst): another seed could reverse the order, so the choice rests "
+                "on little.")
+    return head + f", at least the largest spread between the pretraining seeds of one {kind} here ({widest:.3f})."
 
 
 def promoted(ranking: pd.DataFrame, full_runs: int, methods: tuple[str, ...] = METHOD_STAGE) -> list[str]:
@@ -259,12 +281,13 @@ def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[l
     if full.empty:
         return [], choice
     best, table = full.group.iloc[0], full.to_dict("records")
+    lead = [line for line in (lead_line(full, "candidate"),) if line]
     if choice_is_final(ranking, choice, full_runs):
-        return ([f"Default chosen (best candidate; every planned group complete): **{label(best)}**."],
+        return ([f"Default chosen (best candidate; every planned group complete): **{label(best)}**.", *lead],
                 {**choice, "default": best, "default_table": table})
     done = len(set(PLANNED) & set(ranking.group))
     return ([f"Leading so far (not a choice yet: {done} of {len(PLANNED)} planned groups complete): "
-             f"**{label(best)}**."], {**choice, "leading": best, "default_table": table})
+             f"**{label(best)}**.", *lead], {**choice, "leading": best, "default_table": table})
 
 
 def best_run(valid: pd.DataFrame, group: str) -> str:
@@ -677,13 +700,17 @@ def write_report(args) -> None:
               f"{args.probe_seeds}); only groups with every run scored. A candidate for the default has "
               f"{len(args.seeds)} pretraining seeds; a method of stage 3 has {len(_method_seeds(args))} unless it was "
               "ahead of every candidate, which gave it the rest:", "",
-              "| rank | group | mean validation | runs | candidate |", "|---:|---|---:|---:|---|"]
-    lines += [f"| {i + 1} | {label(r.group)} | {r['mean']:.3f} | {r.runs} | "
+              "| rank | group | mean validation | seed spread | runs | candidate |", "|---:|---|---:|---:|---:|---|"]
+    lines += [f"| {i + 1} | {label(r.group)} | {r['mean']:.3f} | "
+              f"{'–' if math.isnan(r.spread) else f'{r.spread:.3f}'} | {r.runs} | "
               f"{'yes' if r.runs >= len(args.seeds) else 'no'} |" for i, r in ranking.iterrows()]
+    lines += ["", "Seed spread: the best pretraining run's mean validation minus the worst's, within the group."]
     if sentence:
-        lines += ["", *sentence]
+        lines += ["", " ".join(sentence)]
     if "crop" in choice:
-        lines += ["", f"Crop chosen (stage 2, SLICER): **{label('slicer_' + choice['crop'])}**."]
+        crops = ranking[ranking.group.isin([f"slicer_{c}" for c in CROPS])].reset_index(drop=True)
+        lines += ["", " ".join(filter(None, (f"Crop chosen (stage 2, SLICER): **{label('slicer_' + choice['crop'])}**.",
+                                             lead_line(crops, "crop"))))]
     diffs_all = {}
     for suite, tasks in suites.items():
         long = test_table(out, groups, tasks, args.probe_seeds, suite)
@@ -722,13 +749,14 @@ def write_report(args) -> None:
     lines = lines[:cut] + answers + [""] + lines[cut:]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if "random_init" in {g for d in diffs_all.values() for g in d.reference}:
-        plot_differences(diffs_all, out / "recorded_study.png")
+        plot_differences(diffs_all, out / "recorded_study.png", runs_scored)
     print(f"report: {out / 'report.md'}", flush=True)
 
 
-def plot_differences(diffs: dict[str, pd.DataFrame], path: Path) -> Path:
+def plot_differences(diffs: dict[str, pd.DataFrame], path: Path, runs: dict[str, int] | None = None) -> Path:
     """Each group's test difference against random init (mean over tasks, 95 % interval), one
-    panel per suite side by side, the recorded suite first; 0 marked."""
+    panel per suite side by side, the recorded suite first; 0 marked. `runs`: group -> runs
+    scored, shown beside its name (``n = 2``), so a row resting on fewer seeds reads as such."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -751,12 +779,12 @@ def plot_differences(diffs: dict[str, pd.DataFrame], path: Path) -> Path:
             elif g in d.index:
                 ax.plot(d.loc[g, "diff"], yi, "o", color="tab:gray")
         ax.axvline(0, color="black", linewidth=1)
-        ax.set_yticks(y, [label(g) for g in groups])
+        ax.set_yticks(y, [label(g) + (f"  (n = {runs[g]})" if runs and g in runs else "") for g in groups])
         ax.set_title(f"{suite} suite\n({'recorded audio; choices made on its validation' if suite == 'recorded' else 'mostly synthesised; reported only'})",
                      fontsize=9)
         ax.set_xlabel("test score minus random init\n(mean over tasks, 95 % interval)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Does pretraining beat random init? Test splits, intervals over pretraining seeds and clips",
+    fig.suptitle("Does pretraining beat random init? Test splits, intervals over pretraining runs (n) and clips",
                  fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -79,6 +80,24 @@ def test_choose_averages_over_pretraining_seeds_not_the_best_seed():
     assert list(table.group) == ["B", "A"] and table["mean"].tolist() == pytest.approx([0.735, 0.70])
 
 
+def test_choose_gives_each_groups_seed_spread_and_the_lead_is_set_against_it():
+    """The spread is the best run's mean (over tasks, then probe seeds) minus the worst's; a lead
+    smaller than the widest spread is said to rest on little, one at least as wide is not."""
+    rows = [("A", "a0", 0, "t1", 0.80), ("A", "a0", 0, "t2", 0.60), ("A", "a0", 1, "t1", 0.70), ("A", "a0", 1, "t2", 0.70),
+            ("A", "a1", 0, "t1", 0.76), ("A", "a1", 0, "t2", 0.76), ("A", "a1", 1, "t1", 0.76), ("A", "a1", 1, "t2", 0.76),
+            ("B", "b0", 0, "t1", 0.69), ("B", "b0", 0, "t2", 0.69), ("C", "c0", 0, "t1", 0.5), ("C", "c0", 0, "t2", 0.5)]
+    table = recorded.choose(_valid(rows), ["A", "B", "C"], ["t1", "t2"], {"A": 2, "B": 1, "C": 1})
+    assert list(table.group) == ["A", "B", "C"] and table["mean"].tolist() == pytest.approx([0.73, 0.69, 0.5])
+    assert table.spread.iloc[0] == pytest.approx(0.06) and table.spread.iloc[1:].isna().all()
+    line = recorded.lead_line(table, "crop")
+    assert "0.040" in line and "smaller than" in line and "(0.060" in line and "rests on little" in line
+    wide = table.assign(spread=[0.02, math.nan, math.nan])
+    line = recorded.lead_line(wide, "crop")
+    assert "at least" in line and "(0.020)" in line and "little" not in line
+    assert "no group here has two" in recorded.lead_line(table.assign(spread=math.nan), "crop")
+    assert recorded.lead_line(table.iloc[:1], "crop") == ""
+
+
 def test_methods_train_at_their_own_seeds_and_crops_at_all():
     stages = recorded.plan(Path("/r"), Path("/store"), Path("/demo/corpus"), 3000, [0, 1, 2], "bf16", "cpu",
                            "time_only", {m: [0, 1] for m in recorded.METHOD_STAGE})
@@ -88,7 +107,7 @@ def test_methods_train_at_their_own_seeds_and_crops_at_all():
 
 
 def _ranking(rows):
-    return pd.DataFrame(rows, columns=["group", "mean", "runs", "cells"])
+    return pd.DataFrame(rows, columns=["group", "mean", "runs", "cells"]).assign(spread=0.01)
 
 
 def test_a_method_ahead_of_every_full_candidate_is_promoted_and_only_full_groups_are_eligible():
@@ -117,7 +136,7 @@ def test_the_default_is_chosen_only_once_every_planned_group_is_complete():
     whole = _ranking([("previous_default", 0.76, 3, 9), *crops, *methods])
     lines, choice = recorded.choice_lines(whole, {"crop": "time_only"}, 3)
     assert choice["default"] == "previous_default" and "leading" not in choice
-    assert lines[0].startswith("Default chosen")
+    assert lines[0].startswith("Default chosen") and "lead over SLICER, BYOL-A's crop" in lines[1]
     # a method ahead of every full candidate at two seeds is owed its third: not final yet
     ahead = _ranking([("cola", 0.80, 2, 6), ("previous_default", 0.76, 3, 9), *crops, *methods[:-1]])
     lines, choice = recorded.choice_lines(ahead, {"crop": "time_only"}, 3)
@@ -319,3 +338,17 @@ def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tm
     assert wrong.read_bytes() == b"a file someone put there"
     specs = recorded.reference_specs(tmp_path / "runs", [0])
     assert specs["shipped_before"][0] in recorded.REFERENCES and specs["shipped_before"][1].checkpoint == dest
+
+
+def test_the_figure_says_how_many_runs_each_row_rests_on(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    seen = {}
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, path, **kw: seen.update(ticks=[t.get_text() for t in fig.axes[0].get_yticklabels()]))
+    d = pd.DataFrame([dict(model=m, task="mean", reference="random_init", diff=0.01, ci_low=-0.01, ci_high=0.03)
+                      for m in ("slicer_time_only", "previous_default")])
+    recorded.plot_differences({"recorded": d, "study": d}, tmp_path / "f.png",
+                              {"slicer_time_only": 1, "previous_default": 3})
+    assert sorted(seen["ticks"]) == ["SLICER, time-only crop  (n = 1)",
+                                     "previous default's recipe (600 steps, demo corpus)  (n = 3)"]
