@@ -32,7 +32,8 @@ the hierarchical bootstrap (pretraining runs, then test clips; probe seeds avera
 
 ``--ship`` (once every planned group is scored and the default chosen): the chosen group's run
 with the best validation mean (:func:`best_run`) becomes ``hear_slicer/assets/default.pt``
-(``--ship-to``), and ``choice.json`` records which run, its SHA-256, and the group's test margins
+(``--ship-to``), its recipe ``pretrain/configs/default_model.yaml`` (``--recipe-to``,
+:func:`shipped_recipe`), and ``choice.json`` records which run, its SHA-256, and the group's test margins
 over the previous default and random init on the recorded suite (:func:`margins`).
 
 Results (committed): ``--out`` holds ``cells/<suite>/seed<p>/...`` (per cell, with per-clip test
@@ -47,9 +48,11 @@ import json
 import math
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from eval_suites.core.atomic_files import write_atomically
 from eval_suites.core.manifest import ModelSpec, load_manifest
@@ -408,11 +411,20 @@ def ship(args) -> dict:
     if (dest.exists() or dest.is_symlink()) and dest.resolve() != DEFAULT_CHECKPOINT.resolve():
         raise UsageError(f"--ship-to {dest}: a file is there and it is not the bundled default; "
                          "choose a new path (nothing was changed)")
+    recipe_to = args.recipe_to or (REPO / "pretrain" / "configs" / "default_model.yaml"
+                                   if dest.resolve() == DEFAULT_CHECKPOINT.resolve() else dest.with_suffix(".yaml"))
+    if (recipe_to.exists() or recipe_to.is_symlink()) and recipe_to.resolve() != DEFAULT_RECIPE.resolve():
+        raise UsageError(f"--recipe-to {recipe_to}: a file is there and it is not pretrain/configs/default_model.yaml; "
+                         "choose a new path (nothing was changed)")
+    recipe = shipped_recipe(args, run, src, group, choice["crop"])
     data = src.read_bytes()
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(dest, lambda fh: fh.write(data), mode="wb")
+    recipe_to.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(recipe_to, lambda fh: fh.write(recipe))
     diffs = args.out / f"differences_{CHOICE_SUITE}.csv"
     record = {"group": group, "run": run, "sha256": hashlib.sha256(data).hexdigest(), "to": str(dest),
+              "recipe": str(recipe_to),
               "test_margins": margins(pd.read_csv(diffs), group) if diffs.is_file() else {}}
     _save_json(args.out / CHOICE_JSON, {**choice, "shipped": record})
     print(f"shipped {run} (group {label(group)}, the best of its runs on validation) to {dest}", flush=True)
@@ -420,6 +432,54 @@ def ship(args) -> dict:
         print(f"  recorded test, minus {label(ref)}: {m['diff']:+.3f} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}] "
               f"({m['verdict']})", flush=True)
     return record
+
+
+DEFAULT_RECIPE = REPO / "pretrain" / "configs" / "default_model.yaml"
+"""The recipe of the bundled default; ``--ship`` rewrites it with the shipped run's."""
+_VENUE_KEYS = ("data.path", "run.out", "run.progress", "run.device")
+"""Where a run's data and outputs were and how it showed progress: not part of its recipe."""
+
+
+def shipped_recipe(args, run: str, checkpoint: Path, group: str, crop: str) -> str:
+    """The YAML recipe of `run` (`checkpoint` its slim export), as the study plans it, with the
+    default places of its data (``--store``'s and ``--demo-root``'s defaults) and ``run.out:
+    runs/default_model``; refused (:class:`StudyError`) unless the checkpoint was trained with
+    exactly that recipe (every key but :data:`_VENUE_KEYS`)."""
+    from hear_slicer.checkpoint import load_checkpoint
+    from pretrain.config import _flatten, config_from_dict, load_config
+
+    defaults = build_parser()
+    stages = _dry(args, plan(args.runs, defaults.get_default("store"), defaults.get_default("demo_root") / "corpus",
+                             args.steps, args.seeds, args.precision, args.device, crop,
+                             {m: args.seeds for m in METHOD_STAGE}))
+    planned = next((r for runs in stages.values() for r in runs if r.name == run), None)
+    if planned is None:
+        raise StudyError(f"{run}: not a run the study plans (crop {crop}, seeds {args.seeds})")
+    recipe = load_config(planned.config, planned.set_args()).to_dict()
+    base = load_config(planned.config).run
+    recipe["run"].update(out="runs/default_model", progress=base.progress, device=base.device)
+    trained = _flatten(config_from_dict(load_checkpoint(checkpoint).train_config).to_dict())
+    wanted = _flatten(recipe)
+    differ = sorted(k for k in set(trained) | set(wanted) if k not in _VENUE_KEYS and trained.get(k) != wanted.get(k))
+    if differ:
+        raise StudyError(f"{checkpoint}: trained with another recipe than the study plans for {run}: "
+                         + "; ".join(f"{k}: {trained.get(k)!r} (trained) vs {wanted.get(k)!r} (planned)"
+                                     for k in differ[:5]))
+    data = ("the learning-curve study's corpus store (python -m studies.learning_curves --prepare-only)"
+            if group != PREVIOUS_DEFAULT else "the small demo corpus (python -m eval_suites.demo builds it)")
+    head = ["The recipe of the shipped default checkpoint (hear_slicer/assets/default.pt), written by "
+            f"`python -m studies.recorded --ship`: run {run}, {label(group)}, the best run on validation of "
+            "the group the recorded study chose on the recorded suite's validation splits "
+            "(studies/results/recorded/report.md and choice.json; docs/studies.md).",
+            f"Its source config: pretrain/configs/{planned.config.name}, with the study's overrides: "
+            + ", ".join(f"{k}={v}" for k, v in planned.overrides.items()
+                        if k not in _VENUE_KEYS and k != "run.seed") + f"; run.seed={planned.seed}.",
+            f"Data: {data}.",
+            "Reproduce:",
+            f"  python -m pretrain --config {DEFAULT_RECIPE.relative_to(REPO)}",
+            "  python -m pretrain.export runs/default_model hear_slicer/assets/default.pt"]
+    lines = [w for h in head for w in ([h] if h.startswith("  ") else textwrap.wrap(h, 96, break_on_hyphens=False))]
+    return "".join(f"# {h}\n" for h in lines) + yaml.safe_dump(recipe, sort_keys=False)
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -833,6 +893,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ship-to", type=Path, default=None,
                     help="where --ship writes the default (default hear_slicer/assets/default.pt; any other "
                          "path must not exist yet)")
+    ap.add_argument("--recipe-to", type=Path, default=None,
+                    help="where --ship writes the shipped run's recipe (default pretrain/configs/default_model.yaml "
+                         "beside the bundled default, else --ship-to's path with .yaml; any other path must not "
+                         "exist yet)")
     ap.add_argument("--dry-run-steps", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return ap
@@ -860,8 +924,9 @@ def _check_args(args) -> None:
             raise UsageError(f"--tasks {unknown}: no such task in the suites {args.suites}; choose from {sorted(known)}")
     if CHOICE_SUITE not in args.suites:
         raise UsageError(f"--suites {args.suites}: must include {CHOICE_SUITE!r}, the suite choices are made on")
-    if args.ship_to is not None and not args.ship:
-        raise UsageError(f"--ship-to {args.ship_to}: only with --ship")
+    for flag in ("ship_to", "recipe_to"):
+        if getattr(args, flag) is not None and not args.ship:
+            raise UsageError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: only with --ship")
     if args.ship and args.report:
         raise UsageError("--ship and --report: choose one (--ship writes the report first)")
     if not (args.report or args.ship) and not (args.store / "store.json").is_file():

@@ -230,6 +230,7 @@ def test_ship_is_refused_until_the_default_is_chosen(tmp_path, capsys):
                                           (["--method-seeds", "4"], "--method-seeds"),
                                           (["--method-seeds", "0"], "--method-seeds"),
                                           (["--ship-to", "/tmp/x.pt"], "--ship-to"),
+                                          (["--recipe-to", "/tmp/x.yaml"], "--recipe-to"),
                                           (["--ship", "--report"], "--ship")])
 def test_bad_flags_are_usage_errors_naming_the_flag(flags, named, capsys):
     assert recorded.main(flags) == 2
@@ -307,8 +308,33 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     from hear_slicer import load_model
 
     load_model(str(dest))
+    # beside it, the run's recipe: the planned config with the default data places, trained exactly
+    from hear_slicer.checkpoint import load_checkpoint
+    from pretrain.config import _flatten, config_from_dict, load_config
+
+    recipe_path = dest.with_suffix(".yaml")
+    assert record["recipe"] == str(recipe_path)
+    text = recipe_path.read_text()
+    assert f"run {record['run']}" in text and "python -m pretrain --config pretrain/configs/default_model.yaml" in text
+    recipe = _flatten(load_config(recipe_path).to_dict())
+    trained = _flatten(config_from_dict(load_checkpoint(dest).train_config).to_dict())
+    venue = set(recorded._VENUE_KEYS)
+    assert {k: v for k, v in recipe.items() if k not in venue} == {k: v for k, v in trained.items() if k not in venue}
+    assert recipe["run.out"] == "runs/default_model" and recipe["data.path"] in (
+        "runs/learning_curves/corpus_store", "demo_data/corpus")
     again = subprocess.run(ship_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "--ship-to" in again.stderr  # a file there that is not the bundled default
+    # a recipe file in the way is refused before anything is written
+    dest.unlink()
+    blocked = subprocess.run(ship_cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert blocked.returncode == 2 and "--recipe-to" in blocked.stderr and not dest.exists()
+    # a checkpoint trained otherwise than the study plans it is refused, naming the key
+    args = recorded.build_parser().parse_args(cmd[3:])
+    args.runs = args.runs.resolve()
+    args.dry_run_steps = 3
+    src = tmp_path / "runs" / record["run"] / f"{record['run']}.pt"
+    with pytest.raises(recorded.StudyError, match="run.steps"):
+        recorded.shipped_recipe(args, record["run"], src, record["group"], choice["crop"])
 
 
 def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tmp_path):
