@@ -11,7 +11,8 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "studies" / "results" / "recorded"
-TRIPLE = re.compile(r"([+-]?\d+\.\d{3}) \[([+-]?\d+\.\d{3}), ([+-]?\d+\.\d{3})\]")
+TRIPLE = re.compile(r"([+-]?\d+\.\d{3})\s+\[\s*([+-]?\d+\.\d{3}),\s+([+-]?\d+\.\d{3})\s*\]")
+"""`x [lo, hi]`, a line break anywhere between its parts (the README wraps its lines)."""
 
 
 def _key(*values) -> tuple[str, ...]:
@@ -53,5 +54,6 @@ def test_a_number_not_in_the_results_is_caught(tmp_path):
     pd.DataFrame([dict(model="a", task="mean", diff=-0.0004, ci_low=-0.014, ci_high=0.017, excludes_zero=False,
                        reference="r")]).to_csv(tmp_path / "differences_recorded.csv", index=False)
     known = measured(tmp_path)
-    text = "**On recorded audio** 0.748 [0.730, 0.764] and +0.000 [-0.014, +0.017], then 0.749 [0.730, 0.764]\n**next"
+    text = ("**On recorded audio** 0.748 [0.730, 0.764] and +0.000 [-0.014,\n  +0.017], then 0.749 [0.730, 0.764]"
+            "\n**next")
     assert [n in known for n in quoted(recorded_section(text))] == [True, True, False]
