@@ -240,7 +240,7 @@ def lead_line(table: pd.DataFrame, kind: str) -> str:
         return ""
     lead = float(table["mean"].iloc[0] - table["mean"].iloc[1])
     head = f"Its lead over {label(table.group.iloc[1])} on validation: {lead:.3f}"
-    spreads = table["spread"].dropna() if "spread" in table else pd.Series(dtype=float)
+    spreads = table["spread"].dropna()
     if spreads.empty:
         return head + " (no group here has two pretraining seeds to compare it with)."
     widest = float(spreads.max())
@@ -284,13 +284,15 @@ def choice_lines(ranking: pd.DataFrame, choice: dict, full_runs: int) -> tuple[l
     if full.empty:
         return [], choice
     best, table = full.group.iloc[0], full.to_dict("records")
-    lead = [line for line in (lead_line(full, "candidate"),) if line]
     if choice_is_final(ranking, choice, full_runs):
-        return ([f"Default chosen (best candidate; every planned group complete): **{label(best)}**.", *lead],
-                {**choice, "default": best, "default_table": table})
-    done = len(set(PLANNED) & set(ranking.group))
-    return ([f"Leading so far (not a choice yet: {done} of {len(PLANNED)} planned groups complete): "
-             f"**{label(best)}**.", *lead], {**choice, "leading": best, "default_table": table})
+        first = f"Default chosen (best candidate; every planned group complete): **{label(best)}**."
+        choice = {**choice, "default": best, "default_table": table}
+    else:
+        done = len(set(PLANNED) & set(ranking.group))
+        first = (f"Leading so far (not a choice yet: {done} of {len(PLANNED)} planned groups complete): "
+                 f"**{label(best)}**.")
+        choice = {**choice, "leading": best, "default_table": table}
+    return [line for line in (first, lead_line(full, "candidate")) if line], choice
 
 
 def best_run(valid: pd.DataFrame, group: str) -> str:
@@ -408,15 +410,11 @@ def ship(args) -> dict:
         raise UsageError(f"--ship: {src} not found: the slim checkpoint of run {run} (written when it was scored; "
                          "--runs must be the queue's)")
     dest = args.ship_to
-    if (dest.exists() or dest.is_symlink()) and dest.resolve() != DEFAULT_CHECKPOINT.resolve():
-        raise UsageError(f"--ship-to {dest}: a file is there and it is not the bundled default; "
-                         "choose a new path (nothing was changed)")
-    recipe_to = args.recipe_to or (REPO / "pretrain" / "configs" / "default_model.yaml"
-                                   if dest.resolve() == DEFAULT_CHECKPOINT.resolve() else dest.with_suffix(".yaml"))
-    if (recipe_to.exists() or recipe_to.is_symlink()) and recipe_to.resolve() != DEFAULT_RECIPE.resolve():
-        raise UsageError(f"--recipe-to {recipe_to}: a file is there and it is not pretrain/configs/default_model.yaml; "
-                         "choose a new path (nothing was changed)")
-    recipe = shipped_recipe(args, run, src, group, choice["crop"])
+    _refuse_foreign(dest, DEFAULT_CHECKPOINT, "--ship-to", "the bundled default")
+    recipe_to = args.recipe_to or (DEFAULT_RECIPE if dest.resolve() == DEFAULT_CHECKPOINT.resolve()
+                                   else dest.with_suffix(".yaml"))
+    _refuse_foreign(recipe_to, DEFAULT_RECIPE, "--recipe-to", "pretrain/configs/default_model.yaml")
+    recipe = shipped_recipe(args, run, src, choice["crop"])
     data = src.read_bytes()
     dest.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(dest, lambda fh: fh.write(data), mode="wb")
@@ -440,7 +438,13 @@ _VENUE_KEYS = ("data.path", "run.out", "run.progress", "run.device")
 """Where a run's data and outputs were and how it showed progress: not part of its recipe."""
 
 
-def shipped_recipe(args, run: str, checkpoint: Path, group: str, crop: str) -> str:
+def _refuse_foreign(path: Path, ours: Path, flag: str, what: str) -> None:
+    """A :class:`UsageError` if a file is at `path` and it is not `ours` (which --ship replaces)."""
+    if (path.exists() or path.is_symlink()) and path.resolve() != ours.resolve():
+        raise UsageError(f"{flag} {path}: a file is there and it is not {what}; choose a new path (nothing was changed)")
+
+
+def shipped_recipe(args, run: str, checkpoint: Path, crop: str) -> str:
     """The YAML recipe of `run` (`checkpoint` its slim export), as the study plans it, with the
     default places of its data (``--store``'s and ``--demo-root``'s defaults) and ``run.out:
     runs/default_model``; refused (:class:`StudyError`) unless the checkpoint was trained with
@@ -466,9 +470,9 @@ def shipped_recipe(args, run: str, checkpoint: Path, group: str, crop: str) -> s
                          + "; ".join(f"{k}: {trained.get(k)!r} (trained) vs {wanted.get(k)!r} (planned)"
                                      for k in differ[:5]))
     data = ("the learning-curve study's corpus store (python -m studies.learning_curves --prepare-only)"
-            if group != PREVIOUS_DEFAULT else "the small demo corpus (python -m eval_suites.demo builds it)")
+            if planned.group != PREVIOUS_DEFAULT else "the small demo corpus (python -m eval_suites.demo builds it)")
     head = ["The recipe of the shipped default checkpoint (hear_slicer/assets/default.pt), written by "
-            f"`python -m studies.recorded --ship`: run {run}, {label(group)}, the best run on validation of "
+            f"`python -m studies.recorded --ship`: run {run}, {label(planned.group)}, the best run on validation of "
             "the group the recorded study chose on the recorded suite's validation splits "
             "(studies/results/recorded/report.md and choice.json; docs/studies.md).",
             f"Its source config: pretrain/configs/{planned.config.name}, with the study's overrides: "

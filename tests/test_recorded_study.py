@@ -334,7 +334,7 @@ def test_recorded_study_dry_run_end_to_end(tmp_path):
     args.dry_run_steps = 3
     src = tmp_path / "runs" / record["run"] / f"{record['run']}.pt"
     with pytest.raises(recorded.StudyError, match="run.steps"):
-        recorded.shipped_recipe(args, record["run"], src, record["group"], choice["crop"])
+        recorded.shipped_recipe(args, record["run"], src, choice["crop"])
 
 
 def test_shipped_before_is_copied_only_while_the_bundled_default_is_that_file(tmp_path):
